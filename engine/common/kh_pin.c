@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * PIN files. The file is checked before a byte of it is read: a PIN that
+ * others can read, or that the group can rewrite, is already compromised
+ * or can be swapped, so it is refused with the exact fix. The intended
+ * layout is 0640 root:keyhold (servers in group keyhold read it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "kh_pin.h"
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+enum kh_pin_rc kh_pin_read_file(const char *path, char *pin, size_t pinsize,
+                                size_t *pinlen, char *err, size_t errlen)
+{
+    char buf[KH_PIN_MAX + 3];
+    struct stat st;
+    enum kh_pin_rc rc = KH_PIN_ERR_IO;
+    size_t n = 0;
+    ssize_t r;
+    int fd = -1;
+
+    *pinlen = 0;
+    if (pinsize > 0) {
+        pin[0] = '\0';
+    }
+    if (path != NULL && strncmp(path, "file:", 5) == 0) {
+        path += 5;
+    }
+    if (path == NULL || *path == '\0') {
+        seterr(err, errlen, "no PIN file given");
+        return KH_PIN_ERR_NONE;
+    }
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        seterr(err, errlen, "cannot open PIN file '%s': %s%s", path,
+               strerror(errno),
+               errno == ELOOP ? " (symbolic links are refused)" : "");
+        return errno == EACCES ? KH_PIN_ERR_PERM : KH_PIN_ERR_IO;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        seterr(err, errlen, "PIN file '%s' is not a regular file", path);
+        goto end;
+    }
+    if (st.st_mode & S_IRWXO) {
+        seterr(err, errlen,
+               "PIN file '%s' is accessible by others (mode %04o): run "
+               "'chmod 0640 %s' (owner root, group keyhold)",
+               path, (unsigned)(st.st_mode & 07777), path);
+        rc = KH_PIN_ERR_PERM;
+        goto end;
+    }
+    if (st.st_mode & S_IWGRP) {
+        seterr(err, errlen,
+               "PIN file '%s' is writable by its group (mode %04o): run "
+               "'chmod 0640 %s'", path, (unsigned)(st.st_mode & 07777), path);
+        rc = KH_PIN_ERR_PERM;
+        goto end;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        seterr(err, errlen,
+               "PIN file '%s' is owned by uid %u, not by root or the caller: "
+               "run 'chown root:keyhold %s'", path, (unsigned)st.st_uid, path);
+        rc = KH_PIN_ERR_PERM;
+        goto end;
+    }
+    while (n < sizeof(buf)) {
+        r = read(fd, buf + n, sizeof(buf) - n);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            seterr(err, errlen, "cannot read PIN file '%s': %s", path,
+                   strerror(errno));
+            goto end;
+        }
+        if (r == 0) {
+            break;
+        }
+        n += (size_t)r;
+    }
+    if (n > 0 && buf[n - 1] == '\n') {
+        n--;
+        if (n > 0 && buf[n - 1] == '\r') {
+            n--;
+        }
+    }
+    if (n == 0) {
+        seterr(err, errlen, "PIN file '%s' is empty", path);
+        rc = KH_PIN_ERR_FORMAT;
+        goto end;
+    }
+    if (n > KH_PIN_MAX || n + 1 > pinsize || memchr(buf, '\0', n) != NULL
+        || memchr(buf, '\n', n) != NULL) {
+        seterr(err, errlen,
+               "PIN file '%s' does not hold one PIN of at most %d characters "
+               "on one line", path, KH_PIN_MAX);
+        rc = KH_PIN_ERR_FORMAT;
+        goto end;
+    }
+    memcpy(pin, buf, n);
+    pin[n] = '\0';
+    *pinlen = n;
+    rc = KH_PIN_OK;
+end:
+    OPENSSL_cleanse(buf, sizeof(buf));
+    if (fd >= 0) {
+        close(fd);
+    }
+    return rc;
+}
+
+enum kh_pin_rc kh_pin_read_default(char *pin, size_t pinsize, size_t *pinlen,
+                                   char *err, size_t errlen)
+{
+    const char *env = getenv("KEYHOLD_PIN_FILE");
+    const char *creds = getenv("CREDENTIALS_DIRECTORY");
+    char path[4096];
+
+    *pinlen = 0;
+    if (env != NULL && *env != '\0') {
+        return kh_pin_read_file(env, pin, pinsize, pinlen, err, errlen);
+    }
+    if (creds != NULL && *creds != '\0') {
+        snprintf(path, sizeof(path), "%s/keyhold-pin", creds);
+        if (access(path, F_OK) == 0) {
+            /*
+             * systemd owns the credentials directory and makes it private
+             * to the unit; its files are 0400 owned by the service user.
+             */
+            return kh_pin_read_file(path, pin, pinsize, pinlen, err, errlen);
+        }
+    }
+    seterr(err, errlen,
+           "no PIN source: set pin-file in the identity's config, "
+           "KEYHOLD_PIN_FILE, or systemd LoadCredential=keyhold-pin:FILE");
+    return KH_PIN_ERR_NONE;
+}
