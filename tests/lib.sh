@@ -174,3 +174,201 @@ kh_need() {
     local f
     for f in "$@"; do [ -e "$f" ] || kh_fail "missing $f (run make)"; done
 }
+
+# ---------------------------------------------------------------------------
+# Provider scenario helpers (p11_* tests, demo).
+
+# make check-asan: the provider and the helpers are built with ASan/UBSan.
+# Foreign programs that dlopen the instrumented provider (openssl, nginx) need
+# the sanitizer runtimes loaded first, and leak reports from them are noise.
+if [ "${KH_ASAN:-0}" = 1 ]; then
+    KH_ASAN_RT=$(${CC:-cc} -print-file-name=libasan.so)
+    KH_UBSAN_RT=$(${CC:-cc} -print-file-name=libubsan.so)
+    [ -e "$KH_ASAN_RT" ] || kh_fail "KH_ASAN=1 but no libasan.so ($KH_ASAN_RT)"
+    LD_PRELOAD="$KH_ASAN_RT${LD_PRELOAD:+:$LD_PRELOAD}"
+    [ -e "$KH_UBSAN_RT" ] && LD_PRELOAD="$LD_PRELOAD:$KH_UBSAN_RT"
+    export LD_PRELOAD
+    export ASAN_OPTIONS=${KH_ASAN_OPTIONS:-detect_leaks=0:verify_asan_link_order=0:exitcode=86:halt_on_error=1:detect_odr_violation=0}
+    export UBSAN_OPTIONS=${KH_UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=87}
+fi
+
+# Command-line form of loading keyhold beside default (no -propquery).
+KH_PROV=(-provider-path "$BUILD" -provider keyhold -provider default)
+
+# Like kh_must_fail, but the failure must also be clean: an exit code (not
+# a signal), no sanitizer report, no core dump.
+#   kh_must_fail_clean [N --] cmd...
+kh_must_fail_clean() {
+    local want=""
+    if [ "${2:-}" = "--" ]; then want=$1; shift 2; fi
+    local rc=0
+    "$@" >"$T/must_fail.out" 2>&1 || rc=$?
+    cat "$T/must_fail.out"
+    [ "$rc" -ne 0 ] || kh_fail "expected failure, got success: $*"
+    [ "$rc" -lt 128 ] || kh_fail "crashed (exit $rc, signal $((rc - 128))): $*"
+    if grep -qE 'AddressSanitizer|runtime error:|LeakSanitizer|Segmentation fault' "$T/must_fail.out"; then
+        kh_fail "sanitizer report or crash: $*"
+    fi
+    if [ -n "$want" ] && [ "$rc" -ne "$want" ]; then
+        kh_fail "expected exit $want, got $rc: $*"
+    fi
+    return 0
+}
+
+# The private-key URI of a key in a test token (PIN from $T/TOKEN.pin).
+#   kh_p11_uri TOKEN KEYLABEL  -> pkcs11:token=..;object=..;type=private?pin-source=file:..
+kh_p11_uri() {
+    echo "pkcs11:token=$1;object=$2;type=private?pin-source=file:$T/$1.pin"
+}
+
+# The public key of a token key, read by pkcs11-tool (not by keyhold).
+#   kh_p11_pubkey TOKEN ID-HEX OUT.pem
+kh_p11_pubkey() {
+    pkcs11-tool --module "$SOFTHSM_MODULE" --token-label "$1" --read-object \
+        --type pubkey --id "$2" -o "$T/pub.$$.der" >/dev/null 2>&1 \
+        || kh_fail "pkcs11-tool cannot read public key $2 of token $1"
+    openssl pkey -pubin -inform DER -in "$T/pub.$$.der" -out "$3"
+    rm -f "$T/pub.$$.der"
+}
+
+# A certificate from the test CA (kh_test_ca) for a token key, made without
+# the key's help (the CA signs the token's public key, read by pkcs11-tool).
+#   kh_p11_cert CADIR TOKEN ID-HEX OUT.pem [SAN] [CN]
+kh_p11_cert() {
+    local d=$1 tok=$2 id=$3 out=$4 san=${5:-DNS:localhost} cn=${6:-localhost}
+    kh_p11_pubkey "$tok" "$id" "$T/certpub.$$.pem"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout /dev/null -subj "/CN=$cn" -out "$T/cert.$$.csr" 2>/dev/null
+    KH_SAN=$san openssl x509 -req -in "$T/cert.$$.csr" -force_pubkey "$T/certpub.$$.pem" \
+        -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 7 \
+        -extfile "$d/ext-server.cnf" -out "$out" 2>/dev/null \
+        || kh_fail "test CA could not sign a certificate for $tok/$id"
+    rm -f "$T/certpub.$$.pem" "$T/cert.$$.csr"
+}
+
+# Starts `openssl s_server -www` on 127.0.0.1:PORT in the background with the
+# given extra arguments (key, cert, provider flags, versions) and waits until
+# it listens. Output goes to $T/s_server.PORT.log. Env vars for the server
+# only: put them before the call, e.g. OPENSSL_CONF=... kh_s_server ...
+kh_s_server() {
+    local port=$1; shift
+    kh_bg openssl s_server -accept "127.0.0.1:$port" -naccept 1000 -www "$@" \
+        >"$T/s_server.$port.log" 2>&1 </dev/null
+    local pid=$KH_LAST_PID i
+    for i in $(seq 1 100); do
+        if ss -Htln "sport = :$port" | grep -q .; then return 0; fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            cat "$T/s_server.$port.log"
+            kh_fail "s_server exited before listening on $port"
+        fi
+        sleep 0.1
+    done
+    cat "$T/s_server.$port.log"
+    kh_fail "s_server does not listen on $port"
+}
+
+# Three independent TLS clients against localhost:PORT, each verifying the
+# chain to CAFILE and the name localhost: openssl s_client, curl, gnutls-cli.
+#   kh_tls_clients PORT CAFILE 1.2|1.3 [s_client extra args...]
+kh_tls_clients() {
+    local port=$1 ca=$2 ver=$3; shift 3
+    local sv gv cv
+    case $ver in
+        1.3) sv=-tls1_3; gv=+VERS-TLS1.3; cv=(--tlsv1.3 --tls-max 1.3);;
+        1.2) sv=-tls1_2; gv=+VERS-TLS1.2; cv=(--tlsv1.2 --tls-max 1.2);;
+        *) kh_fail "kh_tls_clients: version $ver";;
+    esac
+    openssl s_client -connect "127.0.0.1:$port" -servername localhost \
+        -verify_return_error -verify_hostname localhost -CAfile "$ca" "$sv" "$@" \
+        </dev/null >"$T/s_client.out" 2>&1 \
+        || { cat "$T/s_client.out"; kh_fail "s_client TLS $ver handshake failed"; }
+    grep -q "Verify return code: 0 (ok)" "$T/s_client.out" \
+        || { cat "$T/s_client.out"; kh_fail "s_client: verification not ok"; }
+    grep -q "Protocol *: TLSv$ver\|New, TLSv$ver" "$T/s_client.out" \
+        || { cat "$T/s_client.out"; kh_fail "s_client: not TLS $ver"; }
+    curl -sS --fail --max-time 20 --cacert "$ca" "${cv[@]}" \
+        --resolve "localhost:$port:127.0.0.1" "https://localhost:$port/" \
+        -o "$T/curl.out" 2>"$T/curl.err" \
+        || { cat "$T/curl.err"; kh_fail "curl TLS $ver failed"; }
+    gnutls-cli --x509cafile "$ca" --verify-hostname localhost -p "$port" \
+        --priority "NORMAL:-VERS-ALL:$gv" 127.0.0.1 </dev/null >"$T/gnutls.out" 2>&1 \
+        || { cat "$T/gnutls.out"; kh_fail "gnutls-cli TLS $ver handshake failed"; }
+    grep -q "Handshake was completed" "$T/gnutls.out" \
+        || { cat "$T/gnutls.out"; kh_fail "gnutls-cli: no completed handshake"; }
+    kh_log "TLS $ver: s_client, curl and gnutls-cli verified the chain and completed"
+}
+
+# nginx in the foreground (daemon off) under $T, master + WORKERS workers,
+# started with OPENSSL_CONF=CNF so that keyhold is loaded from openssl.cnf.
+#   kh_nginx_start PORT CERT KEY CNF [WORKERS]
+kh_nginx_start() {
+    local port=$1 cert=$2 key=$3 cnf=$4 workers=${5:-2} d=$T/nginx
+    mkdir -p "$d/tmp" "$d/logs"
+    cat >"$d/nginx.conf" <<NGX
+user root;
+worker_processes $workers;
+daemon off;
+master_process on;
+pid $T/nginx.pid;
+error_log $d/logs/error.log notice;
+env SOFTHSM2_CONF;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port ssl;
+        server_name localhost;
+        ssl_certificate $cert;
+        ssl_certificate_key $key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / { return 200 "keyhold\n"; }
+    }
+}
+NGX
+    # Not registered with kh_bg: its cleanup would SIGKILL the master right
+    # after SIGTERM and orphan the workers. kh_cleanup TERMs $T/nginx.pid,
+    # and the master then stops its workers.
+    OPENSSL_CONF=$cnf nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" \
+        >"$d/logs/stdout.log" 2>&1 </dev/null &
+    KH_NGINX_PID=$!
+    local pid=$KH_NGINX_PID i
+    for i in $(seq 1 100); do
+        if ss -Htln "sport = :$port" | grep -q .; then return 0; fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            cat "$d/logs/stdout.log" "$d/logs/error.log" 2>/dev/null
+            kh_fail "nginx exited before listening on $port"
+        fi
+        sleep 0.1
+    done
+    cat "$d/logs/error.log"
+    kh_fail "nginx does not listen on $port"
+}
+
+# Stops the nginx of kh_nginx_start (fast shutdown) and waits, bounded,
+# until the master and its workers are gone.
+kh_nginx_stop() {
+    local i
+    [ -n "${KH_NGINX_PID:-}" ] || return 0
+    kill "$KH_NGINX_PID" 2>/dev/null || true
+    for i in $(seq 1 100); do
+        kill -0 "$KH_NGINX_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$KH_NGINX_PID" 2>/dev/null || true
+    KH_NGINX_PID=
+}
+
+# Fails when any given file contains private key PEM or the string $2..:
+#   kh_no_secrets FILE [STRING...]
+kh_no_secrets() {
+    local f=$1 s; shift
+    if grep -q -- "PRIVATE KEY-----" "$f"; then kh_fail "$f contains a PRIVATE KEY block"; fi
+    for s in "$@"; do
+        if grep -qF -- "$s" "$f"; then kh_fail "$f contains a secret string"; fi
+    done
+}
