@@ -1,0 +1,20 @@
+# SPDX-License-Identifier: MIT
+# `make bench` (issue 10): builds tests/bench/kh-bench and runs it against
+# a fresh SoftHSM token (and swtpm when the TPM backend exists). Prints the
+# tables and writes $(BUILD)/bench.json. BENCH_SECONDS (one window, default
+# 0.5) and BENCH_ROUNDS (default 5) shorten or lengthen it. Never part of
+# `make check`: nothing here is added to ALL_TARGETS or CHECK_TARGETS.
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCH_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(BENCH_SRC))
+BENCH_BIN := $(BUILD)/bench/kh-bench
+
+$(BENCH_BIN): $(BENCH_OBJ) $(BUILD)/libkhcommon.a
+	@mkdir -p $(dir $@)
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(KH_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm -ldl -lpthread
+
+# The provider is benchmarked as built; its rows say "unavailable" when it
+# is missing or fails, and the other rows still run.
+bench: $(filter %/keyhold.so,$(ALL_TARGETS)) $(BENCH_BIN)
+	$(Q)BUILD=$(abspath $(BUILD)) tests/bench/bench.sh $(BENCH_BIN) \
+	    $(abspath $(BUILD))/bench.json

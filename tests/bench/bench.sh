@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# `make bench`: makes a fresh SoftHSM token (and, when the TPM backend is
+# built, a swtpm) in a temp dir, keys and certificates for every path, then
+# runs kh-bench, which prints the tables and writes the JSON file.
+#   tests/bench/bench.sh KH-BENCH JSON-OUT
+# Environment: BENCH_SECONDS (one measurement window, default 0.5),
+# BENCH_ROUNDS (default 5), BENCH_TPM=0 to leave the TPM rows out,
+# KH_KEEP=1 to keep the temp dir.
+set -euo pipefail
+
+KHB=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+JSON=$2
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-$TOP/build}
+BUILD=$(cd "$BUILD" && pwd)
+MODULE=${SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+ENGINE=${LIBP11_ENGINE:-/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so}
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/kh-bench.XXXXXX")
+SWTPM_PID=
+cleanup() {
+    local rc=$?
+    [ -n "$SWTPM_PID" ] && kill "$SWTPM_PID" 2>/dev/null || true
+    if [ "${KH_KEEP:-0}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The bench's own token. Single process per measurement, no fork: the
+# default reset_on_fork = false is what a server sees after its own fork
+# handling anyway.
+mkdir -p "$T/tokens"
+cat >"$T/softhsm2.conf" <<CONF
+directories.tokendir = $T/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+CONF
+export SOFTHSM2_CONF=$T/softhsm2.conf
+# Every process starts from the same (empty) OpenSSL configuration.
+export OPENSSL_CONF=/dev/null
+
+PIN=1234
+softhsm2-util --init-token --free --label bench --pin $PIN --so-pin 5678 >/dev/null
+(umask 077; printf '%s' "$PIN" >"$T/pin")
+p11() { pkcs11-tool --module "$MODULE" --token-label bench --login --pin $PIN "$@"; }
+p11 --keypairgen --key-type EC:prime256v1 --label bench-ec --id 01 --usage-sign >/dev/null
+p11 --keypairgen --key-type rsa:2048 --label bench-rsa --id 02 --usage-sign >/dev/null
+
+# A software CA; certificates for the software keys and, with the public
+# half read from the token, for the token keys.
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/ca.key" 2>/dev/null
+openssl req -new -x509 -key "$T/ca.key" -subj "/CN=keyhold bench CA" -days 2 \
+    -addext "basicConstraints=critical,CA:TRUE" -out "$T/ca.pem" 2>/dev/null
+printf 'subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n' >"$T/ext.cnf"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/sw-ec.key" 2>/dev/null
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/sw-rsa.key" 2>/dev/null
+# cert NAME CSR-KEY [FORCED-PUBKEY]
+cert() {
+    local force=()
+    [ -n "${3:-}" ] && force=(-force_pubkey "$3")
+    openssl req -new -key "$2" -subj "/CN=localhost" -out "$T/$1.csr" 2>/dev/null
+    openssl x509 -req -in "$T/$1.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+        -days 2 -extfile "$T/ext.cnf" "${force[@]}" -out "$T/$1.crt" 2>/dev/null
+}
+cert sw-ec "$T/sw-ec.key"
+cert sw-rsa "$T/sw-rsa.key"
+for k in ec rsa; do
+    p11 --read-object --type pubkey --label bench-$k -o "$T/hw-$k.pub.der" >/dev/null 2>&1
+    openssl pkey -pubin -inform DER -in "$T/hw-$k.pub.der" -out "$T/hw-$k.pub.pem"
+    cert hw-$k "$T/sw-$k.key" "$T/hw-$k.pub.pem"
+done
+
+export KHB_DIR=$T KHB_MODULE=$MODULE KHB_TOKEN=bench KHB_PIN=$PIN
+export KHB_PROVIDER_DIR=$BUILD KHB_LIBP11_ENGINE=$ENGINE
+"$KHB" keyref "pkcs11:token=bench;object=bench-ec;type=private?module-path=$MODULE&pin-source=file:$T/pin" \
+    "$T/ec.keyref.pem"
+
+# TPM rows: swtpm on loopback, keys made by tpm2-openssl (the peer) and
+# read by both providers. Only when keyhold was built with its TPM backend.
+unset KHB_TPM_TCTI
+if [ "${BENCH_TPM:-1}" = 1 ] && ls "$TOP"/engine/tpm/*.c >/dev/null 2>&1 \
+    && command -v swtpm >/dev/null; then
+    port=$(( 24000 + RANDOM % 20000 ))
+    mkdir -p "$T/tpm"
+    swtpm socket --tpm2 --server type=tcp,port=$port,bindaddr=127.0.0.1 \
+        --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 --tpmstate dir="$T/tpm" \
+        --flags not-need-init,startup-clear >"$T/swtpm.log" 2>&1 &
+    SWTPM_PID=$!
+    for _ in $(seq 1 100); do
+        ss -Htln "sport = :$port" | grep -q . && break
+        sleep 0.05
+    done
+    export TPM2OPENSSL_TCTI="swtpm:host=127.0.0.1,port=$port"
+    export TPM2TOOLS_TCTI=$TPM2OPENSSL_TCTI
+    if openssl genpkey -provider tpm2 -provider default -algorithm EC \
+            -pkeyopt group:P-256 -out "$T/tpm-ec.tss" 2>"$T/tpm.err" \
+        && openssl genpkey -provider tpm2 -provider default -algorithm RSA \
+            -pkeyopt bits:2048 -out "$T/tpm-rsa.tss" 2>>"$T/tpm.err"; then
+        for k in ec rsa; do
+            openssl pkey -provider tpm2 -provider default -in "$T/tpm-$k.tss" \
+                -pubout -out "$T/tpm-$k.pub.pem" 2>>"$T/tpm.err"
+            cert tpm-$k "$T/sw-$k.key" "$T/tpm-$k.pub.pem"
+        done
+        export KHB_TPM_TCTI=$TPM2OPENSSL_TCTI
+    else
+        echo "bench: TPM keys could not be made; TPM rows left out:" >&2
+        tail -n 3 "$T/tpm.err" >&2
+    fi
+fi
+
+echo "bench: machine: $(nproc) cores, $(uptime | sed 's/.*load/load/')" >&2
+"$KHB" run "$JSON"

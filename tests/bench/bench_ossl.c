@@ -1,0 +1,646 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Signatures and TLS handshakes through OpenSSL's standard API, the same
+ * code for every key path: a software key (the ceiling), a keyhold key
+ * loaded from a pkcs11: URI, a libp11 engine key, TPM keys. Also the
+ * footprint (keyhold loaded but unused) and memory children.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/provider.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/store.h>
+
+#include "kh_bench.h"
+
+OSSL_LIB_CTX *khb_libctx_new(int keyhold)
+{
+    OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
+
+    if (ctx == NULL) {
+        return NULL;
+    }
+    if (OSSL_PROVIDER_load(ctx, "default") == NULL) {
+        khb_ossl_err("load default provider");
+        goto err;
+    }
+    if (keyhold) {
+        if (!OSSL_PROVIDER_set_default_search_path(ctx, khb_env.provdir)
+            || OSSL_PROVIDER_load(ctx, "keyhold") == NULL) {
+            khb_ossl_err("load keyhold provider");
+            goto err;
+        }
+    }
+    return ctx;
+err:
+    OSSL_LIB_CTX_free(ctx);
+    return NULL;
+}
+
+EVP_PKEY *khb_load_pem_key(OSSL_LIB_CTX *libctx, const char *file)
+{
+    EVP_PKEY *pk = NULL;
+    BIO *in = BIO_new_file(file, "r");
+
+    if (in != NULL) {
+        pk = PEM_read_bio_PrivateKey_ex(in, NULL, NULL, NULL, libctx, NULL);
+        BIO_free(in);
+    }
+    if (pk == NULL) {
+        khb_ossl_err(file);
+    }
+    return pk;
+}
+
+EVP_PKEY *khb_load_uri_key(OSSL_LIB_CTX *libctx, const char *uri,
+                           const char *propq)
+{
+    OSSL_STORE_CTX *sc;
+    OSSL_STORE_INFO *info;
+    EVP_PKEY *pk = NULL;
+    int guard;
+
+    sc = OSSL_STORE_open_ex(uri, libctx, propq, NULL, NULL, NULL, NULL,
+                            NULL);
+    if (sc == NULL) {
+        khb_ossl_err("OSSL_STORE_open_ex");
+        return NULL;
+    }
+    OSSL_STORE_expect(sc, OSSL_STORE_INFO_PKEY);
+    for (guard = 0; guard < 64 && pk == NULL && !OSSL_STORE_eof(sc);
+         guard++) {
+        info = OSSL_STORE_load(sc);
+        if (info != NULL && OSSL_STORE_INFO_get_type(info)
+                            == OSSL_STORE_INFO_PKEY) {
+            pk = OSSL_STORE_INFO_get1_PKEY(info);
+        }
+        OSSL_STORE_INFO_free(info);
+        if (info == NULL && OSSL_STORE_error(sc)) {
+            break;
+        }
+    }
+    OSSL_STORE_close(sc);
+    if (pk == NULL) {
+        khb_ossl_err("load key from URI");
+    }
+    return pk;
+}
+
+const char *khb_uri(int slot, const char *label, int with_pin_source)
+{
+    static char buf[4][2048];
+    char *b = buf[slot & 3];
+
+    if (with_pin_source) {
+        snprintf(b, sizeof(buf[0]), "pkcs11:token=%s;object=%s;type=private"
+                 "?module-path=%s&pin-source=file:%s", khb_env.token, label,
+                 khb_env.module, khb_path(3, "pin"));
+    } else {
+        /* libp11 takes the module and PIN through engine controls */
+        snprintf(b, sizeof(buf[0]), "pkcs11:token=%s;object=%s;type=private",
+                 khb_env.token, label);
+    }
+    return b;
+}
+
+/* ---------------------------------------------------------------- sign */
+
+struct sig_state {
+    EVP_MD_CTX *mctx;
+    EVP_PKEY *pkey;
+    OSSL_LIB_CTX *libctx;
+    const char *propq;
+    enum khb_alg alg;
+    unsigned char msg[KHB_MSG_LEN];
+};
+
+/* What an application does per signature (and what libssl does per
+ * handshake): init with the key, set padding, sign, reset. */
+static int sig_op(void *arg)
+{
+    struct sig_state *st = arg;
+    EVP_PKEY_CTX *pctx = NULL;
+    unsigned char sig[512];
+    size_t siglen = sizeof(sig);
+    int ok = 0;
+
+    if (!EVP_DigestSignInit_ex(st->mctx, &pctx, "SHA256", st->libctx,
+                               st->propq, st->pkey, NULL)) {
+        goto end;
+    }
+    if (st->alg == KHB_RSA_PKCS1
+        && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) <= 0) {
+        goto end;
+    }
+    if (st->alg == KHB_RSA_PSS
+        && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0
+            || EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
+                                                RSA_PSS_SALTLEN_DIGEST) <= 0)) {
+        goto end;
+    }
+    if (!EVP_DigestSign(st->mctx, sig, &siglen, st->msg, sizeof(st->msg))) {
+        goto end;
+    }
+    ok = 1;
+end:
+    EVP_MD_CTX_reset(st->mctx);
+    if (!ok) {
+        khb_ossl_err("EVP_DigestSign");
+    }
+    return ok;
+}
+
+static const char *path_name(enum khb_path path)
+{
+    switch (path) {
+    case KHB_PATH_SW:
+        return "sw";
+    case KHB_PATH_KEYHOLD:
+        return "keyhold";
+    case KHB_PATH_LIBP11:
+        return "libp11";
+    case KHB_PATH_TPM_KEYHOLD:
+        return "tpm-keyhold";
+    default:
+        return "tpm-peer";
+    }
+}
+
+/*
+ * The key pair of a path: [0] EC P-256, [1] RSA-2048, with the library
+ * context and property query to use them with, and their certificates.
+ */
+struct path_keys {
+    OSSL_LIB_CTX *libctx;
+    const char *propq;
+    EVP_PKEY *key[2];
+    char cert[2][1024];
+};
+
+static int load_path(enum khb_path path, struct path_keys *pk)
+{
+    static const char *const hw_label[2] = { "bench-ec", "bench-rsa" };
+    int i;
+
+    memset(pk, 0, sizeof(*pk));
+    for (i = 0; i < 2; i++) {
+        snprintf(pk->cert[i], sizeof(pk->cert[i]), "%s",
+                 khb_path(0, path == KHB_PATH_SW
+                             ? (i ? "sw-rsa.crt" : "sw-ec.crt")
+                             : path == KHB_PATH_TPM_KEYHOLD
+                                   || path == KHB_PATH_TPM_PEER
+                             ? (i ? "tpm-rsa.crt" : "tpm-ec.crt")
+                             : (i ? "hw-rsa.crt" : "hw-ec.crt")));
+    }
+    switch (path) {
+    case KHB_PATH_SW:
+        pk->libctx = khb_libctx_new(0);
+        if (pk->libctx == NULL) {
+            return 0;
+        }
+        pk->key[0] = khb_load_pem_key(pk->libctx, khb_path(0, "sw-ec.key"));
+        pk->key[1] = khb_load_pem_key(pk->libctx, khb_path(0, "sw-rsa.key"));
+        break;
+    case KHB_PATH_KEYHOLD:
+        pk->libctx = khb_libctx_new(1);
+        if (pk->libctx == NULL) {
+            return 0;
+        }
+        for (i = 0; i < 2; i++) {
+            pk->key[i] = khb_load_uri_key(pk->libctx, khb_uri(0, hw_label[i], 1),
+                                          NULL);
+        }
+        break;
+    case KHB_PATH_LIBP11:
+        pk->libctx = NULL; /* engines live in the default context only */
+        for (i = 0; i < 2; i++) {
+            pk->key[i] = khb_libp11_load(hw_label[i]);
+        }
+        break;
+    case KHB_PATH_TPM_KEYHOLD:
+        pk->libctx = khb_libctx_new(1);
+        if (pk->libctx == NULL) {
+            return 0;
+        }
+        pk->key[0] = khb_load_pem_key(pk->libctx, khb_path(0, "tpm-ec.tss"));
+        pk->key[1] = khb_load_pem_key(pk->libctx, khb_path(0, "tpm-rsa.tss"));
+        break;
+    case KHB_PATH_TPM_PEER:
+        pk->libctx = OSSL_LIB_CTX_new();
+        if (pk->libctx == NULL
+            || OSSL_PROVIDER_load(pk->libctx, "default") == NULL
+            || OSSL_PROVIDER_load(pk->libctx, "tpm2") == NULL) {
+            khb_ossl_err("load tpm2 provider");
+            return 0;
+        }
+        pk->propq = "?provider=tpm2";
+        for (i = 0; i < 2; i++) {
+            BIO *in = BIO_new_file(khb_path(0, i ? "tpm-rsa.tss"
+                                                 : "tpm-ec.tss"), "r");
+
+            if (in != NULL) {
+                pk->key[i] = PEM_read_bio_PrivateKey_ex(in, NULL, NULL, NULL,
+                                                        pk->libctx,
+                                                        pk->propq);
+                BIO_free(in);
+            }
+            if (pk->key[i] == NULL) {
+                khb_ossl_err("tpm2-openssl key");
+            }
+        }
+        break;
+    }
+    return pk->key[0] != NULL && pk->key[1] != NULL;
+}
+
+/*
+ * TPM rows run one thread: swtpm serves one command at a time and
+ * tpm2-openssl shares one ESYS context per provider without a lock.
+ */
+static int max_threads(enum khb_path path)
+{
+    return path == KHB_PATH_TPM_KEYHOLD || path == KHB_PATH_TPM_PEER ? 1 : 2;
+}
+
+/* Frees what load_path() made: TPM backends flush key contexts here. */
+static void free_path(struct path_keys *pk)
+{
+    EVP_PKEY_free(pk->key[0]);
+    EVP_PKEY_free(pk->key[1]);
+    OSSL_LIB_CTX_free(pk->libctx);
+    memset(pk, 0, sizeof(*pk));
+}
+
+int khb_child_sign(enum khb_path path)
+{
+    static struct sig_state st[2];
+    struct path_keys pk;
+    void *states[2] = { &st[0], &st[1] };
+    char name[128];
+    int a, t, i, rc = 1;
+    double r;
+
+    if (!load_path(path, &pk)) {
+        goto end;
+    }
+    for (a = 0; a < KHB_NALG; a++) {
+        for (i = 0; i < 2; i++) {
+            if (st[i].mctx == NULL) {
+                st[i].mctx = EVP_MD_CTX_new();
+                RAND_bytes(st[i].msg, sizeof(st[i].msg));
+            }
+            st[i].pkey = pk.key[a == KHB_ECDSA ? 0 : 1];
+            st[i].libctx = pk.libctx;
+            st[i].propq = pk.propq;
+            st[i].alg = a;
+        }
+        for (t = 1; t <= max_threads(path); t++) {
+            r = khb_measure(sig_op, states, t);
+            if (r < 0) {
+                goto end;
+            }
+            snprintf(name, sizeof(name), "sign.%s.%s.t%d", path_name(path),
+                     khb_alg_name[a], t);
+            khb_result(name, r);
+        }
+    }
+    rc = 0;
+end:
+    for (i = 0; i < 2; i++) {
+        EVP_MD_CTX_free(st[i].mctx);
+        st[i].mctx = NULL;
+    }
+    free_path(&pk);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- TLS */
+
+struct tls_state {
+    SSL_CTX *sctx;
+    SSL_CTX *cctx;
+};
+
+/* One full handshake, client and server in this thread over a BIO pair:
+ * no sockets, so the key operation and the handshake's own crypto are all
+ * that is measured. */
+static int tls_op(void *arg)
+{
+    struct tls_state *st = arg;
+    SSL *s = SSL_new(st->sctx), *c = SSL_new(st->cctx);
+    BIO *sb = NULL, *cb = NULL;
+    int cdone = 0, sdone = 0, i, r, ok = 0;
+
+    if (s == NULL || c == NULL || !BIO_new_bio_pair(&sb, 0, &cb, 0)) {
+        goto end;
+    }
+    SSL_set_bio(s, sb, sb);
+    SSL_set_bio(c, cb, cb);
+    SSL_set_accept_state(s);
+    SSL_set_connect_state(c);
+    for (i = 0; i < 32 && !(cdone && sdone); i++) {
+        if (!cdone) {
+            r = SSL_do_handshake(c);
+            if (r == 1) {
+                cdone = 1;
+            } else if (SSL_get_error(c, r) != SSL_ERROR_WANT_READ) {
+                goto end;
+            }
+        }
+        if (!sdone) {
+            r = SSL_do_handshake(s);
+            if (r == 1) {
+                sdone = 1;
+            } else if (SSL_get_error(s, r) != SSL_ERROR_WANT_READ) {
+                goto end;
+            }
+        }
+    }
+    ok = cdone && sdone && SSL_session_reused(c) == 0;
+end:
+    if (!ok) {
+        khb_ossl_err("TLS handshake");
+    }
+    SSL_free(s);
+    SSL_free(c);
+    return ok;
+}
+
+static SSL_CTX *server_ctx(OSSL_LIB_CTX *libctx, const char *propq,
+                           int version, const char *cert, EVP_PKEY *key)
+{
+    SSL_CTX *ctx = SSL_CTX_new_ex(libctx, propq, TLS_server_method());
+
+    if (ctx == NULL) {
+        goto err;
+    }
+    /* No resumption of any kind: every handshake is a full one. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(ctx, 0);
+    if (!SSL_CTX_set_min_proto_version(ctx, version)
+        || !SSL_CTX_set_max_proto_version(ctx, version)
+        || !SSL_CTX_set1_groups_list(ctx, "X25519")
+        /* What a default client and server agree on anyway; fixed so the
+         * handshake signs exactly what the sign rows measure. */
+        || !SSL_CTX_set1_sigalgs_list(ctx, "ecdsa_secp256r1_sha256:"
+                                           "rsa_pss_rsae_sha256")
+        || !SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:"
+                                         "ECDHE-RSA-AES128-GCM-SHA256")
+        || !SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256")
+        || SSL_CTX_use_certificate_chain_file(ctx, cert) != 1
+        || SSL_CTX_use_PrivateKey(ctx, key) != 1
+        || SSL_CTX_check_private_key(ctx) != 1) {
+        goto err;
+    }
+    return ctx;
+err:
+    khb_ossl_err("server SSL_CTX");
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static SSL_CTX *client_ctx(OSSL_LIB_CTX *libctx, int version)
+{
+    SSL_CTX *ctx = SSL_CTX_new_ex(libctx, NULL, TLS_client_method());
+
+    if (ctx == NULL) {
+        goto err;
+    }
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (!SSL_CTX_set_min_proto_version(ctx, version)
+        || !SSL_CTX_set_max_proto_version(ctx, version)
+        || SSL_CTX_load_verify_locations(ctx, khb_path(0, "ca.pem"), NULL)
+           != 1) {
+        goto err;
+    }
+    return ctx;
+err:
+    khb_ossl_err("client SSL_CTX");
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static const struct {
+    const char *name;
+    int version;
+} protos[2] = { { "tls13", TLS1_3_VERSION }, { "tls12", TLS1_2_VERSION } };
+
+/*
+ * Child "tls-PATH": the server side uses the path's key (and library
+ * context); the client is always a plain default-provider context, as a
+ * remote peer would be.
+ */
+int khb_child_tls(enum khb_path path)
+{
+    static struct tls_state st[2];
+    struct path_keys pk;
+    OSSL_LIB_CTX *cli = khb_libctx_new(0);
+    void *states[2] = { &st[0], &st[1] };
+    SSL_CTX *sctx = NULL, *cctx = NULL;
+    char name[128];
+    int p, k, t, rc = 1;
+    double r;
+
+    memset(&pk, 0, sizeof(pk));
+    if (cli == NULL || !load_path(path, &pk)) {
+        goto end;
+    }
+    for (p = 0; p < 2; p++) {
+        for (k = 0; k < 2; k++) {
+            sctx = server_ctx(pk.libctx, pk.propq, protos[p].version, pk.cert[k],
+                              pk.key[k]);
+            cctx = client_ctx(cli, protos[p].version);
+            if (sctx == NULL || cctx == NULL) {
+                goto end;
+            }
+            st[0].sctx = st[1].sctx = sctx;
+            st[0].cctx = st[1].cctx = cctx;
+            for (t = 1; t <= max_threads(path); t++) {
+                r = khb_measure(tls_op, states, t);
+                if (r < 0) {
+                    goto end;
+                }
+                snprintf(name, sizeof(name), "tls.%s.%s.%s.t%d",
+                         path_name(path), protos[p].name,
+                         k ? "rsa" : "ecdsa", t);
+                khb_result(name, r);
+            }
+            SSL_CTX_free(sctx);
+            SSL_CTX_free(cctx);
+            sctx = cctx = NULL;
+        }
+    }
+    rc = 0;
+end:
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+    free_path(&pk);
+    OSSL_LIB_CTX_free(cli);
+    return rc;
+}
+
+/*
+ * Child "footprint": software-key handshakes (client and server in the
+ * same context, as inside one server process that also makes outgoing
+ * connections) in a context with only the default provider and in one
+ * where keyhold is loaded as well but never used. Windows alternate.
+ */
+int khb_child_footprint(void)
+{
+    static struct tls_state st[2][2];
+    OSSL_LIB_CTX *ctx[2];
+    EVP_PKEY *key;
+    void *states[1];
+    char name[128];
+    int v, k, rep;
+    double r;
+
+    for (v = 0; v < 2; v++) {
+        ctx[v] = khb_libctx_new(v);
+        if (ctx[v] == NULL) {
+            return 1;
+        }
+        for (k = 0; k < 2; k++) {
+            key = khb_load_pem_key(ctx[v], khb_path(0, k ? "sw-rsa.key"
+                                                         : "sw-ec.key"));
+            if (key == NULL) {
+                return 1;
+            }
+            st[v][k].sctx = server_ctx(ctx[v], NULL, TLS1_3_VERSION,
+                                       khb_path(1, k ? "sw-rsa.crt"
+                                                     : "sw-ec.crt"), key);
+            st[v][k].cctx = client_ctx(ctx[v], TLS1_3_VERSION);
+            EVP_PKEY_free(key);
+            if (st[v][k].sctx == NULL || st[v][k].cctx == NULL) {
+                return 1;
+            }
+        }
+    }
+    for (rep = 0; rep < 2; rep++) {
+        for (k = 0; k < 2; k++) {
+            for (v = 0; v < 2; v++) {
+                /* alternate which goes first, so drift cancels */
+                int vv = (v + rep) & 1;
+
+                states[0] = &st[vv][k];
+                r = khb_measure(tls_op, states, 1);
+                if (r < 0) {
+                    return 1;
+                }
+                snprintf(name, sizeof(name), "footprint.%s.tls13.%s.t1",
+                         vv ? "loaded" : "plain", k ? "rsa" : "ecdsa");
+                khb_result(name, r);
+            }
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- memory */
+
+static long rss_kb(void)
+{
+    long pages = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f == NULL) {
+        return -1;
+    }
+    if (fscanf(f, "%ld %ld", &pages, &res) != 2) {
+        res = -1;
+    }
+    fclose(f);
+    return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/*
+ * Child "memory": resident memory per pooled session. Eight threads of
+ * software signatures first (so thread stacks are already resident and
+ * cached), then eight threads of keyhold signatures grow the pool; the
+ * RSS growth divided by the sessions the module gained is the cost of one
+ * pooled session. The module's own per-session cost is measured beside it
+ * with raw C_OpenSession.
+ */
+int khb_child_memory(void)
+{
+    static struct sig_state st[KHB_MAX_THREADS];
+    void *states[KHB_MAX_THREADS];
+    OSSL_LIB_CTX *sw = khb_libctx_new(0), *kh = khb_libctx_new(1);
+    EVP_PKEY *swkey, *khkey;
+    CK_SESSION_HANDLE extra[32];
+    KHB_P11 p;
+    long rss0, rss1, rss2;
+    int s0, s1, s2, i;
+    double save = khb_env.seconds;
+
+    if (sw == NULL || kh == NULL) {
+        return 1;
+    }
+    swkey = khb_load_pem_key(sw, khb_path(0, "sw-ec.key"));
+    khkey = khb_load_uri_key(kh, khb_uri(0, "bench-ec", 1), NULL);
+    if (swkey == NULL || khkey == NULL) {
+        return 1;
+    }
+    for (i = 0; i < KHB_MAX_THREADS; i++) {
+        st[i].mctx = EVP_MD_CTX_new();
+        st[i].pkey = swkey;
+        st[i].libctx = sw;
+        st[i].alg = KHB_ECDSA;
+        states[i] = &st[i];
+    }
+    khb_env.seconds = 0.1;
+    if (khb_measure(sig_op, states, KHB_MAX_THREADS) < 0) {
+        return 1;
+    }
+    /* one keyhold signature: the pool holds its first session */
+    st[0].pkey = khkey;
+    st[0].libctx = kh;
+    if (!sig_op(&st[0]) || !khb_p11_open(&p, 1)) {
+        return 1;
+    }
+    s1 = khb_p11_count_sessions(&p);
+    rss1 = rss_kb();
+    for (i = 0; i < KHB_MAX_THREADS; i++) {
+        st[i].pkey = khkey;
+        st[i].libctx = kh;
+    }
+    if (khb_measure(sig_op, states, KHB_MAX_THREADS) < 0) {
+        return 1;
+    }
+    khb_env.seconds = save;
+    s2 = khb_p11_count_sessions(&p);
+    rss2 = rss_kb();
+    khb_result("mem.keyhold.sessions_1thread", s1);
+    khb_result("mem.keyhold.sessions_8threads", s2);
+    if (s2 > s1) {
+        khb_result("mem.keyhold.kb_per_session",
+                   (double)(rss2 - rss1) / (s2 - s1));
+    }
+    khb_result("mem.keyhold.rss_kb", rss2);
+    /* the module's own cost of a session */
+    rss0 = rss_kb();
+    s0 = 0;
+    for (i = 0; i < 32; i++) {
+        if (p.f->C_OpenSession(p.slot, CKF_SERIAL_SESSION, NULL, NULL,
+                               &extra[i]) != CKR_OK) {
+            break;
+        }
+        s0++;
+    }
+    if (s0 > 0) {
+        khb_result("mem.raw.kb_per_session", (double)(rss_kb() - rss0) / s0);
+    }
+    for (i = 0; i < s0; i++) {
+        p.f->C_CloseSession(extra[i]);
+    }
+    return 0;
+}

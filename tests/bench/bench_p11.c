@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/* The limit: C_SignInit + C_Sign straight against the module, one logged-in
+ * session per thread, the digest already computed. Nothing a provider can
+ * do costs less than this. */
+#include <stdio.h>
+#include <string.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "kh_bench.h"
+#include "kh_p11util.h"
+
+/* DER prefix of DigestInfo for SHA-256 (RFC 8017, 9.2 note 1). */
+static const unsigned char sha256_prefix[] = {
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03,
+    0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20
+};
+
+int khb_p11_open(KHB_P11 *p, int allow_initialized)
+{
+    CK_C_INITIALIZE_ARGS args;
+    CK_SLOT_ID slots[64];
+    CK_ULONG n = 64, i;
+    CK_TOKEN_INFO ti;
+    char err[256], label[33];
+    CK_RV rv;
+
+    memset(p, 0, sizeof(*p));
+    if (!kh_p11_module_open(khb_env.module, &p->dlh, &p->f, err,
+                            sizeof(err))) {
+        fprintf(stderr, "kh-bench: %s\n", err);
+        return 0;
+    }
+    /* Threads share the module: OS locking, as every provider asks for. */
+    memset(&args, 0, sizeof(args));
+    args.flags = CKF_OS_LOCKING_OK;
+    rv = p->f->C_Initialize(&args);
+    if (rv != CKR_OK
+        && !(allow_initialized && rv == CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+        fprintf(stderr, "kh-bench: C_Initialize: %s\n", kh_ckr_name(rv));
+        return 0;
+    }
+    rv = p->f->C_GetSlotList(CK_TRUE, slots, &n);
+    if (rv != CKR_OK) {
+        fprintf(stderr, "kh-bench: C_GetSlotList: %s\n", kh_ckr_name(rv));
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (p->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK) {
+            continue;
+        }
+        kh_p11_str(label, sizeof(label), ti.label, sizeof(ti.label));
+        if (strcmp(label, khb_env.token) == 0) {
+            p->slot = slots[i];
+            return 1;
+        }
+    }
+    fprintf(stderr, "kh-bench: token '%s' not found\n", khb_env.token);
+    return 0;
+}
+
+int khb_p11_session(KHB_P11 *p, CK_SESSION_HANDLE *s, int login)
+{
+    CK_RV rv;
+
+    rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION, NULL, NULL, s);
+    if (rv != CKR_OK) {
+        fprintf(stderr, "kh-bench: C_OpenSession: %s\n", kh_ckr_name(rv));
+        return 0;
+    }
+    if (login) {
+        rv = p->f->C_Login(*s, CKU_USER, (CK_UTF8CHAR_PTR)khb_env.pin,
+                           strlen(khb_env.pin));
+        if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+            fprintf(stderr, "kh-bench: C_Login: %s\n", kh_ckr_name(rv));
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int khb_p11_find_key(KHB_P11 *p, CK_SESSION_HANDLE s, const char *label,
+                     CK_OBJECT_HANDLE *key)
+{
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE tmpl[] = {
+        { CKA_CLASS, &cls, sizeof(cls) },
+        { CKA_LABEL, (void *)label, strlen(label) },
+    };
+    CK_ULONG n = 0;
+    CK_RV rv;
+
+    rv = p->f->C_FindObjectsInit(s, tmpl, 2);
+    if (rv == CKR_OK) {
+        rv = p->f->C_FindObjects(s, key, 1, &n);
+        p->f->C_FindObjectsFinal(s);
+    }
+    if (rv != CKR_OK || n != 1) {
+        fprintf(stderr, "kh-bench: private key '%s' not found (%s)\n", label,
+                kh_ckr_name(rv));
+        return 0;
+    }
+    return 1;
+}
+
+void khb_p11_prepare(enum khb_alg alg, const unsigned char *msg, size_t len,
+                     CK_MECHANISM *mech, CK_RSA_PKCS_PSS_PARAMS *pss,
+                     unsigned char *tbs, CK_ULONG *tbslen)
+{
+    unsigned char md[32];
+
+    EVP_Digest(msg, len, md, NULL, EVP_sha256(), NULL);
+    memset(mech, 0, sizeof(*mech));
+    switch (alg) {
+    case KHB_ECDSA:
+        mech->mechanism = CKM_ECDSA;
+        memcpy(tbs, md, 32);
+        *tbslen = 32;
+        break;
+    case KHB_RSA_PKCS1:
+        mech->mechanism = CKM_RSA_PKCS;
+        memcpy(tbs, sha256_prefix, sizeof(sha256_prefix));
+        memcpy(tbs + sizeof(sha256_prefix), md, 32);
+        *tbslen = sizeof(sha256_prefix) + 32;
+        break;
+    default:
+        pss->hashAlg = CKM_SHA256;
+        pss->mgf = CKG_MGF1_SHA256;
+        pss->sLen = 32;
+        mech->mechanism = CKM_RSA_PKCS_PSS;
+        mech->pParameter = pss;
+        mech->ulParameterLen = sizeof(*pss);
+        memcpy(tbs, md, 32);
+        *tbslen = 32;
+        break;
+    }
+}
+
+/*
+ * SoftHSM numbers session handles from 1 upwards and reuses freed ones, so
+ * probing a bounded range counts the sessions of the whole process (every
+ * user of the module in it shares one instance).
+ */
+int khb_p11_count_sessions(KHB_P11 *p)
+{
+    CK_SESSION_INFO si;
+    CK_SESSION_HANDLE h;
+    int n = 0;
+
+    for (h = 1; h <= 1024; h++) {
+        if (p->f->C_GetSessionInfo(h, &si) == CKR_OK) {
+            n++;
+        }
+    }
+    return n;
+}
+
+struct raw_state {
+    KHB_P11 *p;
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE key;
+    CK_MECHANISM mech;
+    CK_RSA_PKCS_PSS_PARAMS pss;
+    unsigned char tbs[64];
+    CK_ULONG tbslen;
+};
+
+static int raw_op(void *arg)
+{
+    struct raw_state *st = arg;
+    unsigned char sig[512];
+    CK_ULONG siglen = sizeof(sig);
+    CK_RV rv;
+
+    rv = st->p->f->C_SignInit(st->s, &st->mech, st->key);
+    if (rv == CKR_OK) {
+        rv = st->p->f->C_Sign(st->s, st->tbs, st->tbslen, sig, &siglen);
+    }
+    if (rv != CKR_OK) {
+        fprintf(stderr, "kh-bench: raw sign: %s\n", kh_ckr_name(rv));
+        return 0;
+    }
+    return 1;
+}
+
+/* Child "sign-raw": every algorithm, 1 and 2 threads. */
+int khb_child_sign_raw(void)
+{
+    static struct raw_state st[2];
+    KHB_P11 p;
+    CK_SESSION_HANDLE s[2];
+    CK_OBJECT_HANDLE keys[2];
+    unsigned char msg[KHB_MSG_LEN];
+    void *states[2] = { &st[0], &st[1] };
+    char name[128];
+    int a, t, i;
+    double r;
+
+    RAND_bytes(msg, sizeof(msg));
+    if (!khb_p11_open(&p, 0) || !khb_p11_session(&p, &s[0], 1)
+        || !khb_p11_session(&p, &s[1], 0)
+        || !khb_p11_find_key(&p, s[0], "bench-ec", &keys[0])
+        || !khb_p11_find_key(&p, s[0], "bench-rsa", &keys[1])) {
+        return 1;
+    }
+    for (a = 0; a < KHB_NALG; a++) {
+        for (i = 0; i < 2; i++) {
+            st[i].p = &p;
+            st[i].s = s[i];
+            st[i].key = a == KHB_ECDSA ? keys[0] : keys[1];
+            khb_p11_prepare(a, msg, sizeof(msg), &st[i].mech, &st[i].pss,
+                            st[i].tbs, &st[i].tbslen);
+        }
+        for (t = 1; t <= 2; t++) {
+            r = khb_measure(raw_op, states, t);
+            if (r < 0) {
+                return 1;
+            }
+            snprintf(name, sizeof(name), "sign.raw.%s.t%d", khb_alg_name[a],
+                     t);
+            khb_result(name, r);
+        }
+    }
+    p.f->C_Finalize(NULL);
+    return 0;
+}
