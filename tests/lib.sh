@@ -372,3 +372,57 @@ kh_no_secrets() {
         if grep -qF -- "$s" "$f"; then kh_fail "$f contains a secret string"; fi
     done
 }
+
+# ---------------------------------------------------------------------------
+# Fault shim (tests/p11shim, reliability tests r*). The shim is a PKCS#11
+# module wrapping SoftHSM; tests load it instead of SoftHSM and steer it by
+# rewriting its control file while the program under test runs. Rules are
+# described in docs/reliability.md.
+KH_SHIM=$BUILD/tests/libkhshim.so
+
+# Exports the shim's control and log files ($T/shim.control, $T/shim.log).
+kh_shim_setup() {
+    kh_need "$KH_SHIM"
+    export KH_SHIM_CONTROL=$T/shim.control KH_SHIM_LOG=$T/shim.log
+    export KH_SHIM_MODULE=$SOFTHSM_MODULE
+    : >"$KH_SHIM_CONTROL"
+    : >"$KH_SHIM_LOG"
+}
+
+# Replaces the shim's rules atomically: kh_shim_set 'rule' ['rule'...].
+# No argument: no faults. A rule's call counter restarts on every change.
+kh_shim_set() {
+    { printf '# %s\n' "$(date +%s%N)"; [ $# -eq 0 ] || printf '%s\n' "$@"; } \
+        >"$KH_SHIM_CONTROL.tmp"
+    mv -f "$KH_SHIM_CONTROL.tmp" "$KH_SHIM_CONTROL"
+}
+
+# Number of logged calls of a function, optionally with a given rv:
+#   kh_shim_count C_Login [CKR_PIN_INCORRECT]
+kh_shim_count() {
+    local n
+    n=$(grep -c -- "fn=$1 .*rv=${2:-CKR_}" "$KH_SHIM_LOG" 2>/dev/null) || true
+    echo "${n:-0}"
+}
+
+# Forgets the calls logged so far (the shim appends, so truncating is safe).
+kh_shim_log_reset() {
+    : >"$KH_SHIM_LOG"
+}
+
+# A private-key URI that loads the key through the shim:
+#   kh_shim_uri TOKEN KEYLABEL
+kh_shim_uri() {
+    echo "$(kh_p11_uri "$1" "$2")&module-path=$KH_SHIM"
+}
+
+# Waits (bounded, default 10 s) until the shim log has a line matching a
+# regular expression: kh_shim_wait 'fn=C_Sign .* blocked' [TRIES]
+kh_shim_wait() {
+    local re=$1 tries=${2:-100} i
+    for i in $(seq 1 "$tries"); do
+        if grep -qE -- "$re" "$KH_SHIM_LOG" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    kh_fail "the shim never logged '$re'"
+}
