@@ -1,0 +1,1830 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The process's one ESAPI connection and the keys that use it.
+ *
+ * - One connection per process, opened on first use and closed when the
+ *   last key is freed: a TPM without a resource manager (swtpm's socket, a
+ *   bare /dev/tpm0) serves one connection at a time, so a process must not
+ *   sit on it while it has no key.
+ * - Every ESYS call runs under one mutex: an ESYS_CONTEXT is not
+ *   thread-safe, and the TPM executes one command at a time anyway.
+ * - Transient objects are few (swtpm has 3 slots). A loaded key stays
+ *   loaded for speed; when the TPM reports TPM_RC_OBJECT_MEMORY the least
+ *   recently used of this process's keys is flushed (its saved context
+ *   makes the next load one command). The primary storage key is never
+ *   left loaded: its saved context is loaded for a TPM2_Load and flushed.
+ * - A lost connection (swtpm restarted, TCTI I/O error) or vanished handles
+ *   (TPM reset) drop the connection and the loaded handles; the operation
+ *   is tried once more on a fresh connection, then fails cleanly.
+ * - A wrong auth value is never retried: the key remembers the failure and
+ *   refuses further attempts in this process (dictionary-attack lockout).
+ * - After fork() the child forgets the parent's connection (closing only
+ *   its file descriptors; no TPM command on the shared socket) and opens
+ *   its own on first use.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/obj_mac.h>
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
+#include <tss2/tss2_rc.h>
+#include <tss2/tss2_tctildr.h>
+
+#include "internal.h"
+
+struct kh_tpm_key {
+    int refs;
+    uint32_t persistent;        /* 0x81xxxxxx, or 0: loaded from a blob */
+    uint32_t parent;            /* blob only */
+    int sealed;
+    TPM2B_PUBLIC pub;
+    TPM2B_PRIVATE priv;         /* blob only */
+    TPM2B_NAME name;            /* persistent: checked on each reload */
+    int empty_auth;
+    int has_pcr_policy;
+    TPML_PCR_SELECTION pcrs;
+    TPM2B_AUTH auth;            /* wiped on free */
+    int auth_failed;            /* sticky: a wrong auth is never retried */
+    /* Below: under g.lock only. */
+    ESYS_TR tr;
+    unsigned long gen;          /* connection generation tr belongs to */
+    TPMS_CONTEXT *saved;        /* saved context of the loaded object */
+    struct kh_tpm_key *prev, *next;  /* loaded transient keys, MRU first */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    int configured;
+    int explicit_tcti;
+    char tcti[512];
+    TSS2_TCTI_CONTEXT *tcti_ctx;
+    ESYS_CONTEXT *esys;
+    unsigned long gen;
+    pid_t pid;
+    int atfork;
+    long keys;                  /* live key objects */
+    TPMS_CONTEXT *primary;      /* saved owner-hierarchy storage key */
+    int primary_rsa;            /* 1: the TPM has no ECC, RSA SRK used */
+    struct kh_tpm_key *loaded;  /* MRU list of loaded transient keys */
+} g = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Standard storage key templates (TCG key files: ECC P-256 first). */
+#define SRK_ATTRS (TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED \
+                   | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_NODA \
+                   | TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT \
+                   | TPMA_OBJECT_SENSITIVEDATAORIGIN)
+
+static const TPM2B_PUBLIC srk_ecc = {
+    .publicArea = {
+        .type = TPM2_ALG_ECC,
+        .nameAlg = TPM2_ALG_SHA256,
+        .objectAttributes = SRK_ATTRS,
+        .parameters.eccDetail = {
+            .symmetric = {
+                .algorithm = TPM2_ALG_AES,
+                .keyBits.aes = 128,
+                .mode.aes = TPM2_ALG_CFB,
+            },
+            .scheme = { .scheme = TPM2_ALG_NULL },
+            .curveID = TPM2_ECC_NIST_P256,
+            .kdf = { .scheme = TPM2_ALG_NULL },
+        },
+    },
+};
+
+static const TPM2B_PUBLIC srk_rsa = {
+    .publicArea = {
+        .type = TPM2_ALG_RSA,
+        .nameAlg = TPM2_ALG_SHA256,
+        .objectAttributes = SRK_ATTRS,
+        .parameters.rsaDetail = {
+            .symmetric = {
+                .algorithm = TPM2_ALG_AES,
+                .keyBits.aes = 128,
+                .mode.aes = TPM2_ALG_CFB,
+            },
+            .scheme = { .scheme = TPM2_ALG_NULL },
+            .keyBits = 2048,
+            .exponent = 0,
+        },
+    },
+};
+
+/* ---- error classification ------------------------------------------- */
+
+/* Ours: a persistent handle now holds another key than the one opened. */
+#define KH_RC_NAME_CHANGED ((TSS2_RC)(TSS2_ESAPI_RC_LAYER | 0xf801))
+
+static TSS2_RC rc_base(TSS2_RC rc)
+{
+    if ((rc & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER) {
+        return rc;
+    }
+    if (rc & TPM2_RC_FMT1) {
+        return rc & (TPM2_RC_FMT1 | 0x3f);
+    }
+    return rc & 0xfff;
+}
+
+static int rc_is_comm(TSS2_RC rc)
+{
+    TSS2_RC layer = rc & TSS2_RC_LAYER_MASK;
+
+    if (layer == TSS2_TCTI_RC_LAYER) {
+        return 1;
+    }
+    /* ESYS reports a dead transport through these too. */
+    return rc == TSS2_ESYS_RC_IO_ERROR
+           || rc == TSS2_ESYS_RC_MALFORMED_RESPONSE
+           || rc == TSS2_ESYS_RC_INSUFFICIENT_RESPONSE
+           || rc == TSS2_ESYS_RC_TRY_AGAIN
+           || rc == TSS2_ESYS_RC_BAD_SEQUENCE;
+}
+
+/* The TPM forgot our objects: reset, restart or someone flushed them. */
+static int rc_is_stale(TSS2_RC rc)
+{
+    TSS2_RC b = rc_base(rc);
+
+    if ((rc & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER) {
+        return 0;
+    }
+    return b == TPM2_RC_INITIALIZE || b == TPM2_RC_HANDLE
+           || (b >= TPM2_RC_REFERENCE_H0 && b <= TPM2_RC_REFERENCE_H6);
+}
+
+static enum kh_tpm_rc rc_class(TSS2_RC rc)
+{
+    TSS2_RC b = rc_base(rc);
+
+    if (rc == TSS2_RC_SUCCESS) {
+        return KH_TPM_OK;
+    }
+    if (rc_is_comm(rc)) {
+        return KH_TPM_ERR_COMM;
+    }
+    if ((rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER) {
+        if (b == TPM2_RC_AUTH_FAIL || b == TPM2_RC_BAD_AUTH) {
+            return KH_TPM_ERR_AUTH;
+        }
+        if (b == TPM2_RC_LOCKOUT) {
+            return KH_TPM_ERR_LOCKOUT;
+        }
+    }
+    return KH_TPM_ERR;
+}
+
+static enum kh_tpm_rc fail(TSS2_RC rc, char *err, size_t errlen,
+                           const char *what)
+{
+    enum kh_tpm_rc c = rc_class(rc);
+
+    switch (c) {
+    case KH_TPM_ERR_AUTH:
+        snprintf(err, errlen, "%s: TPM auth failed (wrong auth value; not "
+                 "retried, to spare the dictionary-attack counter)", what);
+        break;
+    case KH_TPM_ERR_LOCKOUT:
+        snprintf(err, errlen, "%s: TPM is in dictionary-attack lockout "
+                 "(wait for the lockout interval or clear it with the "
+                 "lockout auth)", what);
+        break;
+    case KH_TPM_ERR_COMM:
+        snprintf(err, errlen, "%s: TPM unreachable through TCTI '%s': %s",
+                 what, g.tcti, Tss2_RC_Decode(rc));
+        break;
+    default:
+        snprintf(err, errlen, "%s: %s (0x%x)", what, Tss2_RC_Decode(rc),
+                 rc);
+        break;
+    }
+    return c;
+}
+
+/* ---- configuration and connection ------------------------------------ */
+
+static void configure_locked(const char *tcti)
+{
+    static const char *envs[] = {
+        "KEYHOLD_TPM_TCTI", "TPM2TOOLS_TCTI", "TCTI", "TPM2OPENSSL_TCTI"
+    };
+    const char *v = tcti;
+    size_t i;
+
+    if (v != NULL && *v != '\0') {
+        g.explicit_tcti = 1;
+    } else {
+        if (g.configured) {
+            return;
+        }
+        v = NULL;
+        for (i = 0; i < sizeof(envs) / sizeof(envs[0]) && v == NULL; i++) {
+            v = getenv(envs[i]);
+            if (v != NULL && *v == '\0') {
+                v = NULL;
+            }
+        }
+        if (v == NULL) {
+            v = "device:/dev/tpmrm0";
+        }
+    }
+    snprintf(g.tcti, sizeof(g.tcti), "%s", v);
+    /*
+     * tpm2-tss logs every failed TPM command to stderr unless told
+     * otherwise; keyhold reports errors itself and must print nothing.
+     */
+    if (getenv("TSS2_LOG") == NULL && getenv("KEYHOLD_DEBUG") == NULL) {
+        setenv("TSS2_LOG", "all+none", 0);
+    }
+    g.configured = 1;
+}
+
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&g.lock);
+}
+
+static void atfork_parent(void)
+{
+    pthread_mutex_unlock(&g.lock);
+}
+
+/*
+ * In the child: the parent's connection must not be used (nor finalized,
+ * which may send a session-end on the shared socket). Close our copy of
+ * its descriptors and forget it.
+ */
+static void atfork_child(void)
+{
+    struct kh_tpm_key *k, *next;
+
+    if (g.tcti_ctx != NULL) {
+        TSS2_TCTI_POLL_HANDLE h[4];
+        size_t n = 4, i;
+
+        if (Tss2_Tcti_GetPollHandles(g.tcti_ctx, h, &n) == TSS2_RC_SUCCESS
+            && n <= 4) {
+            for (i = 0; i < n; i++) {
+                close(h[i].fd);
+            }
+        }
+    }
+    g.tcti_ctx = NULL;          /* leaked on purpose, see above */
+    g.esys = NULL;
+    g.gen++;
+    g.pid = getpid();
+    for (k = g.loaded; k != NULL; k = next) {
+        next = k->next;
+        k->prev = k->next = NULL;
+    }
+    g.loaded = NULL;
+    pthread_mutex_unlock(&g.lock);
+}
+
+void kh_tpm_configure(const char *tcti)
+{
+    pthread_mutex_lock(&g.lock);
+    configure_locked(tcti);
+    pthread_mutex_unlock(&g.lock);
+}
+
+const char *kh_tpm_tcti(void)
+{
+    pthread_mutex_lock(&g.lock);
+    configure_locked(NULL);
+    pthread_mutex_unlock(&g.lock);
+    return g.tcti;
+}
+
+static void list_unlink(struct kh_tpm_key *k)
+{
+    if (k->prev != NULL) {
+        k->prev->next = k->next;
+    } else if (g.loaded == k) {
+        g.loaded = k->next;
+    }
+    if (k->next != NULL) {
+        k->next->prev = k->prev;
+    }
+    k->prev = k->next = NULL;
+}
+
+static void list_push(struct kh_tpm_key *k)
+{
+    k->prev = NULL;
+    k->next = g.loaded;
+    if (g.loaded != NULL) {
+        g.loaded->prev = k;
+    }
+    g.loaded = k;
+}
+
+/* Forgets every handle of this connection; flushes them when |flush|. */
+static void unload_all_locked(int flush)
+{
+    struct kh_tpm_key *k;
+
+    while ((k = g.loaded) != NULL) {
+        list_unlink(k);
+        if (flush && g.esys != NULL && k->gen == g.gen) {
+            Esys_FlushContext(g.esys, k->tr);
+        }
+        k->tr = ESYS_TR_NONE;
+    }
+}
+
+static void disconnect_locked(int flush)
+{
+    unload_all_locked(flush);
+    if (g.esys != NULL) {
+        Esys_Finalize(&g.esys);
+    }
+    if (g.tcti_ctx != NULL) {
+        Tss2_TctiLdr_Finalize(&g.tcti_ctx);
+    }
+    g.esys = NULL;
+    g.tcti_ctx = NULL;
+    g.gen++;
+}
+
+static enum kh_tpm_rc connect_locked(char *err, size_t errlen)
+{
+    TSS2_RC rc;
+
+    if (!g.atfork) {
+        pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+        g.atfork = 1;
+        g.pid = getpid();
+    }
+    configure_locked(NULL);
+    if (g.esys != NULL) {
+        return KH_TPM_OK;
+    }
+    rc = Tss2_TctiLdr_Initialize(g.tcti, &g.tcti_ctx);
+    if (rc != TSS2_RC_SUCCESS) {
+        g.tcti_ctx = NULL;
+        snprintf(err, errlen, "cannot open the TPM through TCTI '%s': %s "
+                 "(is the TPM or swtpm running? set tpm2-tcti in the "
+                 "provider config or TPM2TOOLS_TCTI)", g.tcti,
+                 Tss2_RC_Decode(rc));
+        return KH_TPM_ERR_COMM;
+    }
+    rc = Esys_Initialize(&g.esys, g.tcti_ctx, NULL);
+    if (rc != TSS2_RC_SUCCESS) {
+        g.esys = NULL;
+        Tss2_TctiLdr_Finalize(&g.tcti_ctx);
+        return fail(rc, err, errlen, "ESAPI initialisation");
+    }
+    g.gen++;
+    return KH_TPM_OK;
+}
+
+/* Closes the connection when nobody needs it (see the file comment). */
+static void maybe_release_locked(void)
+{
+    if (g.keys == 0 && g.esys != NULL) {
+        disconnect_locked(1);
+    }
+}
+
+void kh_tpm_release(void)
+{
+    pthread_mutex_lock(&g.lock);
+    maybe_release_locked();
+    pthread_mutex_unlock(&g.lock);
+}
+
+/*
+ * A write to a socket whose peer died (swtpm killed) raises SIGPIPE, which
+ * would kill a server that did not ignore it. Block it for this thread
+ * around TPM traffic and discard one that became pending.
+ */
+typedef struct {
+    sigset_t old;
+    int pending_before;
+} SIGPIPE_GUARD;
+
+static void sigpipe_block(SIGPIPE_GUARD *s)
+{
+    sigset_t set, pend;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigpending(&pend);
+    s->pending_before = sigismember(&pend, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &s->old);
+}
+
+static void sigpipe_restore(SIGPIPE_GUARD *s)
+{
+    sigset_t set, pend;
+    struct timespec zero = { 0, 0 };
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigpending(&pend);
+    if (!s->pending_before && sigismember(&pend, SIGPIPE)) {
+        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+}
+
+/* ---- loading --------------------------------------------------------- */
+
+/* Flushes the least recently used loaded key other than |keep|. */
+static int evict_one_locked(struct kh_tpm_key *keep)
+{
+    struct kh_tpm_key *k, *last = NULL;
+
+    for (k = g.loaded; k != NULL; k = k->next) {
+        if (k != keep) {
+            last = k;
+        }
+    }
+    if (last == NULL) {
+        return 0;
+    }
+    list_unlink(last);
+    Esys_FlushContext(g.esys, last->tr);
+    last->tr = ESYS_TR_NONE;
+    return 1;
+}
+
+static int rc_is_objmem(TSS2_RC rc)
+{
+    TSS2_RC b = rc_base(rc);
+
+    return (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER
+           && (b == TPM2_RC_OBJECT_MEMORY || b == TPM2_RC_MEMORY);
+}
+
+static TSS2_RC context_load_locked(const TPMS_CONTEXT *c,
+                                   struct kh_tpm_key *keep, ESYS_TR *tr)
+{
+    TSS2_RC rc;
+
+    for (;;) {
+        rc = Esys_ContextLoad(g.esys, c, tr);
+        if (rc_is_objmem(rc) && evict_one_locked(keep)) {
+            continue;
+        }
+        return rc;
+    }
+}
+
+static int tpm_has_ecc_locked(void)
+{
+    TPMS_CAPABILITY_DATA *cap = NULL;
+    TPMI_YES_NO more;
+    TSS2_RC rc;
+    int ok = 0;
+
+    rc = Esys_GetCapability(g.esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                            TPM2_CAP_ALGS, TPM2_ALG_ECC, 1, &more, &cap);
+    if (rc == TSS2_RC_SUCCESS && cap->data.algorithms.count > 0
+        && cap->data.algorithms.algProperties[0].alg == TPM2_ALG_ECC) {
+        ok = 1;
+    }
+    Esys_Free(cap);
+    return ok;
+}
+
+/*
+ * Loads the owner-hierarchy storage key: from its saved context when that
+ * still works, else by TPM2_CreatePrimary with the standard template.
+ * The caller flushes *tr.
+ */
+static TSS2_RC primary_load_locked(struct kh_tpm_key *keep, ESYS_TR *tr)
+{
+    static const TPM2B_SENSITIVE_CREATE sens = { .size = 0 };
+    static const TPM2B_DATA outside = { .size = 0 };
+    static const TPML_PCR_SELECTION pcrs = { .count = 0 };
+    TSS2_RC rc;
+
+    if (g.primary != NULL) {
+        rc = context_load_locked(g.primary, keep, tr);
+        if (rc == TSS2_RC_SUCCESS || rc_is_comm(rc)) {
+            return rc;
+        }
+        /* TPM reset: saved contexts are void. Make the primary again. */
+        Esys_Free(g.primary);
+        g.primary = NULL;
+    }
+    g.primary_rsa = !tpm_has_ecc_locked();
+    for (;;) {
+        rc = Esys_CreatePrimary(g.esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD,
+                                ESYS_TR_NONE, ESYS_TR_NONE, &sens,
+                                g.primary_rsa ? &srk_rsa : &srk_ecc,
+                                &outside, &pcrs, tr, NULL, NULL, NULL, NULL);
+        if (rc_is_objmem(rc) && evict_one_locked(keep)) {
+            continue;
+        }
+        break;
+    }
+    if (rc != TSS2_RC_SUCCESS) {
+        return rc;
+    }
+    if (Esys_ContextSave(g.esys, *tr, &g.primary) != TSS2_RC_SUCCESS) {
+        g.primary = NULL;       /* only slower next time */
+    }
+    return TSS2_RC_SUCCESS;
+}
+
+/* Loads the parent named in a key file; *flush says whether to flush it. */
+static TSS2_RC parent_load_locked(uint32_t parent, struct kh_tpm_key *keep,
+                                  ESYS_TR *tr, int *flush)
+{
+    if (parent == KH_TPM_RH_OWNER) {
+        *flush = 1;
+        return primary_load_locked(keep, tr);
+    }
+    *flush = 0;
+    return Esys_TR_FromTPMPublic(g.esys, parent, ESYS_TR_NONE, ESYS_TR_NONE,
+                                 ESYS_TR_NONE, tr);
+}
+
+static void parent_done_locked(ESYS_TR *tr, int flush)
+{
+    if (*tr == ESYS_TR_NONE) {
+        return;
+    }
+    if (flush) {
+        Esys_FlushContext(g.esys, *tr);
+    } else {
+        Esys_TR_Close(g.esys, tr);
+    }
+    *tr = ESYS_TR_NONE;
+}
+
+static TSS2_RC load_blob_locked(struct kh_tpm_key *k, ESYS_TR *tr)
+{
+    ESYS_TR parent = ESYS_TR_NONE;
+    int flush = 0;
+    TSS2_RC rc;
+
+    if (k->saved != NULL) {
+        rc = context_load_locked(k->saved, k, tr);
+        if (rc == TSS2_RC_SUCCESS || rc_is_comm(rc)) {
+            return rc;
+        }
+        Esys_Free(k->saved);
+        k->saved = NULL;
+    }
+    rc = parent_load_locked(k->parent, k, &parent, &flush);
+    if (rc != TSS2_RC_SUCCESS) {
+        return rc;
+    }
+    for (;;) {
+        rc = Esys_Load(g.esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                       ESYS_TR_NONE, &k->priv, &k->pub, tr);
+        if (rc_is_objmem(rc) && evict_one_locked(k)) {
+            continue;
+        }
+        break;
+    }
+    parent_done_locked(&parent, flush);
+    if (rc == TSS2_RC_SUCCESS && !k->sealed) {
+        if (Esys_ContextSave(g.esys, *tr, &k->saved) != TSS2_RC_SUCCESS) {
+            k->saved = NULL;
+        }
+    }
+    return rc;
+}
+
+static TSS2_RC load_persistent_locked(struct kh_tpm_key *k, ESYS_TR *tr)
+{
+    TPM2B_NAME *name = NULL;
+    TSS2_RC rc;
+
+    rc = Esys_TR_FromTPMPublic(g.esys, k->persistent, ESYS_TR_NONE,
+                               ESYS_TR_NONE, ESYS_TR_NONE, tr);
+    if (rc != TSS2_RC_SUCCESS) {
+        return rc;
+    }
+    /* Someone may have evicted our key and put another one there. */
+    rc = Esys_TR_GetName(g.esys, *tr, &name);
+    if (rc == TSS2_RC_SUCCESS
+        && (name->size != k->name.size
+            || memcmp(name->name, k->name.name, name->size) != 0)) {
+        rc = KH_RC_NAME_CHANGED;
+        Esys_TR_Close(g.esys, tr);
+    }
+    Esys_Free(name);
+    return rc;
+}
+
+/* Makes k->tr usable on the current connection. */
+static TSS2_RC ensure_loaded_locked(struct kh_tpm_key *k)
+{
+    ESYS_TR tr = ESYS_TR_NONE;
+    TSS2_RC rc;
+
+    if (k->tr != ESYS_TR_NONE && k->gen == g.gen) {
+        if (!k->persistent) {
+            list_unlink(k);
+            list_push(k);
+        }
+        return TSS2_RC_SUCCESS;
+    }
+    k->tr = ESYS_TR_NONE;
+    if (k->persistent) {
+        rc = load_persistent_locked(k, &tr);
+    } else {
+        rc = load_blob_locked(k, &tr);
+    }
+    if (rc != TSS2_RC_SUCCESS) {
+        return rc;
+    }
+    if (k->auth.size > 0) {
+        rc = Esys_TR_SetAuth(g.esys, tr, &k->auth);
+        if (rc != TSS2_RC_SUCCESS) {
+            if (!k->persistent) {
+                Esys_FlushContext(g.esys, tr);
+            }
+            return rc;
+        }
+    }
+    k->tr = tr;
+    k->gen = g.gen;
+    if (!k->persistent) {
+        list_push(k);
+    }
+    return TSS2_RC_SUCCESS;
+}
+
+/* Forgets k's handle (flushing a transient one). */
+static void unload_locked(struct kh_tpm_key *k)
+{
+    if (k->tr == ESYS_TR_NONE) {
+        return;
+    }
+    if (g.esys != NULL && k->gen == g.gen) {
+        if (k->persistent) {
+            Esys_TR_Close(g.esys, &k->tr);
+        } else {
+            list_unlink(k);
+            Esys_FlushContext(g.esys, k->tr);
+        }
+    }
+    k->tr = ESYS_TR_NONE;
+}
+
+/*
+ * Runs op(k, arg) with a loaded key: connect, load, run; on a lost
+ * connection or vanished handles, once more from scratch.
+ */
+typedef TSS2_RC (*key_op)(struct kh_tpm_key *k, void *arg);
+
+static enum kh_tpm_rc run_key_op(struct kh_tpm_key *k, key_op op, void *arg,
+                                 const char *what, char *err, size_t errlen)
+{
+    SIGPIPE_GUARD sp;
+    enum kh_tpm_rc ret = KH_TPM_ERR;
+    TSS2_RC rc = TSS2_RC_SUCCESS;
+    int attempt, started = 0;
+
+    if (k->auth_failed) {
+        snprintf(err, errlen, "%s: refused: this key's auth value was "
+                 "already rejected by the TPM (not retried, to spare the "
+                 "dictionary-attack counter)", what);
+        return KH_TPM_ERR_AUTH;
+    }
+    pthread_mutex_lock(&g.lock);
+    sigpipe_block(&sp);
+    for (attempt = 0; attempt < 2; attempt++) {
+        ret = connect_locked(err, errlen);
+        if (ret != KH_TPM_OK) {
+            if (attempt == 0 && ret == KH_TPM_ERR_COMM) {
+                continue;
+            }
+            goto end;
+        }
+        rc = ensure_loaded_locked(k);
+        if (rc == TSS2_RC_SUCCESS) {
+            started = 1;
+            rc = op(k, arg);
+        }
+        if (rc == TSS2_RC_SUCCESS) {
+            ret = KH_TPM_OK;
+            goto end;
+        }
+        if (rc_class(rc) == KH_TPM_ERR_AUTH) {
+            k->auth_failed = 1;
+            break;
+        }
+        if (rc_is_comm(rc)) {
+            disconnect_locked(0);
+            continue;
+        }
+        if (rc_is_stale(rc)) {
+            if (rc_base(rc) == TPM2_RC_INITIALIZE) {
+                /* A TPM that was restarted without TPM2_Startup. */
+                Esys_Startup(g.esys, TPM2_SU_CLEAR);
+            }
+            unload_all_locked(0);
+            k->tr = ESYS_TR_NONE;
+            if (k->saved != NULL) {
+                Esys_Free(k->saved);
+                k->saved = NULL;
+            }
+            continue;
+        }
+        break;
+    }
+    if (rc == KH_RC_NAME_CHANGED) {
+        snprintf(err, errlen, "%s: persistent handle 0x%08x now holds a "
+                 "different key", what, k->persistent);
+        ret = KH_TPM_ERR_NOTFOUND;
+    } else if (k->persistent && !started && rc_base(rc) == TPM2_RC_HANDLE) {
+        snprintf(err, errlen, "%s: no key at persistent handle 0x%08x",
+                 what, k->persistent);
+        ret = KH_TPM_ERR_NOTFOUND;
+    } else {
+        ret = fail(rc, err, errlen, what);
+    }
+end:
+    sigpipe_restore(&sp);
+    pthread_mutex_unlock(&g.lock);
+    return ret;
+}
+
+/* ---- key objects ----------------------------------------------------- */
+
+static struct kh_tpm_key *key_new(void)
+{
+    struct kh_tpm_key *k = OPENSSL_zalloc(sizeof(*k));
+
+    if (k == NULL) {
+        return NULL;
+    }
+    k->refs = 1;
+    k->tr = ESYS_TR_NONE;
+    pthread_mutex_lock(&g.lock);
+    g.keys++;
+    pthread_mutex_unlock(&g.lock);
+    return k;
+}
+
+KH_TPM_KEY *kh_tpm_key_up_ref(KH_TPM_KEY *k)
+{
+    if (k != NULL) {
+        __atomic_add_fetch(&k->refs, 1, __ATOMIC_SEQ_CST);
+    }
+    return k;
+}
+
+void kh_tpm_key_free(KH_TPM_KEY *k)
+{
+    SIGPIPE_GUARD sp;
+
+    if (k == NULL || __atomic_sub_fetch(&k->refs, 1, __ATOMIC_SEQ_CST) > 0) {
+        return;
+    }
+    pthread_mutex_lock(&g.lock);
+    sigpipe_block(&sp);
+    unload_locked(k);
+    if (k->prev != NULL || k->next != NULL || g.loaded == k) {
+        list_unlink(k);
+    }
+    Esys_Free(k->saved);
+    g.keys--;
+    maybe_release_locked();
+    sigpipe_restore(&sp);
+    pthread_mutex_unlock(&g.lock);
+    OPENSSL_clear_free(k, sizeof(*k));
+}
+
+static enum kh_tpm_rc key_check_pub(const TPM2B_PUBLIC *pub, char *err,
+                                    size_t errlen)
+{
+    TPMA_OBJECT a = pub->publicArea.objectAttributes;
+
+    if (pub->publicArea.type != TPM2_ALG_RSA
+        && pub->publicArea.type != TPM2_ALG_ECC) {
+        snprintf(err, errlen, "TPM object is not an RSA or ECC key");
+        return KH_TPM_ERR_UNSUPPORTED;
+    }
+    if (a & TPMA_OBJECT_RESTRICTED) {
+        snprintf(err, errlen, "TPM key is restricted (a storage or "
+                 "attestation key), not a general signing key");
+        return KH_TPM_ERR_UNSUPPORTED;
+    }
+    if (!(a & (TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT))) {
+        snprintf(err, errlen, "TPM key can neither sign nor decrypt");
+        return KH_TPM_ERR_UNSUPPORTED;
+    }
+    return KH_TPM_OK;
+}
+
+enum kh_tpm_rc kh_tpm_key_from_der(const unsigned char *der, size_t derlen,
+                                   KH_TPM_KEY **out, char *err, size_t errlen)
+{
+    KH_TPM_KEYFILE kf;
+    struct kh_tpm_key *k;
+    enum kh_tpm_rc rc;
+
+    *out = NULL;
+    rc = kh_tpm_keyfile_decode(der, derlen, &kf, err, errlen);
+    if (rc != KH_TPM_OK) {
+        return rc;
+    }
+    if (!kf.sealed) {
+        rc = key_check_pub(&kf.pub, err, errlen);
+        if (rc != KH_TPM_OK) {
+            return rc;
+        }
+    }
+    k = key_new();
+    if (k == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return KH_TPM_ERR;
+    }
+    k->parent = kf.parent;
+    k->sealed = kf.sealed;
+    k->pub = kf.pub;
+    k->priv = kf.priv;
+    k->empty_auth = kf.empty_auth;
+    k->has_pcr_policy = kf.has_pcr_policy;
+    k->pcrs = kf.pcrs;
+    OPENSSL_cleanse(&kf, sizeof(kf));
+    *out = k;
+    return KH_TPM_OK;
+}
+
+enum kh_tpm_rc kh_tpm_key_from_file(const char *path, KH_TPM_KEY **out,
+                                    char *err, size_t errlen)
+{
+    unsigned char *der = NULL;
+    size_t derlen = 0;
+    enum kh_tpm_rc rc;
+
+    rc = kh_tpm_file_read_der(path, &der, &derlen, err, errlen);
+    if (rc == KH_TPM_OK) {
+        rc = kh_tpm_key_from_der(der, derlen, out, err, errlen);
+    }
+    OPENSSL_free(der);
+    return rc;
+}
+
+static TSS2_RC read_public_op(struct kh_tpm_key *k, void *arg)
+{
+    TPM2B_PUBLIC *pub = NULL;
+    TPM2B_NAME *name = NULL;
+    TSS2_RC rc;
+
+    (void)arg;
+    rc = Esys_ReadPublic(g.esys, k->tr, ESYS_TR_NONE, ESYS_TR_NONE,
+                         ESYS_TR_NONE, &pub, &name, NULL);
+    if (rc == TSS2_RC_SUCCESS) {
+        k->pub = *pub;
+    }
+    Esys_Free(pub);
+    Esys_Free(name);
+    return rc;
+}
+
+enum kh_tpm_rc kh_tpm_key_from_handle(uint32_t handle, KH_TPM_KEY **out,
+                                      char *err, size_t errlen)
+{
+    struct kh_tpm_key *k;
+    TPM2B_NAME *name = NULL;
+    SIGPIPE_GUARD sp;
+    enum kh_tpm_rc rc;
+    TSS2_RC trc;
+    ESYS_TR tr = ESYS_TR_NONE;
+
+    *out = NULL;
+    if (handle < KH_TPM_PERSISTENT_MIN || handle > KH_TPM_PERSISTENT_MAX) {
+        snprintf(err, errlen, "TPM handle 0x%08x is not a persistent "
+                 "object handle (0x81000000-0x81ffffff)", handle);
+        return KH_TPM_ERR_INPUT;
+    }
+    k = key_new();
+    if (k == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return KH_TPM_ERR;
+    }
+    k->persistent = handle;
+    /* Learn the key's name once; reloads check it did not change. */
+    pthread_mutex_lock(&g.lock);
+    sigpipe_block(&sp);
+    rc = connect_locked(err, errlen);
+    if (rc == KH_TPM_OK) {
+        trc = Esys_TR_FromTPMPublic(g.esys, handle, ESYS_TR_NONE,
+                                    ESYS_TR_NONE, ESYS_TR_NONE, &tr);
+        if (trc == TSS2_RC_SUCCESS) {
+            trc = Esys_TR_GetName(g.esys, tr, &name);
+            if (trc == TSS2_RC_SUCCESS) {
+                k->name = *name;
+            }
+            Esys_Free(name);
+            Esys_TR_Close(g.esys, &tr);
+        }
+        if (trc != TSS2_RC_SUCCESS) {
+            if (rc_base(trc) == TPM2_RC_HANDLE) {
+                snprintf(err, errlen, "no key at persistent handle 0x%08x",
+                         handle);
+                rc = KH_TPM_ERR_NOTFOUND;
+            } else {
+                rc = fail(trc, err, errlen, "reading the persistent key");
+            }
+        }
+    }
+    sigpipe_restore(&sp);
+    pthread_mutex_unlock(&g.lock);
+    if (rc == KH_TPM_OK) {
+        rc = run_key_op(k, read_public_op, NULL, "reading the TPM key",
+                        err, errlen);
+    }
+    if (rc == KH_TPM_OK) {
+        rc = key_check_pub(&k->pub, err, errlen);
+    }
+    if (rc != KH_TPM_OK) {
+        kh_tpm_key_free(k);
+        return rc;
+    }
+    /* Persistent keys carry no "empty auth" flag: assume one when none
+     * is given; a later kh_tpm_key_set_auth() says otherwise. */
+    k->empty_auth = 1;
+    *out = k;
+    return KH_TPM_OK;
+}
+
+int kh_tpm_key_empty_auth(const KH_TPM_KEY *k)
+{
+    return k->empty_auth;
+}
+
+enum kh_tpm_rc kh_tpm_key_set_auth(KH_TPM_KEY *k, const char *auth,
+                                   size_t authlen, char *err, size_t errlen)
+{
+    if (authlen > sizeof(k->auth.buffer)) {
+        snprintf(err, errlen, "TPM auth value longer than %zu bytes",
+                 sizeof(k->auth.buffer));
+        return KH_TPM_ERR_INPUT;
+    }
+    pthread_mutex_lock(&g.lock);
+    OPENSSL_cleanse(&k->auth, sizeof(k->auth));
+    memcpy(k->auth.buffer, auth, authlen);
+    k->auth.size = (UINT16)authlen;
+    k->empty_auth = authlen == 0;
+    k->auth_failed = 0;
+    /* The handle's auth is set at load: force a fresh one. */
+    if (k->tr != ESYS_TR_NONE && k->gen == g.gen && g.esys != NULL) {
+        Esys_TR_SetAuth(g.esys, k->tr, &k->auth);
+    }
+    pthread_mutex_unlock(&g.lock);
+    return KH_TPM_OK;
+}
+
+int kh_tpm_key_type(const KH_TPM_KEY *k)
+{
+    return k->pub.publicArea.type == TPM2_ALG_RSA ? EVP_PKEY_RSA
+                                                   : EVP_PKEY_EC;
+}
+
+int kh_tpm_key_bits(const KH_TPM_KEY *k)
+{
+    if (k->pub.publicArea.type == TPM2_ALG_RSA) {
+        return k->pub.publicArea.parameters.rsaDetail.keyBits;
+    }
+    switch (k->pub.publicArea.parameters.eccDetail.curveID) {
+    case TPM2_ECC_NIST_P384:
+        return 384;
+    case TPM2_ECC_NIST_P521:
+        return 521;
+    default:
+        return 256;
+    }
+}
+
+int kh_tpm_key_can_sign(const KH_TPM_KEY *k)
+{
+    return (k->pub.publicArea.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT)
+           != 0;
+}
+
+int kh_tpm_key_can_decrypt(const KH_TPM_KEY *k)
+{
+    return k->pub.publicArea.type == TPM2_ALG_RSA
+           && (k->pub.publicArea.objectAttributes & TPMA_OBJECT_DECRYPT);
+}
+
+uint32_t kh_tpm_key_handle(const KH_TPM_KEY *k)
+{
+    return k->persistent;
+}
+
+EVP_PKEY *kh_tpm_key_public(const KH_TPM_KEY *k, OSSL_LIB_CTX *libctx,
+                            const char *propq, char *err, size_t errlen)
+{
+    return kh_tpm_pub_to_pkey(&k->pub, libctx, propq, err, errlen);
+}
+
+/* ---- signing and decryption ------------------------------------------ */
+
+static TPMI_ALG_HASH hash_alg(int md_nid, size_t tbslen)
+{
+    switch (md_nid) {
+    case NID_sha1:
+        return TPM2_ALG_SHA1;
+    case NID_sha256:
+        return TPM2_ALG_SHA256;
+    case NID_sha384:
+        return TPM2_ALG_SHA384;
+    case NID_sha512:
+        return TPM2_ALG_SHA512;
+    case NID_undef:
+        switch (tbslen) {
+        case 20:
+            return TPM2_ALG_SHA1;
+        case 32:
+            return TPM2_ALG_SHA256;
+        case 48:
+            return TPM2_ALG_SHA384;
+        case 64:
+            return TPM2_ALG_SHA512;
+        }
+        break;
+    }
+    return TPM2_ALG_NULL;
+}
+
+static size_t hash_len(TPMI_ALG_HASH h)
+{
+    switch (h) {
+    case TPM2_ALG_SHA1:
+        return 20;
+    case TPM2_ALG_SHA256:
+        return 32;
+    case TPM2_ALG_SHA384:
+        return 48;
+    case TPM2_ALG_SHA512:
+        return 64;
+    default:
+        return 0;
+    }
+}
+
+struct sign_arg {
+    TPM2B_DIGEST digest;
+    TPMT_SIG_SCHEME scheme;
+    TPMT_SIGNATURE *sig;
+};
+
+static TSS2_RC sign_op(struct kh_tpm_key *k, void *arg)
+{
+    struct sign_arg *a = arg;
+    /* A null ticket: the key is not restricted, the TPM needs none. */
+    static const TPMT_TK_HASHCHECK none = {
+        .tag = TPM2_ST_HASHCHECK,
+        .hierarchy = TPM2_RH_NULL,
+        .digest = { .size = 0 },
+    };
+
+    return Esys_Sign(g.esys, k->tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                     ESYS_TR_NONE, &a->digest, &a->scheme, &none, &a->sig);
+}
+
+static enum kh_tpm_rc ecdsa_to_der(const TPMS_SIGNATURE_ECC *s,
+                                   unsigned char *sig, size_t *siglen,
+                                   size_t sigsize, char *err, size_t errlen)
+{
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(s->signatureR.buffer, s->signatureR.size, NULL);
+    BIGNUM *ss = BN_bin2bn(s->signatureS.buffer, s->signatureS.size, NULL);
+    unsigned char *p = sig;
+    enum kh_tpm_rc rc = KH_TPM_ERR;
+    int len;
+
+    if (es == NULL || r == NULL || ss == NULL || !ECDSA_SIG_set0(es, r, ss)) {
+        BN_free(r);
+        BN_free(ss);
+        snprintf(err, errlen, "out of memory");
+        goto end;
+    }
+    len = i2d_ECDSA_SIG(es, NULL);
+    if (len <= 0 || (size_t)len > sigsize) {
+        snprintf(err, errlen, "ECDSA signature does not fit (%d > %zu)",
+                 len, sigsize);
+        goto end;
+    }
+    len = i2d_ECDSA_SIG(es, &p);
+    *siglen = (size_t)len;
+    rc = KH_TPM_OK;
+end:
+    ECDSA_SIG_free(es);
+    return rc;
+}
+
+enum kh_tpm_rc kh_tpm_key_sign(KH_TPM_KEY *k, enum kh_tpm_sig scheme,
+                               int md_nid, int saltlen,
+                               const unsigned char *tbs, size_t tbslen,
+                               unsigned char *sig, size_t *siglen,
+                               size_t sigsize, char *err, size_t errlen)
+{
+    struct sign_arg a;
+    TPMI_ALG_HASH h = hash_alg(md_nid, tbslen);
+    const TPM2B_PUBLIC_KEY_RSA *rs;
+    enum kh_tpm_rc rc;
+
+    memset(&a, 0, sizeof(a));
+    if (!kh_tpm_key_can_sign(k)) {
+        snprintf(err, errlen, "TPM key was not created for signing");
+        return KH_TPM_ERR_UNSUPPORTED;
+    }
+    if (h == TPM2_ALG_NULL || hash_len(h) != tbslen) {
+        snprintf(err, errlen, "TPM signing needs a SHA-1/256/384/512 "
+                 "digest of matching length (got %zu bytes)", tbslen);
+        return KH_TPM_ERR_UNSUPPORTED;
+    }
+    switch (scheme) {
+    case KH_TPM_SIG_ECDSA:
+        if (k->pub.publicArea.type != TPM2_ALG_ECC) {
+            goto mismatch;
+        }
+        a.scheme.scheme = TPM2_ALG_ECDSA;
+        break;
+    case KH_TPM_SIG_RSA_PKCS1:
+        if (k->pub.publicArea.type != TPM2_ALG_RSA) {
+            goto mismatch;
+        }
+        a.scheme.scheme = TPM2_ALG_RSASSA;
+        break;
+    case KH_TPM_SIG_RSA_PSS:
+        if (k->pub.publicArea.type != TPM2_ALG_RSA) {
+            goto mismatch;
+        }
+        a.scheme.scheme = TPM2_ALG_RSAPSS;
+        (void)saltlen;          /* checked by the caller on the result */
+        break;
+    default:
+        goto mismatch;
+    }
+    a.scheme.details.any.hashAlg = h;
+    a.digest.size = (UINT16)tbslen;
+    memcpy(a.digest.buffer, tbs, tbslen);
+    rc = run_key_op(k, sign_op, &a, "TPM2_Sign", err, errlen);
+    if (rc != KH_TPM_OK) {
+        return rc;
+    }
+    if (scheme == KH_TPM_SIG_ECDSA) {
+        rc = ecdsa_to_der(&a.sig->signature.ecdsa, sig, siglen, sigsize,
+                          err, errlen);
+    } else {
+        rs = scheme == KH_TPM_SIG_RSA_PSS ? &a.sig->signature.rsapss.sig
+                                          : &a.sig->signature.rsassa.sig;
+        if (rs->size > sigsize) {
+            snprintf(err, errlen, "RSA signature does not fit");
+            rc = KH_TPM_ERR;
+        } else {
+            memcpy(sig, rs->buffer, rs->size);
+            *siglen = rs->size;
+        }
+    }
+    Esys_Free(a.sig);
+    return rc;
+mismatch:
+    snprintf(err, errlen, "signature scheme does not fit the TPM key type");
+    return KH_TPM_ERR_UNSUPPORTED;
+}
+
+struct dec_arg {
+    TPM2B_PUBLIC_KEY_RSA in;
+    TPMT_RSA_DECRYPT scheme;
+    TPM2B_DATA label;
+    TPM2B_PUBLIC_KEY_RSA *out;
+};
+
+static TSS2_RC dec_op(struct kh_tpm_key *k, void *arg)
+{
+    struct dec_arg *a = arg;
+
+    return Esys_RSA_Decrypt(g.esys, k->tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                            ESYS_TR_NONE, &a->in, &a->scheme, &a->label,
+                            &a->out);
+}
+
+enum kh_tpm_rc kh_tpm_key_decrypt(KH_TPM_KEY *k, int oaep_md_nid,
+                                  const unsigned char *label, size_t labellen,
+                                  const unsigned char *in, size_t inlen,
+                                  unsigned char *out, size_t *outlen,
+                                  size_t outsize, char *err, size_t errlen)
+{
+    struct dec_arg a;
+    enum kh_tpm_rc rc;
+
+    memset(&a, 0, sizeof(a));
+    if (!kh_tpm_key_can_decrypt(k)) {
+        snprintf(err, errlen, "TPM key is sign-only: decryption refused "
+                 "(provision with --allow-decrypt for identities that "
+                 "need it)");
+        return KH_TPM_ERR_UNSUPPORTED;
+    }
+    if (inlen > sizeof(a.in.buffer)) {
+        snprintf(err, errlen, "RSA ciphertext too long");
+        return KH_TPM_ERR_INPUT;
+    }
+    if (oaep_md_nid == NID_undef) {
+        a.scheme.scheme = TPM2_ALG_RSAES;
+    } else {
+        a.scheme.scheme = TPM2_ALG_OAEP;
+        a.scheme.details.oaep.hashAlg = hash_alg(oaep_md_nid, 0);
+        if (a.scheme.details.oaep.hashAlg == TPM2_ALG_NULL) {
+            snprintf(err, errlen, "OAEP digest not supported by the TPM");
+            return KH_TPM_ERR_UNSUPPORTED;
+        }
+    }
+    if (labellen > 0) {
+        /* The TPM wants a NUL-terminated label; OpenSSL's is raw bytes. */
+        snprintf(err, errlen, "OAEP labels are not supported with TPM keys");
+        return KH_TPM_ERR_UNSUPPORTED;
+    }
+    (void)label;
+    a.in.size = (UINT16)inlen;
+    memcpy(a.in.buffer, in, inlen);
+    rc = run_key_op(k, dec_op, &a, "TPM2_RSA_Decrypt", err, errlen);
+    if (rc != KH_TPM_OK) {
+        return rc;
+    }
+    if (a.out->size > outsize) {
+        snprintf(err, errlen, "decrypted message does not fit");
+        rc = KH_TPM_ERR;
+    } else {
+        memcpy(out, a.out->buffer, a.out->size);
+        *outlen = a.out->size;
+    }
+    OPENSSL_cleanse(a.out, sizeof(*a.out));
+    Esys_Free(a.out);
+    return rc;
+}
+
+/* ---- creation, eviction, status ------------------------------------- */
+
+/*
+ * Runs a management function under the lock with a connection, retrying
+ * once on a lost connection, and releasing the connection afterwards when
+ * no key needs it.
+ */
+typedef enum kh_tpm_rc (*mgmt_fn)(void *arg, char *err, size_t errlen);
+
+static enum kh_tpm_rc run_mgmt(mgmt_fn fn, void *arg, char *err,
+                               size_t errlen)
+{
+    SIGPIPE_GUARD sp;
+    enum kh_tpm_rc rc;
+    int attempt;
+
+    pthread_mutex_lock(&g.lock);
+    sigpipe_block(&sp);
+    for (attempt = 0; attempt < 2; attempt++) {
+        rc = connect_locked(err, errlen);
+        if (rc == KH_TPM_OK) {
+            rc = fn(arg, err, errlen);
+        }
+        if (rc != KH_TPM_ERR_COMM) {
+            break;
+        }
+        disconnect_locked(0);
+    }
+    maybe_release_locked();
+    sigpipe_restore(&sp);
+    pthread_mutex_unlock(&g.lock);
+    return rc;
+}
+
+/* Loads the storage parent used for new objects. */
+static TSS2_RC new_parent_locked(ESYS_TR *tr, int *flush, uint32_t *parent)
+{
+    TSS2_RC rc;
+
+    rc = Esys_TR_FromTPMPublic(g.esys, KH_TPM_SRK_HANDLE, ESYS_TR_NONE,
+                               ESYS_TR_NONE, ESYS_TR_NONE, tr);
+    if (rc == TSS2_RC_SUCCESS) {
+        *flush = 0;
+        *parent = KH_TPM_SRK_HANDLE;
+        return rc;
+    }
+    if (rc_is_comm(rc)) {
+        return rc;
+    }
+    *parent = KH_TPM_RH_OWNER;
+    *flush = 1;
+    return primary_load_locked(NULL, tr);
+}
+
+struct create_arg {
+    const KH_TPM_GEN *gen;
+    TPM2B_PUBLIC tmpl;
+    TPM2B_SENSITIVE_CREATE sens;
+    KH_TPM_KEYFILE kf;
+    unsigned char **der;
+    size_t *derlen;
+};
+
+static enum kh_tpm_rc create_fn(void *varg, char *err, size_t errlen)
+{
+    struct create_arg *a = varg;
+    static const TPM2B_DATA outside = { .size = 0 };
+    static const TPML_PCR_SELECTION pcrs = { .count = 0 };
+    TPM2B_PRIVATE *priv = NULL;
+    TPM2B_PUBLIC *pub = NULL;
+    ESYS_TR parent = ESYS_TR_NONE, obj = ESYS_TR_NONE, pers = ESYS_TR_NONE;
+    int flush = 0;
+    uint32_t parent_handle = 0;
+    enum kh_tpm_rc rc = KH_TPM_ERR;
+    TSS2_RC trc;
+
+    if (a->gen->persistent) {
+        ESYS_TR t = ESYS_TR_NONE;
+
+        trc = Esys_TR_FromTPMPublic(g.esys, a->gen->persistent, ESYS_TR_NONE,
+                                    ESYS_TR_NONE, ESYS_TR_NONE, &t);
+        if (trc == TSS2_RC_SUCCESS) {
+            Esys_TR_Close(g.esys, &t);
+            snprintf(err, errlen, "persistent handle 0x%08x is taken "
+                     "(zeroize the identity using it, or pick another)",
+                     a->gen->persistent);
+            return KH_TPM_ERR_INPUT;
+        }
+        if (rc_is_comm(trc)) {
+            return fail(trc, err, errlen, "checking the persistent handle");
+        }
+    }
+    trc = new_parent_locked(&parent, &flush, &parent_handle);
+    if (trc != TSS2_RC_SUCCESS) {
+        return fail(trc, err, errlen, "loading the storage key");
+    }
+    trc = Esys_Create(g.esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                      ESYS_TR_NONE, &a->sens, &a->tmpl, &outside, &pcrs,
+                      &priv, &pub, NULL, NULL, NULL);
+    if (trc != TSS2_RC_SUCCESS) {
+        rc = fail(trc, err, errlen, "TPM2_Create");
+        goto end;
+    }
+    a->kf.parent = parent_handle;
+    a->kf.pub = *pub;
+    a->kf.priv = *priv;
+    if (a->gen->persistent) {
+        for (;;) {
+            trc = Esys_Load(g.esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                            ESYS_TR_NONE, priv, pub, &obj);
+            if (rc_is_objmem(trc) && evict_one_locked(NULL)) {
+                continue;
+            }
+            break;
+        }
+        if (trc != TSS2_RC_SUCCESS) {
+            rc = fail(trc, err, errlen, "TPM2_Load");
+            goto end;
+        }
+        trc = Esys_EvictControl(g.esys, ESYS_TR_RH_OWNER, obj,
+                                ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                a->gen->persistent, &pers);
+        if (trc != TSS2_RC_SUCCESS) {
+            rc = fail(trc, err, errlen, "TPM2_EvictControl");
+            goto end;
+        }
+        Esys_TR_Close(g.esys, &pers);
+    } else {
+        rc = kh_tpm_keyfile_encode(&a->kf, a->der, a->derlen, err, errlen);
+        if (rc != KH_TPM_OK) {
+            goto end;
+        }
+    }
+    rc = KH_TPM_OK;
+end:
+    if (obj != ESYS_TR_NONE) {
+        Esys_FlushContext(g.esys, obj);
+    }
+    parent_done_locked(&parent, flush);
+    Esys_Free(priv);
+    Esys_Free(pub);
+    return rc;
+}
+
+enum kh_tpm_rc kh_tpm_key_create(const KH_TPM_GEN *gen, unsigned char **der,
+                                 size_t *derlen, EVP_PKEY **pubout, char *err,
+                                 size_t errlen)
+{
+    struct create_arg a;
+    TPMT_PUBLIC *t;
+    enum kh_tpm_rc rc;
+    unsigned char *tmpder = NULL;
+    size_t tmplen = 0;
+
+    memset(&a, 0, sizeof(a));
+    if (der != NULL) {
+        *der = NULL;
+        *derlen = 0;
+    }
+    if (pubout != NULL) {
+        *pubout = NULL;
+    }
+    if (gen->persistent != 0
+        && (gen->persistent < KH_TPM_PERSISTENT_MIN
+            || gen->persistent > KH_TPM_PERSISTENT_MAX
+            || gen->persistent == KH_TPM_SRK_HANDLE)) {
+        snprintf(err, errlen, "persistent handle 0x%08x out of range "
+                 "(0x81000002-0x81ffffff; 0x81000001 is the SRK)",
+                 gen->persistent);
+        return KH_TPM_ERR_INPUT;
+    }
+    if (gen->authlen > sizeof(a.sens.sensitive.userAuth.buffer)) {
+        snprintf(err, errlen, "TPM auth value too long");
+        return KH_TPM_ERR_INPUT;
+    }
+    a.gen = gen;
+    a.der = &tmpder;
+    a.derlen = &tmplen;
+    t = &a.tmpl.publicArea;
+    t->nameAlg = TPM2_ALG_SHA256;
+    t->objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT
+                          | TPMA_OBJECT_SENSITIVEDATAORIGIN
+                          | TPMA_OBJECT_USERWITHAUTH
+                          | TPMA_OBJECT_SIGN_ENCRYPT;
+    if (gen->allow_decrypt) {
+        t->objectAttributes |= TPMA_OBJECT_DECRYPT;
+    }
+    switch (gen->alg) {
+    case KH_TPM_ALG_EC_P256:
+    case KH_TPM_ALG_EC_P384:
+        t->type = TPM2_ALG_ECC;
+        t->parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+        t->parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
+        t->parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+        t->parameters.eccDetail.curveID = gen->alg == KH_TPM_ALG_EC_P256
+                                          ? TPM2_ECC_NIST_P256
+                                          : TPM2_ECC_NIST_P384;
+        break;
+    case KH_TPM_ALG_RSA_2048:
+    case KH_TPM_ALG_RSA_3072:
+        t->type = TPM2_ALG_RSA;
+        t->parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_NULL;
+        t->parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
+        t->parameters.rsaDetail.keyBits = gen->alg == KH_TPM_ALG_RSA_2048
+                                          ? 2048 : 3072;
+        t->parameters.rsaDetail.exponent = 0;
+        break;
+    default:
+        snprintf(err, errlen, "unknown key algorithm");
+        return KH_TPM_ERR_INPUT;
+    }
+    if (gen->auth != NULL && gen->authlen > 0) {
+        memcpy(a.sens.sensitive.userAuth.buffer, gen->auth, gen->authlen);
+        a.sens.sensitive.userAuth.size = (UINT16)gen->authlen;
+    }
+    a.kf.empty_auth = a.sens.sensitive.userAuth.size == 0;
+    rc = run_mgmt(create_fn, &a, err, errlen);
+    if (rc == KH_TPM_OK && pubout != NULL) {
+        *pubout = kh_tpm_pub_to_pkey(&a.kf.pub, NULL, NULL, err, errlen);
+        if (*pubout == NULL) {
+            rc = KH_TPM_ERR;
+        }
+    }
+    if (rc == KH_TPM_OK && der != NULL) {
+        *der = tmpder;
+        *derlen = tmplen;
+        tmpder = NULL;
+    }
+    OPENSSL_free(tmpder);
+    OPENSSL_cleanse(&a, sizeof(a));
+    return rc;
+}
+
+static enum kh_tpm_rc evict_fn(void *arg, char *err, size_t errlen)
+{
+    uint32_t handle = *(uint32_t *)arg;
+    ESYS_TR tr = ESYS_TR_NONE, out = ESYS_TR_NONE;
+    TSS2_RC trc;
+
+    trc = Esys_TR_FromTPMPublic(g.esys, handle, ESYS_TR_NONE, ESYS_TR_NONE,
+                                ESYS_TR_NONE, &tr);
+    if (trc != TSS2_RC_SUCCESS) {
+        if (rc_base(trc) == TPM2_RC_HANDLE) {
+            snprintf(err, errlen, "no key at persistent handle 0x%08x",
+                     handle);
+            return KH_TPM_ERR_NOTFOUND;
+        }
+        return fail(trc, err, errlen, "reading the persistent key");
+    }
+    trc = Esys_EvictControl(g.esys, ESYS_TR_RH_OWNER, tr, ESYS_TR_PASSWORD,
+                            ESYS_TR_NONE, ESYS_TR_NONE, handle, &out);
+    if (trc != TSS2_RC_SUCCESS) {
+        Esys_TR_Close(g.esys, &tr);
+        return fail(trc, err, errlen, "TPM2_EvictControl");
+    }
+    return KH_TPM_OK;
+}
+
+enum kh_tpm_rc kh_tpm_evict(uint32_t handle, char *err, size_t errlen)
+{
+    if (handle < KH_TPM_PERSISTENT_MIN || handle > KH_TPM_PERSISTENT_MAX
+        || handle == KH_TPM_SRK_HANDLE) {
+        snprintf(err, errlen, "refusing to evict 0x%08x (not a keyhold "
+                 "persistent key handle)", handle);
+        return KH_TPM_ERR_INPUT;
+    }
+    return run_mgmt(evict_fn, &handle, err, errlen);
+}
+
+struct exists_arg {
+    uint32_t handle;
+    int exists;
+};
+
+static enum kh_tpm_rc exists_fn(void *varg, char *err, size_t errlen)
+{
+    struct exists_arg *a = varg;
+    ESYS_TR tr = ESYS_TR_NONE;
+    TSS2_RC trc;
+
+    trc = Esys_TR_FromTPMPublic(g.esys, a->handle, ESYS_TR_NONE,
+                                ESYS_TR_NONE, ESYS_TR_NONE, &tr);
+    if (trc == TSS2_RC_SUCCESS) {
+        a->exists = 1;
+        Esys_TR_Close(g.esys, &tr);
+        return KH_TPM_OK;
+    }
+    if (rc_base(trc) == TPM2_RC_HANDLE) {
+        a->exists = 0;
+        return KH_TPM_OK;
+    }
+    return fail(trc, err, errlen, "reading the persistent handle");
+}
+
+int kh_tpm_handle_exists(uint32_t handle, char *err, size_t errlen)
+{
+    struct exists_arg a = { handle, 0 };
+
+    if (run_mgmt(exists_fn, &a, err, errlen) != KH_TPM_OK) {
+        return -1;
+    }
+    return a.exists;
+}
+
+struct da_arg {
+    uint32_t counter, max;
+    int lockout;
+};
+
+static enum kh_tpm_rc da_fn(void *varg, char *err, size_t errlen)
+{
+    struct da_arg *a = varg;
+    TPMS_CAPABILITY_DATA *cap = NULL;
+    TPMI_YES_NO more;
+    TSS2_RC trc;
+    UINT32 i;
+
+    trc = Esys_GetCapability(g.esys, ESYS_TR_NONE, ESYS_TR_NONE,
+                             ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
+                             TPM2_PT_PERMANENT, 16, &more, &cap);
+    if (trc != TSS2_RC_SUCCESS) {
+        return fail(trc, err, errlen, "TPM2_GetCapability");
+    }
+    for (i = 0; i < cap->data.tpmProperties.count; i++) {
+        TPMS_TAGGED_PROPERTY *p = &cap->data.tpmProperties.tpmProperty[i];
+
+        if (p->property == TPM2_PT_PERMANENT) {
+            a->lockout = (p->value & TPMA_PERMANENT_INLOCKOUT) != 0;
+        } else if (p->property == TPM2_PT_LOCKOUT_COUNTER) {
+            a->counter = p->value;
+        } else if (p->property == TPM2_PT_MAX_AUTH_FAIL) {
+            a->max = p->value;
+        }
+    }
+    Esys_Free(cap);
+    return KH_TPM_OK;
+}
+
+enum kh_tpm_rc kh_tpm_da_info(uint32_t *counter, uint32_t *max_tries,
+                              int *in_lockout, char *err, size_t errlen)
+{
+    struct da_arg a = { 0, 0, 0 };
+    enum kh_tpm_rc rc = run_mgmt(da_fn, &a, err, errlen);
+
+    *counter = a.counter;
+    *max_tries = a.max;
+    *in_lockout = a.lockout;
+    return rc;
+}
+
+/* ---- sealing --------------------------------------------------------- */
+
+static void pcr_select(TPML_PCR_SELECTION *sel, uint32_t mask)
+{
+    int i;
+
+    memset(sel, 0, sizeof(*sel));
+    sel->count = 1;
+    sel->pcrSelections[0].hash = TPM2_ALG_SHA256;
+    sel->pcrSelections[0].sizeofSelect = 3;
+    for (i = 0; i < 24; i++) {
+        if (mask & (1u << i)) {
+            sel->pcrSelections[0].pcrSelect[i / 8] |= (uint8_t)(1u << (i % 8));
+        }
+    }
+}
+
+/* Starts a policy (or trial) session and runs TPM2_PolicyPCR in it. */
+static TSS2_RC pcr_session_locked(const TPML_PCR_SELECTION *sel, int trial,
+                                  ESYS_TR *sess)
+{
+    static const TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_NULL };
+    static const TPM2B_DIGEST empty = { .size = 0 };
+    TSS2_RC rc;
+
+    rc = Esys_StartAuthSession(g.esys, ESYS_TR_NONE, ESYS_TR_NONE,
+                               ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                               NULL, trial ? TPM2_SE_TRIAL : TPM2_SE_POLICY,
+                               &sym, TPM2_ALG_SHA256, sess);
+    if (rc != TSS2_RC_SUCCESS) {
+        return rc;
+    }
+    rc = Esys_PolicyPCR(g.esys, *sess, ESYS_TR_NONE, ESYS_TR_NONE,
+                        ESYS_TR_NONE, &empty, sel);
+    if (rc != TSS2_RC_SUCCESS) {
+        Esys_FlushContext(g.esys, *sess);
+        *sess = ESYS_TR_NONE;
+    }
+    return rc;
+}
+
+struct seal_arg {
+    TPM2B_SENSITIVE_CREATE sens;
+    uint32_t mask;
+    KH_TPM_KEYFILE kf;
+    unsigned char **der;
+    size_t *derlen;
+};
+
+static enum kh_tpm_rc seal_fn(void *varg, char *err, size_t errlen)
+{
+    struct seal_arg *a = varg;
+    static const TPM2B_DATA outside = { .size = 0 };
+    static const TPML_PCR_SELECTION nopcrs = { .count = 0 };
+    TPM2B_PUBLIC tmpl;
+    TPM2B_PRIVATE *priv = NULL;
+    TPM2B_PUBLIC *pub = NULL;
+    TPM2B_DIGEST *policy = NULL;
+    ESYS_TR parent = ESYS_TR_NONE, sess = ESYS_TR_NONE;
+    int flush = 0;
+    uint32_t parent_handle = 0;
+    enum kh_tpm_rc rc = KH_TPM_ERR;
+    TSS2_RC trc;
+
+    memset(&tmpl, 0, sizeof(tmpl));
+    tmpl.publicArea.type = TPM2_ALG_KEYEDHASH;
+    tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
+    tmpl.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM
+                                       | TPMA_OBJECT_FIXEDPARENT;
+    tmpl.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+    if (a->mask != 0) {
+        pcr_select(&a->kf.pcrs, a->mask);
+        a->kf.has_pcr_policy = 1;
+        trc = pcr_session_locked(&a->kf.pcrs, 1, &sess);
+        if (trc == TSS2_RC_SUCCESS) {
+            trc = Esys_PolicyGetDigest(g.esys, sess, ESYS_TR_NONE,
+                                       ESYS_TR_NONE, ESYS_TR_NONE, &policy);
+        }
+        if (sess != ESYS_TR_NONE) {
+            Esys_FlushContext(g.esys, sess);
+        }
+        if (trc != TSS2_RC_SUCCESS) {
+            return fail(trc, err, errlen, "computing the PCR policy");
+        }
+        tmpl.publicArea.authPolicy = *policy;
+        Esys_Free(policy);
+    } else {
+        /* No PCRs: bound to this TPM only, usable with an empty auth. */
+        tmpl.publicArea.objectAttributes |= TPMA_OBJECT_USERWITHAUTH;
+        a->kf.empty_auth = 1;
+    }
+    trc = new_parent_locked(&parent, &flush, &parent_handle);
+    if (trc != TSS2_RC_SUCCESS) {
+        return fail(trc, err, errlen, "loading the storage key");
+    }
+    trc = Esys_Create(g.esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                      ESYS_TR_NONE, &a->sens, &tmpl, &outside, &nopcrs,
+                      &priv, &pub, NULL, NULL, NULL);
+    if (trc != TSS2_RC_SUCCESS) {
+        rc = fail(trc, err, errlen, "TPM2_Create (seal)");
+        goto end;
+    }
+    a->kf.sealed = 1;
+    a->kf.parent = parent_handle;
+    a->kf.pub = *pub;
+    a->kf.priv = *priv;
+    rc = kh_tpm_keyfile_encode(&a->kf, a->der, a->derlen, err, errlen);
+end:
+    parent_done_locked(&parent, flush);
+    Esys_Free(priv);
+    Esys_Free(pub);
+    return rc;
+}
+
+enum kh_tpm_rc kh_tpm_seal(const unsigned char *data, size_t datalen,
+                           uint32_t pcr_mask, unsigned char **der,
+                           size_t *derlen, char *err, size_t errlen)
+{
+    struct seal_arg a;
+    enum kh_tpm_rc rc;
+
+    memset(&a, 0, sizeof(a));
+    *der = NULL;
+    *derlen = 0;
+    if (datalen == 0 || datalen > sizeof(a.sens.sensitive.data.buffer)) {
+        snprintf(err, errlen, "sealed data must be 1-%zu bytes",
+                 sizeof(a.sens.sensitive.data.buffer));
+        return KH_TPM_ERR_INPUT;
+    }
+    if (pcr_mask >= (1u << 24)) {
+        snprintf(err, errlen, "PCR numbers must be 0-23");
+        return KH_TPM_ERR_INPUT;
+    }
+    memcpy(a.sens.sensitive.data.buffer, data, datalen);
+    a.sens.sensitive.data.size = (UINT16)datalen;
+    a.mask = pcr_mask;
+    a.der = der;
+    a.derlen = derlen;
+    rc = run_mgmt(seal_fn, &a, err, errlen);
+    OPENSSL_cleanse(&a, sizeof(a));
+    return rc;
+}
+
+struct unseal_arg {
+    TPM2B_SENSITIVE_DATA *out;
+};
+
+static TSS2_RC unseal_op(struct kh_tpm_key *k, void *varg)
+{
+    struct unseal_arg *a = varg;
+    ESYS_TR sess = ESYS_TR_PASSWORD;
+    TSS2_RC rc;
+
+    if (k->has_pcr_policy) {
+        rc = pcr_session_locked(&k->pcrs, 0, &sess);
+        if (rc != TSS2_RC_SUCCESS) {
+            return rc;
+        }
+    }
+    rc = Esys_Unseal(g.esys, k->tr, sess, ESYS_TR_NONE, ESYS_TR_NONE,
+                     &a->out);
+    if (k->has_pcr_policy && sess != ESYS_TR_NONE) {
+        /* A policy session used in a command is flushed unless continued;
+         * flushing again only fails harmlessly. */
+        Esys_FlushContext(g.esys, sess);
+    }
+    return rc;
+}
+
+enum kh_tpm_rc kh_tpm_unseal(const unsigned char *der, size_t derlen,
+                             unsigned char *out, size_t *outlen,
+                             size_t outsize, char *err, size_t errlen)
+{
+    KH_TPM_KEY *k = NULL;
+    struct unseal_arg a = { NULL };
+    enum kh_tpm_rc rc;
+
+    rc = kh_tpm_key_from_der(der, derlen, &k, err, errlen);
+    if (rc != KH_TPM_OK) {
+        return rc;
+    }
+    if (!k->sealed) {
+        snprintf(err, errlen, "not a sealed-data object");
+        rc = KH_TPM_ERR_INPUT;
+        goto end;
+    }
+    rc = run_key_op(k, unseal_op, &a, "TPM2_Unseal", err, errlen);
+    if (rc == KH_TPM_OK) {
+        if (a.out->size > outsize) {
+            snprintf(err, errlen, "sealed data larger than the buffer");
+            rc = KH_TPM_ERR;
+        } else {
+            memcpy(out, a.out->buffer, a.out->size);
+            *outlen = a.out->size;
+        }
+    } else if (rc == KH_TPM_ERR && strstr(err, "policy") != NULL) {
+        /* Keep the TSS text, add what it means here. */
+        size_t n = strlen(err);
+
+        snprintf(err + n, errlen - n, " (PCR values changed since sealing)");
+    }
+end:
+    if (a.out != NULL) {
+        OPENSSL_cleanse(a.out, sizeof(*a.out));
+        Esys_Free(a.out);
+    }
+    kh_tpm_key_free(k);
+    return rc;
+}
