@@ -13,8 +13,16 @@ $(BENCH_BIN): $(BENCH_OBJ) $(BUILD)/libkhcommon.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(KH_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm -ldl -lpthread
 
+# TPM commands per signature are counted by a TCTI that forwards to swtpm.
+BENCH_TCTI := $(BUILD)/bench/libtss2-tcti-khcount.so
+$(BENCH_TCTI): tests/bench/tcti/tcti_khcount.c
+	@mkdir -p $(dir $@)
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(KH_CFLAGS) -shared -o $@ $< $(KH_LDFLAGS) \
+	    $(shell $(PKG_CONFIG) --libs tss2-tctildr 2>/dev/null)
+
 # The provider is benchmarked as built; its rows say "unavailable" when it
 # is missing or fails, and the other rows still run.
-bench: $(filter %/keyhold.so,$(ALL_TARGETS)) $(BENCH_BIN)
+bench: $(filter %/keyhold.so,$(ALL_TARGETS)) $(BENCH_BIN) $(BENCH_TCTI)
 	$(Q)BUILD=$(abspath $(BUILD)) tests/bench/bench.sh $(BENCH_BIN) \
 	    $(abspath $(BUILD))/bench.json

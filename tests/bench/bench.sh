@@ -104,6 +104,15 @@ if [ "${BENCH_TPM:-1}" = 1 ] && ls "$TOP"/engine/tpm/*.c >/dev/null 2>&1 \
                 -pubout -out "$T/tpm-$k.pub.pem" 2>>"$T/tpm.err"
             cert tpm-$k "$T/sw-$k.key" "$T/tpm-$k.pub.pem"
         done
+        # Both providers and tpm2-tools talk to swtpm through the counting
+        # TCTI from here on (it forwards; the count costs one atomic add).
+        count_lib=$(dirname "$KHB")/libtss2-tcti-khcount.so
+        if [ -f "$count_lib" ]; then
+            export KHB_TCTI_COUNT_LIB=$count_lib
+            TPM2OPENSSL_TCTI="$count_lib:$TPM2OPENSSL_TCTI"
+        fi
+        export TPM2OPENSSL_TCTI TPM2TOOLS_TCTI=$TPM2OPENSSL_TCTI
+        export KEYHOLD_TPM_TCTI=$TPM2OPENSSL_TCTI
         export KHB_TPM_TCTI=$TPM2OPENSSL_TCTI
     else
         echo "bench: TPM keys could not be made; TPM rows left out:" >&2

@@ -5,6 +5,7 @@
  * loaded from a pkcs11: URI, a libp11 engine key, TPM keys. Also the
  * footprint (keyhold loaded but unused) and memory children.
  */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -447,15 +448,24 @@ int khb_child_tls(enum khb_path path)
     void *states[2] = { &st[0], &st[1] };
     SSL_CTX *sctx = NULL, *cctx = NULL;
     char name[128];
-    int p, k, t, rc = 1;
+    int p, k, t, rc = 1, tpm = max_threads(path) == 1;
     double r;
 
     memset(&pk, 0, sizeof(pk));
-    if (cli == NULL || !load_path(path, &pk)) {
+    if (cli == NULL || (!tpm && !load_path(path, &pk))) {
         goto end;
     }
     for (p = 0; p < 2; p++) {
         for (k = 0; k < 2; k++) {
+            /* Without a resource manager swtpm holds three objects: keep
+             * only the key in use loaded, the rest is for the handshake. */
+            if (tpm) {
+                if (!load_path(path, &pk)) {
+                    goto end;
+                }
+                EVP_PKEY_free(pk.key[1 - k]);
+                pk.key[1 - k] = NULL;
+            }
             sctx = server_ctx(pk.libctx, pk.propq, protos[p].version, pk.cert[k],
                               pk.key[k]);
             cctx = client_ctx(cli, protos[p].version);
@@ -477,6 +487,9 @@ int khb_child_tls(enum khb_path path)
             SSL_CTX_free(sctx);
             SSL_CTX_free(cctx);
             sctx = cctx = NULL;
+            if (tpm) {
+                free_path(&pk);
+            }
         }
     }
     rc = 0;
@@ -643,4 +656,77 @@ int khb_child_memory(void)
         p.f->C_CloseSession(extra[i]);
     }
     return 0;
+}
+
+/* ---------------------------------------------------------- TPM count */
+
+typedef unsigned long (*count_fn)(void);
+
+/* Commands per signature for one path; 0 when the path is unavailable. */
+static int count_path(enum khb_path path, const char *lib, count_fn *get)
+{
+    struct sig_state st;
+    struct path_keys pk;
+    unsigned long c0, c1;
+    char name[128];
+    void *h;
+    int a, i, n = 20, ok = 0;
+
+    memset(&st, 0, sizeof(st));
+    memset(&pk, 0, sizeof(pk));
+    st.mctx = EVP_MD_CTX_new();
+    if (st.mctx == NULL || !load_path(path, &pk)) {
+        goto end;
+    }
+    for (a = 0; a < KHB_NALG; a++) {
+        st.pkey = pk.key[a == KHB_ECDSA ? 0 : 1];
+        st.libctx = pk.libctx;
+        st.propq = pk.propq;
+        st.alg = a;
+        if (!sig_op(&st)) {
+            goto end;
+        }
+        if (*get == NULL) {
+            h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD);
+            *get = h != NULL ? (count_fn)dlsym(h, "kh_tcti_count") : NULL;
+            if (*get == NULL) {
+                fprintf(stderr, "kh-bench: %s is not in use\n", lib);
+                goto end;
+            }
+        }
+        c0 = (*get)();
+        for (i = 0; i < n; i++) {
+            if (!sig_op(&st)) {
+                goto end;
+            }
+        }
+        c1 = (*get)();
+        snprintf(name, sizeof(name), "tpmcmd.%s.%s", path_name(path),
+                 khb_alg_name[a]);
+        khb_result(name, (double)(c1 - c0) / n);
+    }
+    ok = 1;
+end:
+    EVP_MD_CTX_free(st.mctx);
+    free_path(&pk);
+    return ok;
+}
+
+/*
+ * Child "tpm-commands": TPM commands per signature, counted by the
+ * khcount TCTI that bench.sh puts in front of swtpm for both providers.
+ */
+int khb_child_tpm_commands(void)
+{
+    const char *lib = getenv("KHB_TCTI_COUNT_LIB");
+    count_fn get = NULL;
+    int ok = 0;
+
+    if (lib == NULL) {
+        fprintf(stderr, "kh-bench: KHB_TCTI_COUNT_LIB not set\n");
+        return 1;
+    }
+    ok |= count_path(KHB_PATH_TPM_KEYHOLD, lib, &get);
+    ok |= count_path(KHB_PATH_TPM_PEER, lib, &get);
+    return ok ? 0 : 1;
 }

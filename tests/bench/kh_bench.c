@@ -971,6 +971,8 @@ static int child(const char *name)
         return khb_child_tls(KHB_PATH_TPM_KEYHOLD);
     } else if (strcmp(name, "tls-tpm-peer") == 0) {
         return khb_child_tls(KHB_PATH_TPM_PEER);
+    } else if (strcmp(name, "tpm-commands") == 0) {
+        return khb_child_tpm_commands();
     }
     fprintf(stderr, "kh-bench: child '%s' not implemented\n", name);
     return 1;

@@ -100,6 +100,7 @@ int khb_child_sign(enum khb_path path);
 int khb_child_tls(enum khb_path path);
 int khb_child_footprint(void);
 int khb_child_memory(void);
+int khb_child_tpm_commands(void);
 
 /* Loads "default" (+ "keyhold" when |keyhold|) into a new library context. */
 OSSL_LIB_CTX *khb_libctx_new(int keyhold);
