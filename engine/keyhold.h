@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The provider context, error reasons, debug traces and the dispatch tables
+ * each operation file exports. Everything in engine/ includes this.
+ */
+#ifndef KH_ENGINE_KEYHOLD_H
+#define KH_ENGINE_KEYHOLD_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <openssl/core.h>
+#include <openssl/core_dispatch.h>
+#include <openssl/crypto.h>
+
+#include "backend.h"
+
+#define KH_PROV_NAME "keyhold"
+#define KH_PROPS "provider=keyhold"
+
+/* Reason codes (get_reason_strings gives their text). */
+#define KH_R_INTERNAL          1
+#define KH_R_MALLOC            2
+#define KH_R_BAD_URI           3
+#define KH_R_MODULE            4
+#define KH_R_NO_TOKEN          5
+#define KH_R_AMBIGUOUS         6
+#define KH_R_NO_OBJECT         7
+#define KH_R_LOGIN             8
+#define KH_R_PIN_LOCKED        9
+#define KH_R_PIN_FINAL_TRY    10
+#define KH_R_NO_PIN           11
+#define KH_R_SIGN             12
+#define KH_R_DECRYPT          13
+#define KH_R_NOT_PERMITTED    14
+#define KH_R_UNSUPPORTED      15
+#define KH_R_BAD_PARAM        16
+#define KH_R_TOKEN_GONE       17
+#define KH_R_SESSION          18
+#define KH_R_NO_PRIVATE_EXPORT 19
+#define KH_R_KEY_REFERENCE    20
+#define KH_R_PUBLIC_KEY       21
+#define KH_R_BUFFER           22
+
+struct kh_prov_ctx {
+    const OSSL_CORE_HANDLE *handle;
+    OSSL_LIB_CTX *libctx;          /* own library context (core BIOs) */
+    OSSL_PROVIDER *deflt;          /* default provider inside libctx */
+    OSSL_FUNC_core_new_error_fn *core_new_error;
+    OSSL_FUNC_core_set_error_debug_fn *core_set_error_debug;
+    OSSL_FUNC_core_vset_error_fn *core_vset_error;
+    /* configuration captured at load (openssl.cnf provider section) */
+    char *module_path;             /* pkcs11-module-path */
+    char *pin_source;              /* pin-source */
+    char *cfg_pin;                 /* PIN read from pin-source at load
+                                      (secure heap), for workers that may
+                                      no longer read the file */
+    size_t cfg_pinlen;
+    int debug;
+    int p11_registered;
+};
+
+/* Errors: raised once, where found; the text never holds a PIN. */
+void kh_raise(KH_PROV_CTX *prov, const char *file, int line,
+              const char *func, int reason, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+#define KH_raise(prov, reason, ...) \
+    kh_raise((prov), OPENSSL_FILE, OPENSSL_LINE, OPENSSL_FUNC, (reason), \
+             __VA_ARGS__)
+
+/* Traces to stderr when KEYHOLD_DEBUG is set or debug=1 in the config. */
+extern int kh_debug_on;
+void kh_debug_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define KH_debug(...) \
+    do { \
+        if (kh_debug_on) { \
+            kh_debug_printf(__VA_ARGS__); \
+        } \
+    } while (0)
+
+/* Key object reference passed from the store/decoder to keymgmt load. */
+#define KH_KEYREF_MAGIC 0x4b484b52u /* "KHKR" */
+typedef struct kh_obj_ref {
+    unsigned int magic;
+    KH_KEY *key;
+} KH_OBJ_REF;
+
+/* Dispatch tables (one per implementation). */
+extern const OSSL_DISPATCH kh_rsa_keymgmt_functions[];
+extern const OSSL_DISPATCH kh_ec_keymgmt_functions[];
+extern const OSSL_DISPATCH kh_rsa_signature_functions[];
+extern const OSSL_DISPATCH kh_ecdsa_signature_functions[];
+extern const OSSL_DISPATCH kh_rsa_asym_cipher_functions[];
+extern const OSSL_DISPATCH kh_p11_store_functions[];
+extern const OSSL_DISPATCH kh_rsa_keyref_decoder_functions[];
+extern const OSSL_DISPATCH kh_ec_keyref_decoder_functions[];
+extern const OSSL_DISPATCH kh_rsa_text_encoder_functions[];
+extern const OSSL_DISPATCH kh_ec_text_encoder_functions[];
+
+/*
+ * The TPM backend, when linked in, defines these (weak references here, so
+ * the provider builds without it): a store for "tpm2:" URIs, a decoder for
+ * its own PEM label, and a resolver the key reference decoder uses.
+ */
+extern const OSSL_DISPATCH kh_tpm_store_functions[] __attribute__((weak));
+extern const OSSL_DISPATCH kh_tpm_rsa_decoder_functions[] __attribute__((weak));
+extern const OSSL_DISPATCH kh_tpm_ec_decoder_functions[] __attribute__((weak));
+int kh_tpm_resolve(KH_PROV_CTX *prov, const char *uri,
+                   OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
+                   KH_KEY **key) __attribute__((weak));
+void kh_tpm_teardown(KH_PROV_CTX *prov) __attribute__((weak));
+
+/*
+ * The pkcs11 resolver: a URI naming exactly one private key -> a key with
+ * backend ops (login done). Used by the key reference decoder.
+ */
+int kh_p11_resolve(KH_PROV_CTX *prov, const char *uri,
+                   OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
+                   KH_KEY **key);
+void kh_p11_init_prov(KH_PROV_CTX *prov);
+void kh_p11_teardown(KH_PROV_CTX *prov);
+
+/* key.c helpers */
+const char *kh_key_type_name(const KH_KEY *key);   /* "RSA" or "EC" */
+int kh_key_get_params_pub(const KH_KEY *key, OSSL_PARAM params[]);
+
+/* Helpers shared by sig.c and cipher.c */
+int kh_md_nid_from_name(const char *name);
+const char *kh_md_name_from_nid(int nid);
+
+#endif

@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Key management for RSA and EC keys held in hardware.
+ *
+ * Public parameters are answered by the public half (an EVP_PKEY in the
+ * provider's own library context). Private parts never leave: export of a
+ * selection that includes them fails. That failure is load-bearing, not
+ * just policy: OpenSSL 3.0 fetches a signature implementation by name from
+ * any provider and first tries to export the key there; if a keyhold key
+ * exported a public-only copy, the default provider would be chosen and
+ * fail later with "missing private key" (seen inside nginx). When export
+ * fails, libcrypto falls back to the key's own provider.
+ *
+ * Import accepts public keys only: that is how EVP_PKEY_eq() compares a
+ * certificate's key (default provider) with a keyhold key, which
+ * SSL_CTX_check_private_key() needs.
+ */
+#include <string.h>
+
+#include <openssl/core_dispatch.h>
+#include <openssl/core_names.h>
+#include <openssl/core_object.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include "keyhold.h"
+
+static OSSL_FUNC_keymgmt_new_fn km_new;
+static OSSL_FUNC_keymgmt_free_fn km_free;
+static OSSL_FUNC_keymgmt_has_fn km_has;
+static OSSL_FUNC_keymgmt_match_fn km_match;
+static OSSL_FUNC_keymgmt_validate_fn km_validate;
+static OSSL_FUNC_keymgmt_import_fn km_rsa_import;
+static OSSL_FUNC_keymgmt_import_fn km_ec_import;
+static OSSL_FUNC_keymgmt_import_types_fn km_rsa_import_types;
+static OSSL_FUNC_keymgmt_import_types_fn km_ec_import_types;
+static OSSL_FUNC_keymgmt_export_fn km_export;
+static OSSL_FUNC_keymgmt_export_types_fn km_rsa_import_types;
+static OSSL_FUNC_keymgmt_get_params_fn km_get_params;
+static OSSL_FUNC_keymgmt_gettable_params_fn km_rsa_gettable_params;
+static OSSL_FUNC_keymgmt_gettable_params_fn km_ec_gettable_params;
+static OSSL_FUNC_keymgmt_load_fn km_rsa_load;
+static OSSL_FUNC_keymgmt_load_fn km_ec_load;
+static OSSL_FUNC_keymgmt_dup_fn km_dup;
+static OSSL_FUNC_keymgmt_query_operation_name_fn km_ec_query_name;
+static OSSL_FUNC_keymgmt_query_operation_name_fn km_rsa_query_name;
+
+static void *km_new(void *provctx)
+{
+    return kh_key_new(provctx, NULL, NULL, NULL, 0, NULL);
+}
+
+static void km_free(void *keydata)
+{
+    kh_key_free(keydata);
+}
+
+static int km_has(const void *keydata, int selection)
+{
+    const KH_KEY *key = keydata;
+
+    if (key == NULL) {
+        return 0;
+    }
+    if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0 && key->ops == NULL) {
+        return 0;
+    }
+    if ((selection & (OSSL_KEYMGMT_SELECT_PUBLIC_KEY
+                      | OSSL_KEYMGMT_SELECT_ALL_PARAMETERS)) != 0
+        && key->pub == NULL) {
+        return 0;
+    }
+    return 1;
+}
+
+static int km_validate(const void *keydata, int selection, int checktype)
+{
+    return km_has(keydata, selection);
+}
+
+static int km_match(const void *keydata1, const void *keydata2, int selection)
+{
+    const KH_KEY *a = keydata1, *b = keydata2;
+
+    if (a == NULL || b == NULL || a->pub == NULL || b->pub == NULL) {
+        return 0;
+    }
+    if (a->type != b->type) {
+        return 0;
+    }
+    if ((selection & OSSL_KEYMGMT_SELECT_KEYPAIR) != 0) {
+        return EVP_PKEY_eq(a->pub, b->pub) == 1;
+    }
+    if ((selection & OSSL_KEYMGMT_SELECT_ALL_PARAMETERS) != 0) {
+        return EVP_PKEY_parameters_eq(a->pub, b->pub) == 1;
+    }
+    return 1;
+}
+
+/* Builds the public half from public parameters; private ones refused. */
+static int km_import(KH_KEY *key, const char *type, int selection,
+                     const OSSL_PARAM params[])
+{
+    KH_PROV_CTX *prov = key->prov;
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *pk = NULL;
+    int ok = 0, sel;
+
+    if (key->pub != NULL || key->ops != NULL) {
+        KH_raise(prov, KH_R_BAD_PARAM, "key already holds data");
+        return 0;
+    }
+    if (OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_D) != NULL
+        || OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PRIV_KEY) != NULL) {
+        KH_raise(prov, KH_R_UNSUPPORTED,
+                 "keyhold holds hardware keys only; import of a software "
+                 "private key refused");
+        return 0;
+    }
+    if ((selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) != 0) {
+        sel = EVP_PKEY_PUBLIC_KEY;
+    } else if ((selection & OSSL_KEYMGMT_SELECT_ALL_PARAMETERS) != 0) {
+        sel = EVP_PKEY_KEY_PARAMETERS;
+    } else {
+        return 0;
+    }
+    ctx = EVP_PKEY_CTX_new_from_name(prov->libctx, type, NULL);
+    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0
+        || EVP_PKEY_fromdata(ctx, &pk, sel, (OSSL_PARAM *)params) <= 0) {
+        goto end;
+    }
+    key->pub = pk;
+    key->type = strcmp(type, "RSA") == 0 ? EVP_PKEY_RSA : EVP_PKEY_EC;
+    key->bits = EVP_PKEY_get_bits(pk);
+    ok = 1;
+end:
+    EVP_PKEY_CTX_free(ctx);
+    return ok;
+}
+
+static int km_rsa_import(void *keydata, int selection, const OSSL_PARAM params[])
+{
+    return km_import(keydata, "RSA", selection, params);
+}
+
+static int km_ec_import(void *keydata, int selection, const OSSL_PARAM params[])
+{
+    return km_import(keydata, "EC", selection, params);
+}
+
+static const OSSL_PARAM *km_rsa_import_types(int selection)
+{
+    static const OSSL_PARAM tbl[] = {
+        OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
+        OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
+        OSSL_PARAM_END
+    };
+
+    return tbl;
+}
+
+static const OSSL_PARAM *km_ec_import_types(int selection)
+{
+    static const OSSL_PARAM tbl[] = {
+        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_EC_ENCODING, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                               NULL, 0),
+        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+        OSSL_PARAM_END
+    };
+
+    return tbl;
+}
+
+static int km_export(void *keydata, int selection, OSSL_CALLBACK *cb,
+                     void *cbarg)
+{
+    KH_KEY *key = keydata;
+
+    if (key == NULL || key->pub == NULL) {
+        return 0;
+    }
+    if (key->ops != NULL
+        && (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0) {
+        /* No error on the queue: libcrypto treats this as "try the key's
+         * own provider", which is the expected path. */
+        KH_debug("export with private selection refused (expected)");
+        return 0;
+    }
+    return EVP_PKEY_export(key->pub, selection, cb, cbarg);
+}
+
+static int km_get_params(void *keydata, OSSL_PARAM params[])
+{
+    KH_KEY *key = keydata;
+
+    if (key == NULL || key->pub == NULL) {
+        return 0;
+    }
+    return EVP_PKEY_get_params(key->pub, params);
+}
+
+static const OSSL_PARAM *gettable_of(void *provctx, const char *type)
+{
+    KH_PROV_CTX *prov = provctx;
+    EVP_KEYMGMT *km = EVP_KEYMGMT_fetch(prov->libctx, type, NULL);
+    const OSSL_PARAM *p = NULL;
+
+    /* The default provider's table is static and outlives this fetch. */
+    if (km != NULL) {
+        p = EVP_KEYMGMT_gettable_params(km);
+        EVP_KEYMGMT_free(km);
+    }
+    return p;
+}
+
+static const OSSL_PARAM *km_rsa_gettable_params(void *provctx)
+{
+    return gettable_of(provctx, "RSA");
+}
+
+static const OSSL_PARAM *km_ec_gettable_params(void *provctx)
+{
+    return gettable_of(provctx, "EC");
+}
+
+static void *km_load(const void *reference, size_t reference_sz, int type)
+{
+    const KH_OBJ_REF *ref = reference;
+
+    if (ref == NULL || reference_sz != sizeof(*ref)
+        || ref->magic != KH_KEYREF_MAGIC || ref->key == NULL
+        || ref->key->type != type) {
+        return NULL;
+    }
+    return kh_key_up_ref(ref->key);
+}
+
+static void *km_rsa_load(const void *reference, size_t reference_sz)
+{
+    return km_load(reference, reference_sz, EVP_PKEY_RSA);
+}
+
+static void *km_ec_load(const void *reference, size_t reference_sz)
+{
+    return km_load(reference, reference_sz, EVP_PKEY_EC);
+}
+
+static void *km_dup(const void *keydata, int selection)
+{
+    KH_KEY *key = (KH_KEY *)keydata;
+
+    if (key == NULL) {
+        return NULL;
+    }
+    /* Keys are immutable: a duplicate is a new reference. */
+    return kh_key_up_ref(key);
+}
+
+static const char *km_ec_query_name(int operation_id)
+{
+    switch (operation_id) {
+    case OSSL_OP_SIGNATURE:
+        return "ECDSA";
+    default:
+        return NULL;
+    }
+}
+
+static const char *km_rsa_query_name(int operation_id)
+{
+    return "RSA";
+}
+
+#define KM_COMMON \
+    { OSSL_FUNC_KEYMGMT_NEW, (void (*)(void))km_new }, \
+    { OSSL_FUNC_KEYMGMT_FREE, (void (*)(void))km_free }, \
+    { OSSL_FUNC_KEYMGMT_HAS, (void (*)(void))km_has }, \
+    { OSSL_FUNC_KEYMGMT_MATCH, (void (*)(void))km_match }, \
+    { OSSL_FUNC_KEYMGMT_VALIDATE, (void (*)(void))km_validate }, \
+    { OSSL_FUNC_KEYMGMT_EXPORT, (void (*)(void))km_export }, \
+    { OSSL_FUNC_KEYMGMT_GET_PARAMS, (void (*)(void))km_get_params }, \
+    { OSSL_FUNC_KEYMGMT_DUP, (void (*)(void))km_dup }
+
+const OSSL_DISPATCH kh_rsa_keymgmt_functions[] = {
+    KM_COMMON,
+    { OSSL_FUNC_KEYMGMT_IMPORT, (void (*)(void))km_rsa_import },
+    { OSSL_FUNC_KEYMGMT_IMPORT_TYPES, (void (*)(void))km_rsa_import_types },
+    { OSSL_FUNC_KEYMGMT_EXPORT_TYPES, (void (*)(void))km_rsa_import_types },
+    { OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS,
+      (void (*)(void))km_rsa_gettable_params },
+    { OSSL_FUNC_KEYMGMT_LOAD, (void (*)(void))km_rsa_load },
+    { OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME,
+      (void (*)(void))km_rsa_query_name },
+    { 0, NULL }
+};
+
+const OSSL_DISPATCH kh_ec_keymgmt_functions[] = {
+    KM_COMMON,
+    { OSSL_FUNC_KEYMGMT_IMPORT, (void (*)(void))km_ec_import },
+    { OSSL_FUNC_KEYMGMT_IMPORT_TYPES, (void (*)(void))km_ec_import_types },
+    { OSSL_FUNC_KEYMGMT_EXPORT_TYPES, (void (*)(void))km_ec_import_types },
+    { OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS,
+      (void (*)(void))km_ec_gettable_params },
+    { OSSL_FUNC_KEYMGMT_LOAD, (void (*)(void))km_ec_load },
+    { OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME,
+      (void (*)(void))km_ec_query_name },
+    { 0, NULL }
+};

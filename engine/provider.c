@@ -1,0 +1,367 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The keyhold provider: entry point, configuration captured at load, and
+ * the one list of algorithms it offers. The list is kept short on purpose:
+ * every algorithm and decoder a provider registers is consulted by unrelated
+ * fetches and decodes in the application, so keyhold offers exactly what a
+ * hardware key needs and nothing else.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/params.h>
+#include <openssl/provider.h>
+
+#include "keyhold.h"
+#include "kh_pin.h"
+
+static OSSL_FUNC_provider_teardown_fn kh_teardown;
+static OSSL_FUNC_provider_gettable_params_fn kh_gettable_params;
+static OSSL_FUNC_provider_get_params_fn kh_get_params;
+static OSSL_FUNC_provider_query_operation_fn kh_query;
+static OSSL_FUNC_provider_get_reason_strings_fn kh_reason_strings;
+
+static const OSSL_ALGORITHM kh_keymgmt[] = {
+    { "RSA:rsaEncryption:1.2.840.113549.1.1.1", KH_PROPS,
+      kh_rsa_keymgmt_functions, "keyhold RSA key in hardware" },
+    { "EC:id-ecPublicKey:1.2.840.10045.2.1", KH_PROPS,
+      kh_ec_keymgmt_functions, "keyhold EC key in hardware" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM kh_signature[] = {
+    { "RSA:rsaEncryption:1.2.840.113549.1.1.1", KH_PROPS,
+      kh_rsa_signature_functions, "RSA PKCS#1 v1.5 and PSS in hardware" },
+    { "ECDSA", KH_PROPS, kh_ecdsa_signature_functions,
+      "ECDSA in hardware" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM kh_asym_cipher[] = {
+    { "RSA:rsaEncryption:1.2.840.113549.1.1.1", KH_PROPS,
+      kh_rsa_asym_cipher_functions, "RSA decryption in hardware" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM kh_encoder[] = {
+    { "RSA:rsaEncryption:1.2.840.113549.1.1.1", KH_PROPS ",output=text",
+      kh_rsa_text_encoder_functions, "public half and URI of a keyhold key" },
+    { "EC:id-ecPublicKey:1.2.840.10045.2.1", KH_PROPS ",output=text",
+      kh_ec_text_encoder_functions, "public half and URI of a keyhold key" },
+    { NULL, NULL, NULL, NULL }
+};
+
+/* Filled at init: the TPM entries join only when that backend is linked. */
+static OSSL_ALGORITHM kh_store[3];
+static OSSL_ALGORITHM kh_decoder[5];
+
+static const OSSL_ITEM kh_reasons[] = {
+    { KH_R_INTERNAL, "internal error" },
+    { KH_R_MALLOC, "out of memory" },
+    { KH_R_BAD_URI, "bad key URI" },
+    { KH_R_MODULE, "PKCS#11 module error" },
+    { KH_R_NO_TOKEN, "no matching token" },
+    { KH_R_AMBIGUOUS, "URI matches more than one object" },
+    { KH_R_NO_OBJECT, "no matching object" },
+    { KH_R_LOGIN, "login failed" },
+    { KH_R_PIN_LOCKED, "user PIN locked" },
+    { KH_R_PIN_FINAL_TRY, "refusing to spend the last PIN try" },
+    { KH_R_NO_PIN, "no PIN available" },
+    { KH_R_SIGN, "signature failed in the token" },
+    { KH_R_DECRYPT, "decryption failed in the token" },
+    { KH_R_NOT_PERMITTED, "operation not permitted for this key" },
+    { KH_R_UNSUPPORTED, "unsupported" },
+    { KH_R_BAD_PARAM, "bad parameter" },
+    { KH_R_TOKEN_GONE, "token not present" },
+    { KH_R_SESSION, "session error" },
+    { KH_R_NO_PRIVATE_EXPORT, "private key material stays in the token" },
+    { KH_R_KEY_REFERENCE, "bad key reference" },
+    { KH_R_PUBLIC_KEY, "public key unavailable" },
+    { KH_R_BUFFER, "buffer too small" },
+    { 0, NULL }
+};
+
+static const OSSL_PARAM *kh_gettable_params(void *provctx)
+{
+    static const OSSL_PARAM tbl[] = {
+        OSSL_PARAM_DEFN(OSSL_PROV_PARAM_NAME, OSSL_PARAM_UTF8_PTR, NULL, 0),
+        OSSL_PARAM_DEFN(OSSL_PROV_PARAM_VERSION, OSSL_PARAM_UTF8_PTR, NULL, 0),
+        OSSL_PARAM_DEFN(OSSL_PROV_PARAM_BUILDINFO, OSSL_PARAM_UTF8_PTR, NULL,
+                        0),
+        OSSL_PARAM_DEFN(OSSL_PROV_PARAM_STATUS, OSSL_PARAM_INTEGER, NULL, 0),
+        OSSL_PARAM_END
+    };
+
+    return tbl;
+}
+
+static int kh_get_params(void *provctx, OSSL_PARAM params[])
+{
+    OSSL_PARAM *p;
+
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, "keyhold hardware keys")) {
+        return 0;
+    }
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_VERSION);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, KH_VERSION)) {
+        return 0;
+    }
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_BUILDINFO);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, "keyhold " KH_VERSION)) {
+        return 0;
+    }
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS);
+    if (p != NULL && !OSSL_PARAM_set_int(p, 1)) {
+        return 0;
+    }
+    return 1;
+}
+
+static const OSSL_ALGORITHM *kh_query(void *provctx, int operation_id,
+                                      int *no_cache)
+{
+    *no_cache = 0;
+    switch (operation_id) {
+    case OSSL_OP_KEYMGMT:
+        return kh_keymgmt;
+    case OSSL_OP_SIGNATURE:
+        return kh_signature;
+    case OSSL_OP_ASYM_CIPHER:
+        return kh_asym_cipher;
+    case OSSL_OP_STORE:
+        return kh_store;
+    case OSSL_OP_DECODER:
+        return kh_decoder;
+    case OSSL_OP_ENCODER:
+        return kh_encoder;
+    default:
+        return NULL;
+    }
+}
+
+static const OSSL_ITEM *kh_reason_strings(void *provctx)
+{
+    return kh_reasons;
+}
+
+static void prov_free(KH_PROV_CTX *prov)
+{
+    if (prov == NULL) {
+        return;
+    }
+    if (kh_tpm_teardown != NULL) {
+        kh_tpm_teardown(prov);
+    }
+    if (prov->p11_registered) {
+        kh_p11_teardown(prov);
+    }
+    OSSL_PROVIDER_unload(prov->deflt);
+    OSSL_LIB_CTX_free(prov->libctx);
+    OPENSSL_free(prov->module_path);
+    OPENSSL_free(prov->pin_source);
+    if (prov->cfg_pin != NULL) {
+        OPENSSL_secure_clear_free(prov->cfg_pin, KH_PIN_MAX + 1);
+    }
+    OPENSSL_free(prov);
+}
+
+static void kh_teardown(void *provctx)
+{
+    prov_free(provctx);
+}
+
+static const OSSL_DISPATCH kh_dispatch[] = {
+    { OSSL_FUNC_PROVIDER_TEARDOWN, (void (*)(void))kh_teardown },
+    { OSSL_FUNC_PROVIDER_GETTABLE_PARAMS, (void (*)(void))kh_gettable_params },
+    { OSSL_FUNC_PROVIDER_GET_PARAMS, (void (*)(void))kh_get_params },
+    { OSSL_FUNC_PROVIDER_QUERY_OPERATION, (void (*)(void))kh_query },
+    { OSSL_FUNC_PROVIDER_GET_REASON_STRINGS, (void (*)(void))kh_reason_strings },
+    { 0, NULL }
+};
+
+static void fill_tables(void)
+{
+    int i = 0;
+
+    kh_store[i++] = (OSSL_ALGORITHM){ "pkcs11", KH_PROPS,
+                                      kh_p11_store_functions,
+                                      "pkcs11: URI store" };
+    if (kh_tpm_store_functions != NULL) {
+        kh_store[i++] = (OSSL_ALGORITHM){ "tpm2", KH_PROPS,
+                                          kh_tpm_store_functions,
+                                          "tpm2: reference store" };
+    }
+    kh_store[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
+
+    i = 0;
+    /*
+     * Decoders are named after the key type they produce; each claims only
+     * PEM input with its own label, so other decodes pay one PEM header
+     * comparison at most.
+     */
+    kh_decoder[i++] = (OSSL_ALGORITHM){ "RSA:rsaEncryption:1.2.840.113549.1.1.1",
+                                        KH_PROPS ",input=pem",
+                                        kh_rsa_keyref_decoder_functions,
+                                        "keyhold key reference" };
+    kh_decoder[i++] = (OSSL_ALGORITHM){ "EC:id-ecPublicKey:1.2.840.10045.2.1",
+                                        KH_PROPS ",input=pem",
+                                        kh_ec_keyref_decoder_functions,
+                                        "keyhold key reference" };
+    if (kh_tpm_rsa_decoder_functions != NULL) {
+        kh_decoder[i++] = (OSSL_ALGORITHM){
+            "RSA:rsaEncryption:1.2.840.113549.1.1.1",
+            KH_PROPS ",input=pem,structure=tss2",
+            kh_tpm_rsa_decoder_functions, "TSS2 PRIVATE KEY" };
+    }
+    if (kh_tpm_ec_decoder_functions != NULL) {
+        kh_decoder[i++] = (OSSL_ALGORITHM){
+            "EC:id-ecPublicKey:1.2.840.10045.2.1",
+            KH_PROPS ",input=pem,structure=tss2",
+            kh_tpm_ec_decoder_functions, "TSS2 PRIVATE KEY" };
+    }
+    kh_decoder[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
+}
+
+static int read_config(KH_PROV_CTX *prov, const OSSL_DISPATCH *in)
+{
+    OSSL_FUNC_core_get_params_fn *get_params = NULL;
+    char *module_path = NULL, *pin_source = NULL, *debug = NULL;
+    OSSL_PARAM params[4];
+    const OSSL_DISPATCH *d;
+
+    for (d = in; d->function_id != 0; d++) {
+        if (d->function_id == OSSL_FUNC_CORE_GET_PARAMS) {
+            get_params = OSSL_FUNC_core_get_params(d);
+        }
+    }
+    if (get_params == NULL) {
+        return 1;
+    }
+    params[0] = OSSL_PARAM_construct_utf8_ptr("pkcs11-module-path",
+                                              &module_path, 0);
+    params[1] = OSSL_PARAM_construct_utf8_ptr("pin-source", &pin_source, 0);
+    params[2] = OSSL_PARAM_construct_utf8_ptr("debug", &debug, 0);
+    params[3] = OSSL_PARAM_construct_end();
+    if (!get_params(prov->handle, params)) {
+        return 1;
+    }
+    if (module_path != NULL && *module_path != '\0') {
+        prov->module_path = OPENSSL_strdup(module_path);
+        if (prov->module_path == NULL) {
+            return 0;
+        }
+    }
+    if (pin_source != NULL && *pin_source != '\0') {
+        prov->pin_source = OPENSSL_strdup(pin_source);
+        if (prov->pin_source == NULL) {
+            return 0;
+        }
+    }
+    if (debug != NULL && (strcmp(debug, "1") == 0 || strcmp(debug, "yes") == 0
+                          || strcmp(debug, "true") == 0)) {
+        prov->debug = 1;
+        kh_debug_on = 1;
+    }
+    return 1;
+}
+
+/*
+ * Servers that drop privileges or the environment after loading (nginx
+ * workers) may not read the PIN file later: read it once now and keep it
+ * in the secure heap. A failure here is only traced; login reports it.
+ */
+static void capture_pin(KH_PROV_CTX *prov)
+{
+    char err[256];
+    size_t len = 0;
+    enum kh_pin_rc rc;
+
+    if (prov->pin_source == NULL) {
+        return;
+    }
+    prov->cfg_pin = OPENSSL_secure_zalloc(KH_PIN_MAX + 1);
+    if (prov->cfg_pin == NULL) {
+        return;
+    }
+    rc = kh_pin_read_file(prov->pin_source, prov->cfg_pin, KH_PIN_MAX + 1,
+                          &len, err, sizeof(err));
+    if (rc != KH_PIN_OK) {
+        KH_debug("config pin-source not read at load: %s", err);
+        OPENSSL_secure_clear_free(prov->cfg_pin, KH_PIN_MAX + 1);
+        prov->cfg_pin = NULL;
+        return;
+    }
+    prov->cfg_pinlen = len;
+}
+
+int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
+                       const OSSL_DISPATCH **out, void **provctx)
+{
+    KH_PROV_CTX *prov;
+    const OSSL_DISPATCH *d;
+    const char *env;
+
+    prov = OPENSSL_zalloc(sizeof(*prov));
+    if (prov == NULL) {
+        return 0;
+    }
+    prov->handle = handle;
+    for (d = in; d->function_id != 0; d++) {
+        switch (d->function_id) {
+        case OSSL_FUNC_CORE_NEW_ERROR:
+            prov->core_new_error = OSSL_FUNC_core_new_error(d);
+            break;
+        case OSSL_FUNC_CORE_SET_ERROR_DEBUG:
+            prov->core_set_error_debug = OSSL_FUNC_core_set_error_debug(d);
+            break;
+        case OSSL_FUNC_CORE_VSET_ERROR:
+            prov->core_vset_error = OSSL_FUNC_core_vset_error(d);
+            break;
+        default:
+            break;
+        }
+    }
+    if (prov->core_new_error == NULL || prov->core_set_error_debug == NULL
+        || prov->core_vset_error == NULL) {
+        prov->core_new_error = NULL;
+    }
+    env = getenv("KEYHOLD_DEBUG");
+    if (env != NULL && *env != '\0' && strcmp(env, "0") != 0) {
+        kh_debug_on = 1;
+        prov->debug = 1;
+    }
+    if (!read_config(prov, in)) {
+        goto err;
+    }
+    /*
+     * The provider's own library context: the public halves of keys and
+     * software digests live here, with the default provider, so that the
+     * provider never fetches from the application's context (which may
+     * have keyhold loaded before default, or not default at all).
+     */
+    prov->libctx = OSSL_LIB_CTX_new_from_dispatch(handle, in);
+    if (prov->libctx == NULL) {
+        goto err;
+    }
+    prov->deflt = OSSL_PROVIDER_load(prov->libctx, "default");
+    if (prov->deflt == NULL) {
+        goto err;
+    }
+    capture_pin(prov);
+    kh_p11_init_prov(prov);
+    prov->p11_registered = 1;
+    fill_tables();
+    KH_debug("provider loaded (module-path %s, pin-source %s)",
+             prov->module_path != NULL ? prov->module_path : "(default)",
+             prov->pin_source != NULL ? "set" : "unset");
+    *out = kh_dispatch;
+    *provctx = prov;
+    return 1;
+err:
+    prov_free(prov);
+    return 0;
+}

@@ -1,0 +1,799 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Signatures with a hardware key: ECDSA, RSA PKCS#1 v1.5 and RSA-PSS.
+ * The digest is computed here in software (an EVP_MD from the provider's
+ * own library context), the token signs the digest. Verification is done
+ * in software with the public half. The parameter handling follows the
+ * default provider's names and encodings so that libssl, the CMS/X.509
+ * signing code and the openssl apps see no difference.
+ */
+#include <string.h>
+#include <strings.h>
+#include <stdlib.h>
+
+#include <openssl/core_dispatch.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/params.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "keyhold.h"
+
+#ifndef RSA_PSS_SALTLEN_AUTO_DIGEST_MAX
+#define RSA_PSS_SALTLEN_AUTO_DIGEST_MAX -4
+#endif
+
+typedef struct kh_sig_ctx {
+    KH_PROV_CTX *prov;
+    KH_KEY *key;
+    int is_rsa;
+    int op;                   /* EVP_PKEY_OP_SIGN or EVP_PKEY_OP_VERIFY */
+    EVP_MD *md;               /* NULL: none set */
+    int md_nid;
+    EVP_MD_CTX *mdctx;        /* digest_* operations */
+    int pad;                  /* RSA_PKCS1_PADDING / RSA_PKCS1_PSS_PADDING */
+    int saltlen;              /* as set: >= 0 or RSA_PSS_SALTLEN_* */
+    EVP_MD *mgf1_md;          /* NULL: same as md */
+    int mgf1_nid;
+} KH_SIG_CTX;
+
+static OSSL_FUNC_signature_newctx_fn sig_newctx_rsa;
+static OSSL_FUNC_signature_newctx_fn sig_newctx_ec;
+static OSSL_FUNC_signature_freectx_fn sig_freectx;
+static OSSL_FUNC_signature_dupctx_fn sig_dupctx;
+static OSSL_FUNC_signature_sign_init_fn sig_sign_init;
+static OSSL_FUNC_signature_sign_fn sig_sign;
+static OSSL_FUNC_signature_verify_init_fn sig_verify_init;
+static OSSL_FUNC_signature_verify_fn sig_verify;
+static OSSL_FUNC_signature_digest_sign_init_fn sig_dsign_init;
+static OSSL_FUNC_signature_digest_sign_update_fn sig_dupdate;
+static OSSL_FUNC_signature_digest_sign_final_fn sig_dsign_final;
+static OSSL_FUNC_signature_digest_verify_init_fn sig_dverify_init;
+static OSSL_FUNC_signature_digest_verify_update_fn sig_dupdate;
+static OSSL_FUNC_signature_digest_verify_final_fn sig_dverify_final;
+static OSSL_FUNC_signature_get_ctx_params_fn sig_get_params;
+static OSSL_FUNC_signature_gettable_ctx_params_fn sig_gettable_rsa;
+static OSSL_FUNC_signature_gettable_ctx_params_fn sig_gettable_ec;
+static OSSL_FUNC_signature_set_ctx_params_fn sig_set_params;
+static OSSL_FUNC_signature_settable_ctx_params_fn sig_settable_rsa;
+static OSSL_FUNC_signature_settable_ctx_params_fn sig_settable_ec;
+
+static void *sig_newctx(void *provctx, int is_rsa)
+{
+    KH_SIG_CTX *ctx = OPENSSL_zalloc(sizeof(*ctx));
+
+    if (ctx == NULL) {
+        return NULL;
+    }
+    ctx->prov = provctx;
+    ctx->is_rsa = is_rsa;
+    ctx->md_nid = NID_undef;
+    ctx->mgf1_nid = NID_undef;
+    ctx->pad = RSA_PKCS1_PADDING;
+    ctx->saltlen = RSA_PSS_SALTLEN_AUTO;
+    return ctx;
+}
+
+static void *sig_newctx_rsa(void *provctx, const char *propq)
+{
+    return sig_newctx(provctx, 1);
+}
+
+static void *sig_newctx_ec(void *provctx, const char *propq)
+{
+    return sig_newctx(provctx, 0);
+}
+
+static void sig_freectx(void *vctx)
+{
+    KH_SIG_CTX *ctx = vctx;
+
+    if (ctx == NULL) {
+        return;
+    }
+    EVP_MD_CTX_free(ctx->mdctx);
+    EVP_MD_free(ctx->md);
+    EVP_MD_free(ctx->mgf1_md);
+    kh_key_free(ctx->key);
+    OPENSSL_free(ctx);
+}
+
+static void *sig_dupctx(void *vctx)
+{
+    KH_SIG_CTX *src = vctx, *dst;
+
+    dst = OPENSSL_memdup(src, sizeof(*src));
+    if (dst == NULL) {
+        return NULL;
+    }
+    dst->mdctx = NULL;
+    kh_key_up_ref(dst->key);
+    if (dst->md != NULL && !EVP_MD_up_ref(dst->md)) {
+        dst->md = NULL;
+        goto err;
+    }
+    if (dst->mgf1_md != NULL && !EVP_MD_up_ref(dst->mgf1_md)) {
+        dst->mgf1_md = NULL;
+        goto err;
+    }
+    if (src->mdctx != NULL) {
+        dst->mdctx = EVP_MD_CTX_new();
+        if (dst->mdctx == NULL || !EVP_MD_CTX_copy_ex(dst->mdctx, src->mdctx)) {
+            goto err;
+        }
+    }
+    return dst;
+err:
+    /* falls into freeing the half-built copy */
+    sig_freectx(dst);
+    return NULL;
+}
+
+static int set_md(KH_SIG_CTX *ctx, const char *name, EVP_MD **slot, int *nid)
+{
+    EVP_MD *md;
+    int n = kh_md_nid_from_name(name);
+
+    if (n == NID_undef) {
+        KH_raise(ctx->prov, KH_R_BAD_PARAM, "digest '%s' not supported",
+                 name != NULL ? name : "(null)");
+        return 0;
+    }
+    md = EVP_MD_fetch(ctx->prov->libctx, kh_md_name_from_nid(n), NULL);
+    if (md == NULL) {
+        KH_raise(ctx->prov, KH_R_BAD_PARAM, "digest '%s' unavailable", name);
+        return 0;
+    }
+    EVP_MD_free(*slot);
+    *slot = md;
+    *nid = n;
+    return 1;
+}
+
+static int sig_init(KH_SIG_CTX *ctx, void *vkey, const OSSL_PARAM params[],
+                    int op)
+{
+    KH_KEY *key = vkey;
+
+    if (key != NULL) {
+        if (key->pub == NULL) {
+            KH_raise(ctx->prov, KH_R_PUBLIC_KEY, "key has no public half");
+            return 0;
+        }
+        if ((key->type == EVP_PKEY_RSA) != (ctx->is_rsa != 0)) {
+            KH_raise(ctx->prov, KH_R_BAD_PARAM, "key type mismatch");
+            return 0;
+        }
+        if (op == EVP_PKEY_OP_SIGN) {
+            if (key->ops == NULL) {
+                KH_raise(ctx->prov, KH_R_NOT_PERMITTED,
+                         "public key only: cannot sign");
+                return 0;
+            }
+            if (!(key->flags & KH_KEY_CAN_SIGN)) {
+                KH_raise(ctx->prov, KH_R_NOT_PERMITTED,
+                         "key %s does not allow signing (CKA_SIGN false)",
+                         key->uri != NULL ? key->uri : "");
+                return 0;
+            }
+        }
+        kh_key_up_ref(key);
+        kh_key_free(ctx->key);
+        ctx->key = key;
+    } else if (ctx->key == NULL) {
+        KH_raise(ctx->prov, KH_R_BAD_PARAM, "no key");
+        return 0;
+    }
+    ctx->op = op;
+    return sig_set_params(ctx, params);
+}
+
+static int sig_sign_init(void *vctx, void *vkey, const OSSL_PARAM params[])
+{
+    return sig_init(vctx, vkey, params, EVP_PKEY_OP_SIGN);
+}
+
+static int sig_verify_init(void *vctx, void *vkey, const OSSL_PARAM params[])
+{
+    return sig_init(vctx, vkey, params, EVP_PKEY_OP_VERIFY);
+}
+
+/* Digest length -> digest, for raw sign calls that set no digest (PSS). */
+static int md_nid_for_len(size_t len)
+{
+    switch (len) {
+    case 20:
+        return NID_sha1;
+    case 28:
+        return NID_sha224;
+    case 32:
+        return NID_sha256;
+    case 48:
+        return NID_sha384;
+    case 64:
+        return NID_sha512;
+    default:
+        return NID_undef;
+    }
+}
+
+/* Resolves the PSS salt length rules to a byte count (signing side). */
+static int pss_saltlen(const KH_SIG_CTX *ctx, int md_nid, int *out)
+{
+    int hlen, emlen, max, bits = ctx->key->bits;
+    const EVP_MD *md;
+
+    md = ctx->md;
+    hlen = md != NULL && ctx->md_nid == md_nid ? EVP_MD_get_size(md) : 0;
+    if (hlen <= 0) {
+        switch (md_nid) {
+        case NID_sha1:
+            hlen = 20;
+            break;
+        case NID_sha224:
+            hlen = 28;
+            break;
+        case NID_sha256:
+        case NID_sha3_256:
+            hlen = 32;
+            break;
+        case NID_sha384:
+        case NID_sha3_384:
+            hlen = 48;
+            break;
+        case NID_sha512:
+        case NID_sha3_512:
+            hlen = 64;
+            break;
+        default:
+            return 0;
+        }
+    }
+    emlen = (bits - 1 + 7) / 8;
+    max = emlen - hlen - 2;
+    if (max < 0) {
+        return 0;
+    }
+    switch (ctx->saltlen) {
+    case RSA_PSS_SALTLEN_DIGEST:
+        *out = hlen;
+        break;
+    case RSA_PSS_SALTLEN_AUTO:
+    case RSA_PSS_SALTLEN_MAX:
+        *out = max;
+        break;
+    case RSA_PSS_SALTLEN_AUTO_DIGEST_MAX:
+        *out = hlen < max ? hlen : max;
+        break;
+    default:
+        if (ctx->saltlen < 0 || ctx->saltlen > max) {
+            return 0;
+        }
+        *out = ctx->saltlen;
+        break;
+    }
+    if (*out > max) {
+        return 0;
+    }
+    return 1;
+}
+
+static int sig_sign(void *vctx, unsigned char *sig, size_t *siglen,
+                    size_t sigsize, const unsigned char *tbs, size_t tbslen)
+{
+    KH_SIG_CTX *ctx = vctx;
+    KH_KEY *key = ctx->key;
+    KH_SIGN_PARAMS sp;
+    int size;
+
+    if (key == NULL || key->ops == NULL || ctx->op != EVP_PKEY_OP_SIGN) {
+        KH_raise(ctx->prov, KH_R_BAD_PARAM, "not initialised for signing");
+        return 0;
+    }
+    size = EVP_PKEY_get_size(key->pub);
+    if (sig == NULL) {
+        *siglen = (size_t)size;
+        return 1;
+    }
+    memset(&sp, 0, sizeof(sp));
+    sp.md_nid = ctx->md_nid;
+    if (ctx->md != NULL && tbslen != (size_t)EVP_MD_get_size(ctx->md)) {
+        KH_raise(ctx->prov, KH_R_BAD_PARAM,
+                 "input length %zu does not match the digest", tbslen);
+        return 0;
+    }
+    if (!ctx->is_rsa) {
+        sp.scheme = KH_SIG_ECDSA;
+    } else if (ctx->pad == RSA_PKCS1_PSS_PADDING) {
+        sp.scheme = KH_SIG_RSA_PSS;
+        if (sp.md_nid == NID_undef) {
+            sp.md_nid = md_nid_for_len(tbslen);
+        }
+        sp.mgf1_md_nid = ctx->mgf1_nid != NID_undef ? ctx->mgf1_nid
+                                                     : sp.md_nid;
+        if (!pss_saltlen(ctx, sp.md_nid, &sp.saltlen)) {
+            KH_raise(ctx->prov, KH_R_BAD_PARAM,
+                     "PSS salt length %d does not fit a %d-bit key",
+                     ctx->saltlen, key->bits);
+            return 0;
+        }
+    } else {
+        sp.scheme = KH_SIG_RSA_PKCS1;
+    }
+    if (ctx->is_rsa && sigsize < (size_t)size) {
+        KH_raise(ctx->prov, KH_R_BUFFER, "signature buffer too small");
+        return 0;
+    }
+    return key->ops->sign(key, &sp, sig, siglen, sigsize, tbs, tbslen);
+}
+
+/* Software verification with the public half, same parameters. */
+static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
+                      const unsigned char *tbs, size_t tbslen)
+{
+    KH_SIG_CTX *ctx = vctx;
+    EVP_PKEY_CTX *pctx = NULL;
+    int ok = 0;
+
+    if (ctx->key == NULL || ctx->key->pub == NULL) {
+        return 0;
+    }
+    pctx = EVP_PKEY_CTX_new_from_pkey(ctx->prov->libctx, ctx->key->pub, NULL);
+    if (pctx == NULL || EVP_PKEY_verify_init(pctx) <= 0) {
+        goto end;
+    }
+    if (ctx->md != NULL && EVP_PKEY_CTX_set_signature_md(pctx, ctx->md) <= 0) {
+        goto end;
+    }
+    if (ctx->is_rsa) {
+        if (EVP_PKEY_CTX_set_rsa_padding(pctx, ctx->pad) <= 0) {
+            goto end;
+        }
+        if (ctx->pad == RSA_PKCS1_PSS_PADDING) {
+            if (EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, ctx->saltlen) <= 0) {
+                goto end;
+            }
+            if (ctx->mgf1_md != NULL
+                && EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, ctx->mgf1_md) <= 0) {
+                goto end;
+            }
+        }
+    }
+    ok = EVP_PKEY_verify(pctx, sig, siglen, tbs, tbslen) == 1;
+end:
+    EVP_PKEY_CTX_free(pctx);
+    return ok;
+}
+
+static int dinit(KH_SIG_CTX *ctx, const char *mdname, void *vkey,
+                 const OSSL_PARAM params[], int op)
+{
+    if (!sig_init(ctx, vkey, params, op)) {
+        return 0;
+    }
+    if (mdname != NULL && *mdname != '\0') {
+        if (!set_md(ctx, mdname, &ctx->md, &ctx->md_nid)) {
+            return 0;
+        }
+    } else if (ctx->md == NULL
+               && !set_md(ctx, "SHA256", &ctx->md, &ctx->md_nid)) {
+        return 0;
+    }
+    if (ctx->mdctx == NULL && (ctx->mdctx = EVP_MD_CTX_new()) == NULL) {
+        KH_raise(ctx->prov, KH_R_MALLOC, "out of memory");
+        return 0;
+    }
+    if (!EVP_DigestInit_ex2(ctx->mdctx, ctx->md, NULL)) {
+        return 0;
+    }
+    return 1;
+}
+
+static int sig_dsign_init(void *vctx, const char *mdname, void *vkey,
+                          const OSSL_PARAM params[])
+{
+    return dinit(vctx, mdname, vkey, params, EVP_PKEY_OP_SIGN);
+}
+
+static int sig_dverify_init(void *vctx, const char *mdname, void *vkey,
+                            const OSSL_PARAM params[])
+{
+    return dinit(vctx, mdname, vkey, params, EVP_PKEY_OP_VERIFY);
+}
+
+static int sig_dupdate(void *vctx, const unsigned char *data, size_t datalen)
+{
+    KH_SIG_CTX *ctx = vctx;
+
+    if (ctx->mdctx == NULL) {
+        return 0;
+    }
+    return EVP_DigestUpdate(ctx->mdctx, data, datalen);
+}
+
+static int sig_dsign_final(void *vctx, unsigned char *sig, size_t *siglen,
+                           size_t sigsize)
+{
+    KH_SIG_CTX *ctx = vctx;
+    unsigned char dgst[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+
+    if (ctx->mdctx == NULL) {
+        return 0;
+    }
+    if (sig == NULL) {
+        return sig_sign(ctx, NULL, siglen, 0, NULL, 0);
+    }
+    if (!EVP_DigestFinal_ex(ctx->mdctx, dgst, &dlen)) {
+        return 0;
+    }
+    return sig_sign(ctx, sig, siglen, sigsize, dgst, dlen);
+}
+
+static int sig_dverify_final(void *vctx, const unsigned char *sig,
+                             size_t siglen)
+{
+    KH_SIG_CTX *ctx = vctx;
+    unsigned char dgst[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+
+    if (ctx->mdctx == NULL || !EVP_DigestFinal_ex(ctx->mdctx, dgst, &dlen)) {
+        return 0;
+    }
+    return sig_verify(ctx, sig, siglen, dgst, dlen);
+}
+
+/* DER AlgorithmIdentifier of the signature, for X509/REQ/CMS signing. */
+static int algorithm_id(KH_SIG_CTX *ctx, unsigned char *out, size_t outsize,
+                        size_t *outlen)
+{
+    X509_ALGOR *alg = NULL, *mgfmd = NULL;
+    RSA_PSS_PARAMS *pss = NULL;
+    ASN1_STRING *str = NULL;
+    unsigned char *der = NULL;
+    int sig_nid, len, ok = 0, salt;
+
+    if (ctx->md_nid == NID_undef || ctx->key == NULL) {
+        return 0;
+    }
+    alg = X509_ALGOR_new();
+    if (alg == NULL) {
+        return 0;
+    }
+    if (!ctx->is_rsa) {
+        if (!OBJ_find_sigid_by_algs(&sig_nid, ctx->md_nid,
+                                    NID_X9_62_id_ecPublicKey)) {
+            goto end;
+        }
+        X509_ALGOR_set0(alg, OBJ_nid2obj(sig_nid), V_ASN1_UNDEF, NULL);
+    } else if (ctx->pad != RSA_PKCS1_PSS_PADDING) {
+        if (!OBJ_find_sigid_by_algs(&sig_nid, ctx->md_nid, NID_rsaEncryption)) {
+            goto end;
+        }
+        X509_ALGOR_set0(alg, OBJ_nid2obj(sig_nid), V_ASN1_NULL, NULL);
+    } else {
+        int mgf_nid = ctx->mgf1_nid != NID_undef ? ctx->mgf1_nid : ctx->md_nid;
+        const EVP_MD *mgf = ctx->mgf1_md != NULL ? ctx->mgf1_md : ctx->md;
+
+        if (!pss_saltlen(ctx, ctx->md_nid, &salt)) {
+            goto end;
+        }
+        pss = RSA_PSS_PARAMS_new();
+        if (pss == NULL) {
+            goto end;
+        }
+        /* RFC 4055 defaults (SHA-1, MGF1-SHA-1, 20) are left out. */
+        if (ctx->md_nid != NID_sha1) {
+            pss->hashAlgorithm = X509_ALGOR_new();
+            if (pss->hashAlgorithm == NULL) {
+                goto end;
+            }
+            X509_ALGOR_set_md(pss->hashAlgorithm, ctx->md);
+        }
+        if (mgf_nid != NID_sha1) {
+            mgfmd = X509_ALGOR_new();
+            pss->maskGenAlgorithm = X509_ALGOR_new();
+            if (mgfmd == NULL || pss->maskGenAlgorithm == NULL) {
+                goto end;
+            }
+            X509_ALGOR_set_md(mgfmd, mgf);
+            str = ASN1_item_pack(mgfmd, ASN1_ITEM_rptr(X509_ALGOR), NULL);
+            if (str == NULL) {
+                goto end;
+            }
+            X509_ALGOR_set0(pss->maskGenAlgorithm, OBJ_nid2obj(NID_mgf1),
+                            V_ASN1_SEQUENCE, str);
+            str = NULL;
+        }
+        if (salt != 20) {
+            pss->saltLength = ASN1_INTEGER_new();
+            if (pss->saltLength == NULL
+                || !ASN1_INTEGER_set(pss->saltLength, salt)) {
+                goto end;
+            }
+        }
+        str = ASN1_item_pack(pss, ASN1_ITEM_rptr(RSA_PSS_PARAMS), NULL);
+        if (str == NULL) {
+            goto end;
+        }
+        X509_ALGOR_set0(alg, OBJ_nid2obj(NID_rsassaPss), V_ASN1_SEQUENCE, str);
+        str = NULL;
+    }
+    len = i2d_X509_ALGOR(alg, &der);
+    if (len <= 0 || (size_t)len > outsize) {
+        goto end;
+    }
+    memcpy(out, der, (size_t)len);
+    *outlen = (size_t)len;
+    ok = 1;
+end:
+    OPENSSL_free(der);
+    ASN1_STRING_free(str);
+    X509_ALGOR_free(mgfmd);
+    RSA_PSS_PARAMS_free(pss);
+    X509_ALGOR_free(alg);
+    return ok;
+}
+
+static int sig_get_params(void *vctx, OSSL_PARAM params[])
+{
+    KH_SIG_CTX *ctx = vctx;
+    OSSL_PARAM *p;
+
+    p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_ALGORITHM_ID);
+    if (p != NULL) {
+        unsigned char aid[256];
+        size_t aidlen = 0;
+
+        if (!algorithm_id(ctx, aid, sizeof(aid), &aidlen)
+            || !OSSL_PARAM_set_octet_string(p, aid, aidlen)) {
+            return 0;
+        }
+    }
+    p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_DIGEST);
+    if (p != NULL && ctx->md != NULL
+        && !OSSL_PARAM_set_utf8_string(p, EVP_MD_get0_name(ctx->md))) {
+        return 0;
+    }
+    if (!ctx->is_rsa) {
+        return 1;
+    }
+    p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PAD_MODE);
+    if (p != NULL) {
+        if (p->data_type == OSSL_PARAM_INTEGER) {
+            if (!OSSL_PARAM_set_int(p, ctx->pad)) {
+                return 0;
+            }
+        } else if (!OSSL_PARAM_set_utf8_string(
+                       p, ctx->pad == RSA_PKCS1_PSS_PADDING
+                              ? OSSL_PKEY_RSA_PAD_MODE_PSS
+                              : OSSL_PKEY_RSA_PAD_MODE_PKCSV15)) {
+            return 0;
+        }
+    }
+    p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PSS_SALTLEN);
+    if (p != NULL) {
+        if (p->data_type == OSSL_PARAM_INTEGER) {
+            if (!OSSL_PARAM_set_int(p, ctx->saltlen)) {
+                return 0;
+            }
+        } else {
+            char buf[16];
+            const char *s;
+
+            switch (ctx->saltlen) {
+            case RSA_PSS_SALTLEN_DIGEST:
+                s = OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST;
+                break;
+            case RSA_PSS_SALTLEN_MAX:
+                s = OSSL_PKEY_RSA_PSS_SALT_LEN_MAX;
+                break;
+            case RSA_PSS_SALTLEN_AUTO:
+                s = OSSL_PKEY_RSA_PSS_SALT_LEN_AUTO;
+                break;
+            default:
+                snprintf(buf, sizeof(buf), "%d", ctx->saltlen);
+                s = buf;
+                break;
+            }
+            if (!OSSL_PARAM_set_utf8_string(p, s)) {
+                return 0;
+            }
+        }
+    }
+    p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST);
+    if (p != NULL) {
+        const EVP_MD *m = ctx->mgf1_md != NULL ? ctx->mgf1_md : ctx->md;
+
+        if (m != NULL && !OSSL_PARAM_set_utf8_string(p, EVP_MD_get0_name(m))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const OSSL_PARAM *sig_gettable_ec(void *vctx, void *provctx)
+{
+    static const OSSL_PARAM tbl[] = {
+        OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
+        OSSL_PARAM_END
+    };
+
+    return tbl;
+}
+
+static const OSSL_PARAM *sig_gettable_rsa(void *vctx, void *provctx)
+{
+    static const OSSL_PARAM tbl[] = {
+        OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, NULL, 0),
+        OSSL_PARAM_END
+    };
+
+    return tbl;
+}
+
+static int parse_saltlen(const OSSL_PARAM *p, int *out)
+{
+    if (p->data_type == OSSL_PARAM_INTEGER) {
+        return OSSL_PARAM_get_int(p, out);
+    }
+    if (p->data_type == OSSL_PARAM_UTF8_STRING && p->data != NULL) {
+        const char *s = p->data;
+        char *end;
+        long v;
+
+        if (strcmp(s, OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST) == 0) {
+            *out = RSA_PSS_SALTLEN_DIGEST;
+        } else if (strcmp(s, OSSL_PKEY_RSA_PSS_SALT_LEN_MAX) == 0) {
+            *out = RSA_PSS_SALTLEN_MAX;
+        } else if (strcmp(s, OSSL_PKEY_RSA_PSS_SALT_LEN_AUTO) == 0) {
+            *out = RSA_PSS_SALTLEN_AUTO;
+        } else if (strcmp(s, "auto-digestmax") == 0) {
+            *out = RSA_PSS_SALTLEN_AUTO_DIGEST_MAX;
+        } else {
+            v = strtol(s, &end, 10);
+            if (*s == '\0' || *end != '\0' || v < -4 || v > 65535) {
+                return 0;
+            }
+            *out = (int)v;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static int sig_set_params(void *vctx, const OSSL_PARAM params[])
+{
+    KH_SIG_CTX *ctx = vctx;
+    const OSSL_PARAM *p;
+
+    if (params == NULL) {
+        return 1;
+    }
+    p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_DIGEST);
+    if (p != NULL) {
+        const char *name = NULL;
+
+        if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)
+            || !set_md(ctx, name, &ctx->md, &ctx->md_nid)) {
+            return 0;
+        }
+    }
+    if (!ctx->is_rsa) {
+        return 1;
+    }
+    p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PAD_MODE);
+    if (p != NULL) {
+        int pad = 0;
+
+        if (p->data_type == OSSL_PARAM_INTEGER) {
+            if (!OSSL_PARAM_get_int(p, &pad)) {
+                return 0;
+            }
+        } else if (p->data_type == OSSL_PARAM_UTF8_STRING && p->data != NULL) {
+            if (strcmp(p->data, OSSL_PKEY_RSA_PAD_MODE_PKCSV15) == 0) {
+                pad = RSA_PKCS1_PADDING;
+            } else if (strcmp(p->data, OSSL_PKEY_RSA_PAD_MODE_PSS) == 0) {
+                pad = RSA_PKCS1_PSS_PADDING;
+            }
+        }
+        if (pad != RSA_PKCS1_PADDING && pad != RSA_PKCS1_PSS_PADDING) {
+            /* No raw RSA, no X9.31: only the two schemes TLS and X.509 use */
+            KH_raise(ctx->prov, KH_R_UNSUPPORTED,
+                     "RSA padding mode not supported (pkcs1 or pss)");
+            return 0;
+        }
+        ctx->pad = pad;
+    }
+    p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PSS_SALTLEN);
+    if (p != NULL) {
+        int s;
+
+        if (!parse_saltlen(p, &s)) {
+            KH_raise(ctx->prov, KH_R_BAD_PARAM, "bad PSS salt length");
+            return 0;
+        }
+        ctx->saltlen = s;
+    }
+    p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST);
+    if (p != NULL) {
+        const char *name = NULL;
+
+        if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)
+            || !set_md(ctx, name, &ctx->mgf1_md, &ctx->mgf1_nid)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const OSSL_PARAM *sig_settable_ec(void *vctx, void *provctx)
+{
+    static const OSSL_PARAM tbl[] = {
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PROPERTIES, NULL, 0),
+        OSSL_PARAM_END
+    };
+
+    return tbl;
+}
+
+static const OSSL_PARAM *sig_settable_rsa(void *vctx, void *provctx)
+{
+    static const OSSL_PARAM tbl[] = {
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PROPERTIES, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, NULL, 0),
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_PROPERTIES, NULL, 0),
+        OSSL_PARAM_END
+    };
+
+    return tbl;
+}
+
+#define SIG_COMMON \
+    { OSSL_FUNC_SIGNATURE_FREECTX, (void (*)(void))sig_freectx }, \
+    { OSSL_FUNC_SIGNATURE_DUPCTX, (void (*)(void))sig_dupctx }, \
+    { OSSL_FUNC_SIGNATURE_SIGN_INIT, (void (*)(void))sig_sign_init }, \
+    { OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))sig_sign }, \
+    { OSSL_FUNC_SIGNATURE_VERIFY_INIT, (void (*)(void))sig_verify_init }, \
+    { OSSL_FUNC_SIGNATURE_VERIFY, (void (*)(void))sig_verify }, \
+    { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, (void (*)(void))sig_dsign_init }, \
+    { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, (void (*)(void))sig_dupdate }, \
+    { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, (void (*)(void))sig_dsign_final }, \
+    { OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT, \
+      (void (*)(void))sig_dverify_init }, \
+    { OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE, (void (*)(void))sig_dupdate }, \
+    { OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL, \
+      (void (*)(void))sig_dverify_final }, \
+    { OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, (void (*)(void))sig_get_params }, \
+    { OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, (void (*)(void))sig_set_params }
+
+const OSSL_DISPATCH kh_rsa_signature_functions[] = {
+    { OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))sig_newctx_rsa },
+    SIG_COMMON,
+    { OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
+      (void (*)(void))sig_gettable_rsa },
+    { OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS,
+      (void (*)(void))sig_settable_rsa },
+    { 0, NULL }
+};
+
+const OSSL_DISPATCH kh_ecdsa_signature_functions[] = {
+    { OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))sig_newctx_ec },
+    SIG_COMMON,
+    { OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
+      (void (*)(void))sig_gettable_ec },
+    { OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS,
+      (void (*)(void))sig_settable_ec },
+    { 0, NULL }
+};
