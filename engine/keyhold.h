@@ -52,6 +52,7 @@ struct kh_prov_ctx {
     /* configuration captured at load (openssl.cnf provider section) */
     char *module_path;             /* pkcs11-module-path */
     char *pin_source;              /* pin-source */
+    char *tpm2_tcti;               /* tpm2-tcti */
     char *cfg_pin;                 /* PIN read from pin-source at load
                                       (secure heap), for workers that may
                                       no longer read the file */
@@ -109,6 +110,8 @@ int kh_tpm_resolve(KH_PROV_CTX *prov, const char *uri,
                    OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
                    KH_KEY **key) __attribute__((weak));
 void kh_tpm_teardown(KH_PROV_CTX *prov) __attribute__((weak));
+/* Called at the end of provider init with the config's tpm2-tcti (or NULL). */
+void kh_tpm_init(KH_PROV_CTX *prov, const char *tcti) __attribute__((weak));
 
 /*
  * The pkcs11 resolver: a URI naming exactly one private key -> a key with

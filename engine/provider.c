@@ -163,6 +163,7 @@ static void prov_free(KH_PROV_CTX *prov)
     OSSL_LIB_CTX_free(prov->libctx);
     OPENSSL_free(prov->module_path);
     OPENSSL_free(prov->pin_source);
+    OPENSSL_free(prov->tpm2_tcti);
     if (prov->cfg_pin != NULL) {
         OPENSSL_secure_clear_free(prov->cfg_pin, KH_PIN_MAX + 1);
     }
@@ -230,7 +231,8 @@ static int read_config(KH_PROV_CTX *prov, const OSSL_DISPATCH *in)
 {
     OSSL_FUNC_core_get_params_fn *get_params = NULL;
     char *module_path = NULL, *pin_source = NULL, *debug = NULL;
-    OSSL_PARAM params[4];
+    char *tcti = NULL;
+    OSSL_PARAM params[5];
     const OSSL_DISPATCH *d;
 
     for (d = in; d->function_id != 0; d++) {
@@ -245,7 +247,8 @@ static int read_config(KH_PROV_CTX *prov, const OSSL_DISPATCH *in)
                                               &module_path, 0);
     params[1] = OSSL_PARAM_construct_utf8_ptr("pin-source", &pin_source, 0);
     params[2] = OSSL_PARAM_construct_utf8_ptr("debug", &debug, 0);
-    params[3] = OSSL_PARAM_construct_end();
+    params[3] = OSSL_PARAM_construct_utf8_ptr("tpm2-tcti", &tcti, 0);
+    params[4] = OSSL_PARAM_construct_end();
     if (!get_params(prov->handle, params)) {
         return 1;
     }
@@ -258,6 +261,12 @@ static int read_config(KH_PROV_CTX *prov, const OSSL_DISPATCH *in)
     if (pin_source != NULL && *pin_source != '\0') {
         prov->pin_source = OPENSSL_strdup(pin_source);
         if (prov->pin_source == NULL) {
+            return 0;
+        }
+    }
+    if (tcti != NULL && *tcti != '\0') {
+        prov->tpm2_tcti = OPENSSL_strdup(tcti);
+        if (prov->tpm2_tcti == NULL) {
             return 0;
         }
     }
@@ -355,6 +364,9 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
     kh_p11_init_prov(prov);
     prov->p11_registered = 1;
     fill_tables();
+    if (kh_tpm_init != NULL) {
+        kh_tpm_init(prov, prov->tpm2_tcti);
+    }
     KH_debug("provider loaded (module-path %s, pin-source %s)",
              prov->module_path != NULL ? prov->module_path : "(default)",
              prov->pin_source != NULL ? "set" : "unset");
