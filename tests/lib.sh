@@ -426,3 +426,102 @@ kh_shim_wait() {
     done
     kh_fail "the shim never logged '$re'"
 }
+
+# ---------------------------------------------------------------------------
+# TPM helpers (tpm_* tests): a swtpm of the test's own, reached over its TCP
+# socket without a resource manager (the hardest case: one connection at a
+# time, three transient object slots).
+
+# Starts swtpm on 127.0.0.1 (state in $T/tpm) and points keyhold,
+# tpm2-tools and tpm2-openssl at it: exports KH_SWTPM_PORT, KEYHOLD_TPM_TCTI,
+# TPM2TOOLS_TCTI, TPM2OPENSSL_TCTI. kh_swtpm_start [STATEDIR]
+kh_swtpm_start() {
+    KH_SWTPM_DIR=${1:-${KH_SWTPM_DIR:-$T/tpm}}
+    mkdir -p "$KH_SWTPM_DIR"
+    if [ -z "${KH_SWTPM_PORT:-}" ]; then
+        local i p
+        for i in $(seq 1 50); do
+            p=$(kh_free_port)
+            if ! ss -Htln "sport = :$((p + 1))" | grep -q .; then
+                KH_SWTPM_PORT=$p
+                break
+            fi
+        done
+        [ -n "${KH_SWTPM_PORT:-}" ] || kh_fail "no two free ports for swtpm"
+    fi
+    kh_bg swtpm socket --tpm2 \
+        --server "type=tcp,port=$KH_SWTPM_PORT,bindaddr=127.0.0.1" \
+        --ctrl "type=tcp,port=$((KH_SWTPM_PORT + 1)),bindaddr=127.0.0.1" \
+        --tpmstate "dir=$KH_SWTPM_DIR" --flags not-need-init,startup-clear \
+        >>"$T/swtpm.log" 2>&1 </dev/null
+    KH_SWTPM_PID=$KH_LAST_PID
+    kh_wait_port "$KH_SWTPM_PORT"
+    KEYHOLD_TPM_TCTI="swtpm:host=127.0.0.1,port=$KH_SWTPM_PORT"
+    TPM2TOOLS_TCTI=$KEYHOLD_TPM_TCTI
+    TPM2OPENSSL_TCTI=$KEYHOLD_TPM_TCTI
+    export KH_SWTPM_PORT KH_SWTPM_DIR KEYHOLD_TPM_TCTI TPM2TOOLS_TCTI TPM2OPENSSL_TCTI
+}
+
+# Kills swtpm hard (kill -9, as a crash would) and waits until it is gone.
+kh_swtpm_kill() {
+    local i
+    kill -9 "$KH_SWTPM_PID" 2>/dev/null || true
+    for i in $(seq 1 100); do
+        kill -0 "$KH_SWTPM_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    for i in $(seq 1 100); do
+        ss -Htln "sport = :$KH_SWTPM_PORT" | grep -q . || return 0
+        sleep 0.05
+    done
+    kh_fail "swtpm still listens after kill -9"
+}
+
+# kill -9 and start again on the same port and state (a TPM reset).
+kh_swtpm_restart() {
+    kh_swtpm_kill
+    kh_swtpm_start "$KH_SWTPM_DIR"
+}
+
+# The number of transient objects loaded in the TPM right now.
+kh_tpm_transients() {
+    tpm2_getcap handles-transient 2>/dev/null | grep -c '^- 0x' || true
+}
+
+# The TPM's dictionary-attack lockout counter (TPM2_PT_LOCKOUT_COUNTER).
+kh_tpm_lockout_counter() {
+    local v
+    v=$(tpm2_getcap properties-variable | awk '/TPM2_PT_LOCKOUT_COUNTER/ { print $2 }')
+    [ -n "$v" ] || kh_fail "tpm2_getcap shows no TPM2_PT_LOCKOUT_COUNTER"
+    echo $((v))
+}
+
+# OpenSSL command-line flags for the peer provider tpm2-openssl, which in
+# Debian's 1.1.1 must be asked for by property query.
+KH_TPM2_PROV=(-provider tpm2 -provider default -propquery '?provider=tpm2')
+
+# Reliability scenarios: a token 'appl' with a key 'srv' (id 01; default EC
+# P-256, or e.g. rsa:2048), the test CA in $T/ca and a certificate for the
+# key in $T/srv.pem (SAN localhost).
+#   kh_r_token_key_cert [KEYTYPE]
+kh_r_token_key_cert() {
+    kh_softhsm_token appl
+    kh_p11tool_keygen appl srv 01 "${1:-EC:prime256v1}"
+    kh_test_ca "$T/ca"
+    kh_p11_cert "$T/ca" appl 01 "$T/srv.pem"
+}
+
+# One TLS handshake by s_client against 127.0.0.1:PORT verifying the chain to
+# the test CA; returns non-zero when it fails. Output in $T/hs.out.
+#   kh_r_handshake PORT [s_client args...]
+kh_r_handshake() {
+    local port=$1; shift
+    timeout 30 openssl s_client -connect "127.0.0.1:$port" -servername localhost \
+        -verify_return_error -CAfile "$T/ca/ca.pem" "$@" </dev/null >"$T/hs.out" 2>&1 \
+        && grep -q "Verify return code: 0 (ok)" "$T/hs.out"
+}
+
+# Fails unless process PID is still running (the server survived a fault).
+kh_r_alive() {
+    kill -0 "$1" 2>/dev/null || kh_fail "${2:-server} (pid $1) is gone"
+}
