@@ -183,6 +183,8 @@ static enum kh_tpm_rc rc_class(TSS2_RC rc)
     return KH_TPM_ERR;
 }
 
+static int rc_is_objmem(TSS2_RC rc);
+
 static enum kh_tpm_rc fail(TSS2_RC rc, char *err, size_t errlen,
                            const char *what)
 {
@@ -203,6 +205,13 @@ static enum kh_tpm_rc fail(TSS2_RC rc, char *err, size_t errlen,
                  what, g.tcti, Tss2_RC_Decode(rc));
         break;
     default:
+        if (rc_is_objmem(rc)) {
+            snprintf(err, errlen, "%s: the TPM's object slots are full "
+                     "with objects of other programs (a TPM without resource "
+                     "manager: flush them with tpm2_flushcontext -t, or use "
+                     "/dev/tpmrm0 or tpm2-abrmd)", what);
+            break;
+        }
         snprintf(err, errlen, "%s: %s (0x%x)", what, Tss2_RC_Decode(rc),
                  rc);
         break;
