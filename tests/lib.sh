@@ -525,3 +525,15 @@ kh_r_handshake() {
 kh_r_alive() {
     kill -0 "$1" 2>/dev/null || kh_fail "${2:-server} (pid $1) is gone"
 }
+
+# A free TCP port below the kernel's ephemeral range (so no client socket,
+# not even one in TIME-WAIT, holds it) and unused in any state.
+kh_r_port() {
+    local i p lo
+    lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    for i in $(seq 1 200); do
+        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % (lo - 20000) ))
+        if ! ss -Htan "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
+    done
+    kh_fail "no free port"
+}

@@ -11,7 +11,7 @@ kh_need "$BUILD/keyhold.so" "$KH_SHIM"
 
 kh_r_token_key_cert
 kh_shim_setup
-port=$(kh_free_port)
+port=$(kh_r_port)
 kh_s_server "$port" -key "$(kh_shim_uri appl srv)" -cert "$T/srv.pem" "${KH_PROV[@]}"
 srv=$KH_LAST_PID
 
