@@ -2,10 +2,12 @@
 /*
  * The process's one ESAPI connection and the keys that use it.
  *
- * - One connection per process, opened on first use and closed when the
- *   last key is freed: a TPM without a resource manager (swtpm's socket, a
- *   bare /dev/tpm0) serves one connection at a time, so a process must not
- *   sit on it while it has no key.
+ * - One connection per process, opened on first use. Through a resource
+ *   manager (/dev/tpmrm0, tpm2-abrmd) it stays open while keys exist. A TPM
+ *   without one (swtpm's socket, a bare /dev/tpm0) serves one connection at
+ *   a time and keeps transient objects until flushed: then each operation
+ *   connects, works, flushes what it loaded and disconnects, so processes
+ *   take turns (see tcti_is_exclusive; KEYHOLD_TPM_HOLD=0/1 overrides).
  * - Every ESYS call runs under one mutex: an ESYS_CONTEXT is not
  *   thread-safe, and the TPM executes one command at a time anyway.
  * - Transient objects are few (swtpm has 3 slots). A loaded key stays
@@ -65,6 +67,7 @@ static struct {
     pthread_mutex_t lock;
     int configured;
     int explicit_tcti;
+    int hold;                   /* keep the connection between operations */
     char tcti[512];
     TSS2_TCTI_CONTEXT *tcti_ctx;
     ESYS_CONTEXT *esys;
@@ -221,6 +224,26 @@ static enum kh_tpm_rc fail(TSS2_RC rc, char *err, size_t errlen,
 
 /* ---- configuration and connection ------------------------------------ */
 
+/*
+ * TPMs reached without a resource manager serve one connection at a time
+ * and keep every transient object until it is flushed: swtpm's and the
+ * simulator's sockets, a bare /dev/tpm0. With those, a process connects
+ * for each operation and flushes what it loaded before letting go, so
+ * that several processes (nginx workers, the CLI beside a server) take
+ * turns instead of waiting for each other forever. Through /dev/tpmrm0 or
+ * tpm2-abrmd the connection and the loaded keys stay.
+ */
+static int tcti_is_exclusive(const char *t)
+{
+    if (strncmp(t, "swtpm", 5) == 0 || strncmp(t, "mssim", 5) == 0) {
+        return 1;
+    }
+    if (strncmp(t, "device", 6) == 0) {
+        return strstr(t, "tpmrm") == NULL;
+    }
+    return 0;
+}
+
 static void configure_locked(const char *tcti)
 {
     static const char *envs[] = {
@@ -247,6 +270,11 @@ static void configure_locked(const char *tcti)
         }
     }
     snprintf(g.tcti, sizeof(g.tcti), "%s", v);
+    g.hold = !tcti_is_exclusive(g.tcti);
+    v = getenv("KEYHOLD_TPM_HOLD");
+    if (v != NULL && (*v == '0' || *v == '1')) {
+        g.hold = *v == '1';
+    }
     /*
      * tpm2-tss logs every failed TPM command to stderr unless told
      * otherwise; keyhold reports errors itself and must print nothing.
@@ -762,6 +790,9 @@ static enum kh_tpm_rc run_key_op(struct kh_tpm_key *k, key_op op, void *arg,
         ret = fail(rc, err, errlen, what);
     }
 end:
+    if (!g.hold && g.esys != NULL) {
+        disconnect_locked(1);
+    }
     sigpipe_restore(&sp);
     pthread_mutex_unlock(&g.lock);
     return ret;
@@ -948,6 +979,9 @@ enum kh_tpm_rc kh_tpm_key_from_handle(uint32_t handle, KH_TPM_KEY **out,
                 rc = fail(trc, err, errlen, "reading the persistent key");
             }
         }
+    }
+    if (!g.hold && g.esys != NULL) {
+        disconnect_locked(1);
     }
     sigpipe_restore(&sp);
     pthread_mutex_unlock(&g.lock);
@@ -1305,6 +1339,9 @@ static enum kh_tpm_rc run_mgmt(mgmt_fn fn, void *arg, char *err,
             break;
         }
         disconnect_locked(0);
+    }
+    if (!g.hold && g.esys != NULL) {
+        disconnect_locked(1);
     }
     maybe_release_locked();
     sigpipe_restore(&sp);
