@@ -227,8 +227,11 @@ enum kh_tpm_rc kh_tpm_keyfile_encode(const KH_TPM_KEYFILE *kf,
     if (tk->type == NULL) {
         goto oom;
     }
-    /* Absent means "auth needed", as the key file specification says. */
-    tk->empty_auth = kf->empty_auth ? 0xff : -1;
+    /*
+     * Written either way: older TPM2 engines and tpm2-openssl 1.1 read an
+     * absent emptyAuth as "no auth needed".
+     */
+    tk->empty_auth = kf->empty_auth ? 0xff : 0;
     if (!ASN1_INTEGER_set_uint64(tk->parent, kf->parent)
         || !ASN1_OCTET_STRING_set(tk->pubkey, pubbuf, (int)publen)
         || !ASN1_OCTET_STRING_set(tk->privkey, privbuf, (int)privlen)) {
