@@ -26,3 +26,10 @@ $(BENCH_TCTI): tests/bench/tcti/tcti_khcount.c
 bench: $(filter %/keyhold.so,$(ALL_TARGETS)) $(BENCH_BIN) $(BENCH_TCTI)
 	$(Q)BUILD=$(abspath $(BUILD)) tests/bench/bench.sh $(BENCH_BIN) \
 	    $(abspath $(BUILD))/bench.json
+
+# Instructions per signature for every path under callgrind (stable where
+# wall-clock numbers are not); files kept in $(BUILD)/bench/profile.
+.PHONY: bench-profile
+bench-profile: $(filter %/keyhold.so,$(ALL_TARGETS)) $(BENCH_BIN) $(BENCH_TCTI)
+	$(Q)BUILD=$(abspath $(BUILD)) tests/bench/bench.sh $(BENCH_BIN) \
+	    --profile $(abspath $(BUILD))/bench/profile

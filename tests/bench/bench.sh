@@ -4,6 +4,10 @@
 # built, a swtpm) in a temp dir, keys and certificates for every path, then
 # runs kh-bench, which prints the tables and writes the JSON file.
 #   tests/bench/bench.sh KH-BENCH JSON-OUT
+#   tests/bench/bench.sh KH-BENCH --profile OUT-DIR   (make bench-profile)
+# The second form runs every signing path under callgrind instead and
+# prints instructions per signature (stable on a busy machine), keeping the
+# callgrind files in OUT-DIR for callgrind_annotate.
 # Environment: BENCH_SECONDS (one measurement window, default 0.5),
 # BENCH_ROUNDS (default 5), BENCH_TPM=0 to leave the TPM rows out,
 # KH_KEEP=1 to keep the temp dir.
@@ -118,6 +122,60 @@ if [ "${BENCH_TPM:-1}" = 1 ] && ls "$TOP"/engine/tpm/*.c >/dev/null 2>&1 \
         echo "bench: TPM keys could not be made; TPM rows left out:" >&2
         tail -n 3 "$T/tpm.err" >&2
     fi
+fi
+
+if [ "$JSON" = --profile ]; then
+    out=$3
+    mkdir -p "$out"
+    printf '%-14s %-14s %12s %12s\n' path algorithm "Ir/sign" "over raw"
+    for alg in ecdsa-p256 rsa2048-pkcs1 rsa2048-pss; do
+        n=200
+        [ "$alg" = ecdsa-p256 ] || n=40
+        raw=
+        paths="raw sw keyhold libp11"
+        [ -n "${KHB_TPM_TCTI:-}" ] && paths="$paths tpm-keyhold tpm-peer"
+        for path in $paths; do
+            f=$out/callgrind.$path.$alg
+            [ "${path#tpm}" != "$path" ] && tpm2_flushcontext -t >/dev/null 2>&1
+            if ! valgrind --tool=callgrind --toggle-collect=khb_prof_op \
+                    --callgrind-out-file="$f" "$KHB" profile "$path" "$alg" "$n" \
+                    >"$f.log" 2>&1; then
+                printf '%-14s %-14s %12s\n' "$path" "$alg" "failed (see $f.log)"
+                continue
+            fi
+            ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1)
+            per=$(( ir / n ))
+            [ "$path" = raw ] && raw=$per
+            if [ -n "$raw" ]; then
+                printf '%-14s %-14s %12d %+12d\n' "$path" "$alg" "$per" $(( per - raw ))
+            else
+                printf '%-14s %-14s %12d\n' "$path" "$alg" "$per"
+            fi
+        done
+    done
+    printf '\nfootprint: software-key TLS 1.3 handshake, instructions\n'
+    for alg in ecdsa rsa; do
+        plain=
+        for v in plain loaded; do
+            f=$out/callgrind.hs-$v.$alg
+            if ! valgrind --tool=callgrind --toggle-collect=khb_prof_op \
+                    --callgrind-out-file="$f" "$KHB" profile-hs "$v" "$alg" 50 \
+                    >"$f.log" 2>&1; then
+                printf '%-8s %-6s failed (see %s.log)\n' "$v" "$alg" "$f"
+                continue
+            fi
+            ir=$(( $(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1) / 50 ))
+            if [ -z "$plain" ]; then
+                plain=$ir
+                printf '%-8s %-6s %12d\n' "$v" "$alg" "$ir"
+            else
+                printf '%-8s %-6s %12d %+d (%s%%)\n' "$v" "$alg" "$ir" $(( ir - plain )) \
+                    "$(awk -v a="$ir" -v b="$plain" 'BEGIN { printf "%.2f", (a - b) * 100 / b }')"
+            fi
+        done
+    done
+    echo "callgrind files: $out (callgrind_annotate --inclusive=yes FILE)"
+    exit 0
 fi
 
 echo "bench: machine: $(nproc) cores, $(uptime | sed 's/.*load/load/')" >&2

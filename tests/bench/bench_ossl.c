@@ -322,6 +322,45 @@ end:
     return rc;
 }
 
+int khb_profile(const char *path, enum khb_alg alg, long n)
+{
+    static const char *const names[] = {
+        "sw", "keyhold", "libp11", "tpm-keyhold", "tpm-peer"
+    };
+    struct sig_state st;
+    struct path_keys pk;
+    size_t i;
+    int rc = 1;
+
+    memset(&st, 0, sizeof(st));
+    memset(&pk, 0, sizeof(pk));
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(path, names[i]) == 0) {
+            break;
+        }
+    }
+    if (i == sizeof(names) / sizeof(names[0])) {
+        fprintf(stderr, "kh-bench: unknown path '%s'\n", path);
+        return 1;
+    }
+    st.mctx = EVP_MD_CTX_new();
+    if (st.mctx == NULL || !load_path((enum khb_path)i, &pk)) {
+        goto end;
+    }
+    st.pkey = pk.key[alg == KHB_ECDSA ? 0 : 1];
+    st.libctx = pk.libctx;
+    st.propq = pk.propq;
+    st.alg = alg;
+    /* one signature first: pools, caches and lazy fetches are set up */
+    if (sig_op(&st) && khb_profile_loop(sig_op, &st, n)) {
+        rc = 0;
+    }
+end:
+    EVP_MD_CTX_free(st.mctx);
+    free_path(&pk);
+    return rc;
+}
+
 /* ----------------------------------------------------------------- TLS */
 
 struct tls_state {
@@ -556,6 +595,41 @@ int khb_child_footprint(void)
         }
     }
     return 0;
+}
+
+/*
+ * "kh-bench profile-hs plain|loaded ecdsa|rsa N": N software-key TLS 1.3
+ * handshakes for callgrind, in a context without or with keyhold loaded:
+ * the footprint in instructions per handshake.
+ */
+int khb_profile_hs(const char *variant, const char *kalg, long n)
+{
+    struct tls_state st;
+    OSSL_LIB_CTX *ctx;
+    EVP_PKEY *key;
+    int rsa = strcmp(kalg, "rsa") == 0, rc = 1;
+
+    ctx = khb_libctx_new(strcmp(variant, "loaded") == 0);
+    if (ctx == NULL) {
+        return 1;
+    }
+    key = khb_load_pem_key(ctx, khb_path(0, rsa ? "sw-rsa.key" : "sw-ec.key"));
+    if (key == NULL) {
+        goto end;
+    }
+    st.sctx = server_ctx(ctx, NULL, TLS1_3_VERSION,
+                         khb_path(1, rsa ? "sw-rsa.crt" : "sw-ec.crt"), key);
+    st.cctx = client_ctx(ctx, TLS1_3_VERSION);
+    EVP_PKEY_free(key);
+    if (st.sctx != NULL && st.cctx != NULL && tls_op(&st)
+        && khb_profile_loop(tls_op, &st, n)) {
+        rc = 0;
+    }
+    SSL_CTX_free(st.sctx);
+    SSL_CTX_free(st.cctx);
+end:
+    OSSL_LIB_CTX_free(ctx);
+    return rc;
 }
 
 /* ------------------------------------------------------------- memory */

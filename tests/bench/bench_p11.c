@@ -224,3 +224,22 @@ int khb_child_sign_raw(void)
     p.f->C_Finalize(NULL);
     return 0;
 }
+
+int khb_profile_raw(enum khb_alg alg, long n)
+{
+    static struct raw_state st;
+    KHB_P11 p;
+    CK_SESSION_HANDLE s;
+    unsigned char msg[KHB_MSG_LEN] = { 0 };
+
+    if (!khb_p11_open(&p, 0) || !khb_p11_session(&p, &s, 1)
+        || !khb_p11_find_key(&p, s, alg == KHB_ECDSA ? "bench-ec"
+                                                     : "bench-rsa", &st.key)) {
+        return 1;
+    }
+    st.p = &p;
+    st.s = s;
+    khb_p11_prepare(alg, msg, sizeof(msg), &st.mech, &st.pss, st.tbs,
+                    &st.tbslen);
+    return khb_profile_loop(raw_op, &st, n) ? 0 : 1;
+}

@@ -139,3 +139,25 @@ double khb_measure(khb_op_fn op, void **state, int nthreads)
     }
     return (double)total / ((double)(deadline - start) / 1e9);
 }
+
+/*
+ * The one function callgrind collects in profile mode
+ * (--toggle-collect=khb_prof_op): instruction counts per operation
+ * without set-up, stable on a noisy machine.
+ */
+__attribute__((noinline)) int khb_prof_op(khb_op_fn op, void *state)
+{
+    return op(state);
+}
+
+int khb_profile_loop(khb_op_fn op, void *state, long n)
+{
+    long i;
+
+    for (i = 0; i < n; i++) {
+        if (!khb_prof_op(op, state)) {
+            return 0;
+        }
+    }
+    return 1;
+}

@@ -11,6 +11,9 @@
  *   kh-bench child NAME            one measuring child (prints "R name v")
  *   kh-bench first-sig HOW         one start-up sample
  *   kh-bench keyref URI OUT        writes a PEM key reference
+ *   kh-bench profile PATH ALG N    N signatures for callgrind
+ *   kh-bench profile-hs V ALG N    N software-key handshakes, keyhold
+ *                                  loaded (V=loaded) or not (V=plain)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1016,10 +1019,30 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "first-sig") == 0) {
         return khb_child_first_sig(argv[2]);
     }
+    if (argc == 5 && strcmp(argv[1], "profile") == 0) {
+        int a;
+
+        for (a = 0; a < KHB_NALG; a++) {
+            if (strcmp(argv[3], khb_alg_name[a]) == 0) {
+                break;
+            }
+        }
+        if (a == KHB_NALG) {
+            fprintf(stderr, "kh-bench: unknown algorithm '%s'\n", argv[3]);
+            return 2;
+        }
+        return strcmp(argv[2], "raw") == 0
+               ? khb_profile_raw(a, atol(argv[4]))
+               : khb_profile(argv[2], a, atol(argv[4]));
+    }
+    if (argc == 5 && strcmp(argv[1], "profile-hs") == 0) {
+        return khb_profile_hs(argv[2], argv[3], atol(argv[4]));
+    }
     if (argc == 4 && strcmp(argv[1], "keyref") == 0) {
         return write_keyref(argv[2], argv[3]);
     }
     fprintf(stderr, "usage: kh-bench run JSON | child NAME | first-sig HOW | "
-                    "keyref URI OUT\n");
+                    "keyref URI OUT | profile PATH ALG N |\n"
+                    "       profile-hs plain|loaded ecdsa|rsa N\n");
     return 2;
 }

@@ -51,6 +51,15 @@ typedef int (*khb_op_fn)(void *state);
  */
 double khb_measure(khb_op_fn op, void **state, int nthreads);
 
+/* Profile mode: |n| operations in this thread, each through khb_prof_op. */
+int khb_prof_op(khb_op_fn op, void *state);
+int khb_profile_loop(khb_op_fn op, void *state, long n);
+/* "kh-bench profile PATH ALG N" (PATH raw|sw|keyhold|libp11|tpm-keyhold|
+ * tpm-peer, ALG one of khb_alg_name). */
+int khb_profile_raw(enum khb_alg alg, long n);
+int khb_profile(const char *path, enum khb_alg alg, long n);
+int khb_profile_hs(const char *variant, const char *kalg, long n);
+
 /* Prints one result line for the driver: "R <name> <value>". */
 void khb_result(const char *name, double value);
 
