@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Scenario 6: a wrong PIN costs exactly one C_Login per run and is named
+# ("PIN incorrect"); a token on its final PIN try, or locked, gets no login
+# attempt at all and a clear message. Provider side, through openssl.
+# timeout: 120
+. "$(dirname "$0")/lib.sh"
+kh_need "$BUILD/keyhold.so" "$KH_SHIM"
+
+kh_r_token_key_cert
+kh_shim_setup
+echo "data to sign" >"$T/data"
+(umask 077; printf '9999' >"$T/wrong.pin")
+good="pkcs11:token=appl;object=srv;type=private?pin-source=file:$T/appl.pin&module-path=$KH_SHIM"
+bad="pkcs11:token=appl;object=srv;type=private?pin-source=file:$T/wrong.pin&module-path=$KH_SHIM"
+sign() {
+    openssl pkeyutl -sign -inkey "$1" -in "$T/data" -rawin -digest sha256 \
+        -out "$T/sig" "${KH_PROV[@]}"
+}
+
+# 1. Wrong PIN: one C_Login, named.
+kh_shim_log_reset
+kh_must_fail_clean sign "$bad"
+grep -qiE 'PIN_INCORRECT|PIN incorrect' "$T/must_fail.out" || kh_fail "the error does not say the PIN is incorrect"
+kh_no_secrets "$T/must_fail.out" 9999 1234
+[ "$(kh_shim_count C_Login)" = 1 ] || kh_fail "$(kh_shim_count C_Login) C_Login calls for one wrong PIN (want 1)"
+[ "$(kh_shim_count C_Login CKR_PIN_INCORRECT)" = 1 ] || kh_fail "the one C_Login did not fail with CKR_PIN_INCORRECT"
+kh_log "wrong PIN: exactly one C_Login, named"
+
+# 2. Final try: refuse before C_Login, even with the right PIN.
+kh_shim_set 'tokenflags CKF_USER_PIN_FINAL_TRY CKF_USER_PIN_COUNT_LOW'
+kh_shim_log_reset
+kh_must_fail_clean sign "$good"
+grep -qiE 'final|last' "$T/must_fail.out" || kh_fail "no clear 'final try' message"
+[ "$(kh_shim_count C_Login)" = 0 ] || kh_fail "C_Login attempted on the token's final PIN try"
+kh_log "final try: no login, clear message"
+
+# 3. Locked: refuse before C_Login.
+kh_shim_set 'tokenflags CKF_USER_PIN_LOCKED'
+kh_shim_log_reset
+kh_must_fail_clean sign "$good"
+grep -qi 'lock' "$T/must_fail.out" || kh_fail "no clear 'locked' message"
+[ "$(kh_shim_count C_Login)" = 0 ] || kh_fail "C_Login attempted on a locked token"
+
+# 4. Count low (not yet final): login allowed, signing works.
+kh_shim_set 'tokenflags CKF_USER_PIN_COUNT_LOW'
+kh_shim_log_reset
+sign "$good" || kh_fail "signing refused although the PIN count is only low"
+[ "$(kh_shim_count C_Login)" = 1 ] || kh_fail "want one login"
+
+# 5. A server with a wrong PIN does not start, and tries once.
+kh_shim_set
+kh_shim_log_reset
+port=$(kh_r_port)
+kh_must_fail_clean timeout 60 openssl s_server -accept "127.0.0.1:$port" -naccept 1 -www \
+    -key "$bad" -cert "$T/srv.pem" "${KH_PROV[@]}"
+[ "$(kh_shim_count C_Login)" = 1 ] || kh_fail "s_server: $(kh_shim_count C_Login) C_Login calls with a wrong PIN"
+
+kh_log "scenario 6 ok"
