@@ -49,7 +49,7 @@ $(BUILD)/%.o: %.c
 	$(E) "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) $(KH_CFLAGS) $(EXTRA_CFLAGS_$(firstword $(subst /, ,$<))) -c -o $@ $<
 
-include $(sort $(wildcard engine/*.mk provision/*.mk firmware-hooks/*.mk tests/*.mk tests/*/*.mk))
+include $(sort $(wildcard engine/*.mk provision/*.mk provision/*/*.mk firmware-hooks/*.mk tests/*.mk tests/*/*.mk))
 
 all: $(ALL_TARGETS)
 
