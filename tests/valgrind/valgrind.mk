@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-# Programs of the reliability scenarios that stress the provider over time:
+# Programs of the reliability scenarios: key generation with explicit usage
+# attributes (kh-p11gen), and stress of the provider over time:
 # handshake loops (8, 17), load/unload in fresh library contexts (16) and
 # forks at awkward moments (9). Each tests/valgrind/kh-NAME.c becomes
 # $(BUILD)/tests/kh-NAME, linked with the shared test plumbing.
