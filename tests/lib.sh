@@ -181,15 +181,26 @@ kh_need() {
 # make check-asan: the provider and the helpers are built with ASan/UBSan.
 # Foreign programs that dlopen the instrumented provider (openssl, nginx) need
 # the sanitizer runtimes loaded first, and leak reports from them are noise.
+# Only those get the preload, through wrappers early in PATH (so `env`,
+# `timeout` and kh_bg find them too): preloading libasan into everything
+# makes some programs (curl) hang.
 if [ "${KH_ASAN:-0}" = 1 ]; then
     KH_ASAN_RT=$(${CC:-cc} -print-file-name=libasan.so)
     KH_UBSAN_RT=$(${CC:-cc} -print-file-name=libubsan.so)
     [ -e "$KH_ASAN_RT" ] || kh_fail "KH_ASAN=1 but no libasan.so ($KH_ASAN_RT)"
-    LD_PRELOAD="$KH_ASAN_RT${LD_PRELOAD:+:$LD_PRELOAD}"
-    [ -e "$KH_UBSAN_RT" ] && LD_PRELOAD="$LD_PRELOAD:$KH_UBSAN_RT"
-    export LD_PRELOAD
+    KH_ASAN_PRELOAD=$KH_ASAN_RT
+    [ -e "$KH_UBSAN_RT" ] && KH_ASAN_PRELOAD="$KH_ASAN_PRELOAD:$KH_UBSAN_RT"
     export ASAN_OPTIONS=${KH_ASAN_OPTIONS:-detect_leaks=0:verify_asan_link_order=0:exitcode=86:halt_on_error=1:detect_odr_violation=0}
     export UBSAN_OPTIONS=${KH_UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=87}
+    mkdir -p "$T/asan-bin"
+    for kh_prog in openssl nginx; do
+        kh_real=$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v "$kh_prog" || true)
+        [ -n "$kh_real" ] || continue
+        printf '#!/bin/sh\nLD_PRELOAD="%s${LD_PRELOAD:+:$LD_PRELOAD}" exec %s "$@"\n' \
+            "$KH_ASAN_PRELOAD" "$kh_real" >"$T/asan-bin/$kh_prog"
+        chmod 0755 "$T/asan-bin/$kh_prog"
+    done
+    export PATH="$T/asan-bin:$PATH"
 fi
 
 # Command-line form of loading keyhold beside default (no -propquery).
@@ -439,10 +450,14 @@ kh_swtpm_start() {
     KH_SWTPM_DIR=${1:-${KH_SWTPM_DIR:-$T/tpm}}
     mkdir -p "$KH_SWTPM_DIR"
     if [ -z "${KH_SWTPM_PORT:-}" ]; then
+        # Below the ephemeral range (32768-): keyhold connects once per
+        # operation, and a client socket in TIME-WAIT that happened to get
+        # port P or P+1 as its own would stop swtpm (no SO_REUSEADDR) from
+        # binding again after a restart.
         local i p
-        for i in $(seq 1 50); do
-            p=$(kh_free_port)
-            if ! ss -Htln "sport = :$((p + 1))" | grep -q .; then
+        for i in $(seq 1 200); do
+            p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))
+            if ! ss -Htan "( sport = :$p or sport = :$((p + 1)) )" | grep -q .; then
                 KH_SWTPM_PORT=$p
                 break
             fi
