@@ -71,7 +71,9 @@ kh_bg() {
 kh_free_port() {
     local i p
     for i in $(seq 1 200); do
-        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+        # below the kernel's ephemeral range (32768-60999), where client
+        # connections could hold a port between this check and the bind
+        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12768 ))
         if ! ss -Htln "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
     done
     kh_fail "no free port"
