@@ -1529,6 +1529,14 @@ enum kh_tpm_rc kh_tpm_key_create(const KH_TPM_GEN *gen, unsigned char **der,
     if (gen->auth != NULL && gen->authlen > 0) {
         memcpy(a.sens.sensitive.userAuth.buffer, gen->auth, gen->authlen);
         a.sens.sensitive.userAuth.size = (UINT16)gen->authlen;
+    } else {
+        /*
+         * No auth value, nothing to guess: exempt the key from dictionary-
+         * attack protection. TPMs count every unclean power loss as a
+         * failed try, and an appliance that lost power a few times must
+         * not find its server key locked out.
+         */
+        t->objectAttributes |= TPMA_OBJECT_NODA;
     }
     a.kf.empty_auth = a.sens.sensitive.userAuth.size == 0;
     rc = run_mgmt(create_fn, &a, err, errlen);
