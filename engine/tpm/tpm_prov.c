@@ -743,6 +743,18 @@ end:
     return ok;
 }
 
+/*
+ * libcrypto calls this (unchecked) when it picked another provider's
+ * keymgmt for our object; refusing makes it try keyhold's own, which
+ * loads the reference. Private keys never leave.
+ */
+static int td_export_object(void *ctx, const void *reference,
+                            size_t reference_sz, OSSL_CALLBACK *export_cb,
+                            void *export_cbarg)
+{
+    return 0;
+}
+
 static int td_rsa_decode(void *ctx, OSSL_CORE_BIO *cin, int selection,
                          OSSL_CALLBACK *data_cb, void *data_cbarg,
                          OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
@@ -764,6 +776,7 @@ const OSSL_DISPATCH kh_tpm_rsa_decoder_functions[] = {
     { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))td_freectx },
     { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))td_does_selection },
     { OSSL_FUNC_DECODER_DECODE, (void (*)(void))td_rsa_decode },
+    { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))td_export_object },
     { 0, NULL }
 };
 
@@ -772,5 +785,6 @@ const OSSL_DISPATCH kh_tpm_ec_decoder_functions[] = {
     { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))td_freectx },
     { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))td_does_selection },
     { OSSL_FUNC_DECODER_DECODE, (void (*)(void))td_ec_decode },
+    { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))td_export_object },
     { 0, NULL }
 };
