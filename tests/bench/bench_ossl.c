@@ -361,6 +361,79 @@ end:
     return rc;
 }
 
+/*
+ * Child "sign": the four PKCS#11-era paths in one process, their windows
+ * interleaved per algorithm and thread count (order rotated by round), so
+ * the ratios compare measurements seconds apart rather than a minute.
+ * They share the one SoftHSM instance of the process, as libraries in a
+ * server do: the raw path logs the application in first, keyhold and
+ * libp11 must cope with an initialised module and a logged-in token.
+ */
+int khb_child_sign_all(void)
+{
+    enum { P_RAW, P_SW, P_KH, P_P11, NP };
+    static const char *const pname[NP] = { "raw", "sw", "keyhold", "libp11" };
+    static const enum khb_path opath[NP] = {
+        KHB_PATH_SW, KHB_PATH_SW, KHB_PATH_KEYHOLD, KHB_PATH_LIBP11
+    };
+    static struct sig_state st[NP][2];
+    static struct path_keys pk[NP];
+    int ok[NP], a, t, k, i, p, any = 0, round = khb_round();
+    void *states[2];
+    char name[128];
+    double r;
+
+    memset(pk, 0, sizeof(pk));
+    for (p = 0; p < NP; p++) {
+        ok[p] = p == P_RAW ? khb_raw_open() : load_path(opath[p], &pk[p]);
+        if (!ok[p]) {
+            khb_unavailable(pname[p], NULL);
+        }
+        for (i = 0; i < 2 && p != P_RAW; i++) {
+            st[p][i].mctx = EVP_MD_CTX_new();
+            RAND_bytes(st[p][i].msg, sizeof(st[p][i].msg));
+        }
+    }
+    for (a = 0; a < KHB_NALG; a++) {
+        for (t = 1; t <= 2; t++) {
+            for (k = 0; k < NP; k++) {
+                p = (k + round) % NP;
+                if (!ok[p]) {
+                    continue;
+                }
+                for (i = 0; i < 2; i++) {
+                    if (p == P_RAW) {
+                        states[i] = khb_raw_state(a, i);
+                        continue;
+                    }
+                    st[p][i].pkey = pk[p].key[a == KHB_ECDSA ? 0 : 1];
+                    st[p][i].libctx = pk[p].libctx;
+                    st[p][i].propq = pk[p].propq;
+                    st[p][i].alg = a;
+                    states[i] = &st[p][i];
+                }
+                r = khb_measure(p == P_RAW ? khb_raw_op : sig_op, states, t);
+                if (r < 0) {
+                    khb_unavailable(pname[p], NULL);
+                    ok[p] = 0;
+                    continue;
+                }
+                snprintf(name, sizeof(name), "sign.%s.%s.t%d", pname[p],
+                         khb_alg_name[a], t);
+                khb_result(name, r);
+                any = 1;
+            }
+        }
+    }
+    for (p = 0; p < NP; p++) {
+        for (i = 0; i < 2; i++) {
+            EVP_MD_CTX_free(st[p][i].mctx);
+        }
+        free_path(&pk[p]);
+    }
+    return any ? 0 : 1;
+}
+
 /* ----------------------------------------------------------------- TLS */
 
 struct tls_state {
@@ -538,6 +611,91 @@ end:
     free_path(&pk);
     OSSL_LIB_CTX_free(cli);
     return rc;
+}
+
+/*
+ * Child "tls": software, keyhold and libp11 servers in one process, their
+ * windows interleaved per protocol, key and thread count. The client side
+ * is a plain default-provider context for all three.
+ */
+int khb_child_tls_all(void)
+{
+    enum { NP = 3 };
+    static const enum khb_path path[NP] = {
+        KHB_PATH_SW, KHB_PATH_KEYHOLD, KHB_PATH_LIBP11
+    };
+    static struct path_keys pk[NP];
+    static struct tls_state st[NP][2];
+    OSSL_LIB_CTX *cli = khb_libctx_new(0);
+    SSL_CTX *cctx;
+    void *states[2];
+    char name[128];
+    int ok[NP], pr, k, t, j, p, any = 0, round = khb_round();
+    double r;
+
+    memset(pk, 0, sizeof(pk));
+    if (cli == NULL) {
+        return 1;
+    }
+    for (p = 0; p < NP; p++) {
+        ok[p] = load_path(path[p], &pk[p]);
+        if (!ok[p]) {
+            khb_unavailable(path_name(path[p]), NULL);
+        }
+    }
+    for (pr = 0; pr < 2; pr++) {
+        cctx = client_ctx(cli, protos[pr].version);
+        if (cctx == NULL) {
+            return 1;
+        }
+        for (k = 0; k < 2; k++) {
+            for (p = 0; p < NP; p++) {
+                st[p][0].sctx = NULL;
+                if (ok[p]) {
+                    st[p][0].sctx = server_ctx(pk[p].libctx, pk[p].propq,
+                                               protos[pr].version,
+                                               pk[p].cert[k], pk[p].key[k]);
+                    if (st[p][0].sctx == NULL) {
+                        khb_unavailable(path_name(path[p]), NULL);
+                        ok[p] = 0;
+                    }
+                }
+                st[p][1].sctx = st[p][0].sctx;
+                st[p][0].cctx = st[p][1].cctx = cctx;
+            }
+            for (t = 1; t <= 2; t++) {
+                for (j = 0; j < NP; j++) {
+                    p = (j + round) % NP;
+                    if (!ok[p]) {
+                        continue;
+                    }
+                    states[0] = &st[p][0];
+                    states[1] = &st[p][1];
+                    r = khb_measure(tls_op, states, t);
+                    if (r < 0) {
+                        khb_unavailable(path_name(path[p]), NULL);
+                        ok[p] = 0;
+                        continue;
+                    }
+                    snprintf(name, sizeof(name), "tls.%s.%s.%s.t%d",
+                             path_name(path[p]), protos[pr].name,
+                             k ? "rsa" : "ecdsa", t);
+                    khb_result(name, r);
+                    any = 1;
+                }
+            }
+            for (p = 0; p < NP; p++) {
+                SSL_CTX_free(st[p][0].sctx);
+                st[p][0].sctx = st[p][1].sctx = NULL;
+            }
+        }
+        SSL_CTX_free(cctx);
+    }
+    for (p = 0; p < NP; p++) {
+        free_path(&pk[p]);
+    }
+    OSSL_LIB_CTX_free(cli);
+    return any ? 0 : 1;
 }
 
 /*

@@ -183,46 +183,40 @@ static int raw_op(void *arg)
     return 1;
 }
 
-/* Child "sign-raw": every algorithm, 1 and 2 threads. */
-int khb_child_sign_raw(void)
-{
-    static struct raw_state st[2];
+/* The raw path of the "sign" child: one module, two sessions (the first
+ * logged in, which logs in the application), both keys. */
+static struct {
     KHB_P11 p;
     CK_SESSION_HANDLE s[2];
     CK_OBJECT_HANDLE keys[2];
+    struct raw_state st[2];
     unsigned char msg[KHB_MSG_LEN];
-    void *states[2] = { &st[0], &st[1] };
-    char name[128];
-    int a, t, i;
-    double r;
+} raw;
 
-    RAND_bytes(msg, sizeof(msg));
-    if (!khb_p11_open(&p, 0) || !khb_p11_session(&p, &s[0], 1)
-        || !khb_p11_session(&p, &s[1], 0)
-        || !khb_p11_find_key(&p, s[0], "bench-ec", &keys[0])
-        || !khb_p11_find_key(&p, s[0], "bench-rsa", &keys[1])) {
-        return 1;
-    }
-    for (a = 0; a < KHB_NALG; a++) {
-        for (i = 0; i < 2; i++) {
-            st[i].p = &p;
-            st[i].s = s[i];
-            st[i].key = a == KHB_ECDSA ? keys[0] : keys[1];
-            khb_p11_prepare(a, msg, sizeof(msg), &st[i].mech, &st[i].pss,
-                            st[i].tbs, &st[i].tbslen);
-        }
-        for (t = 1; t <= 2; t++) {
-            r = khb_measure(raw_op, states, t);
-            if (r < 0) {
-                return 1;
-            }
-            snprintf(name, sizeof(name), "sign.raw.%s.t%d", khb_alg_name[a],
-                     t);
-            khb_result(name, r);
-        }
-    }
-    p.f->C_Finalize(NULL);
-    return 0;
+int khb_raw_open(void)
+{
+    RAND_bytes(raw.msg, sizeof(raw.msg));
+    return khb_p11_open(&raw.p, 1) && khb_p11_session(&raw.p, &raw.s[0], 1)
+           && khb_p11_session(&raw.p, &raw.s[1], 0)
+           && khb_p11_find_key(&raw.p, raw.s[0], "bench-ec", &raw.keys[0])
+           && khb_p11_find_key(&raw.p, raw.s[0], "bench-rsa", &raw.keys[1]);
+}
+
+void *khb_raw_state(enum khb_alg alg, int thread)
+{
+    struct raw_state *st = &raw.st[thread & 1];
+
+    st->p = &raw.p;
+    st->s = raw.s[thread & 1];
+    st->key = raw.keys[alg == KHB_ECDSA ? 0 : 1];
+    khb_p11_prepare(alg, raw.msg, sizeof(raw.msg), &st->mech, &st->pss,
+                    st->tbs, &st->tbslen);
+    return st;
+}
+
+int khb_raw_op(void *state)
+{
+    return raw_op(state);
 }
 
 int khb_profile_raw(enum khb_alg alg, long n)

@@ -45,6 +45,24 @@ void khb_result(const char *name, double value)
     fflush(stdout);
 }
 
+static char last_err[320];
+
+void khb_unavailable(const char *path, const char *reason)
+{
+    if (reason == NULL) {
+        reason = last_err[0] != '\0' ? last_err : "failed (see stderr)";
+    }
+    printf("U %s %s\n", path, reason);
+    fflush(stdout);
+}
+
+int khb_round(void)
+{
+    const char *r = getenv("KHB_ROUND");
+
+    return r != NULL ? atoi(r) : 0;
+}
+
 const char *khb_path(int slot, const char *name)
 {
     static char buf[4][1024];
@@ -61,6 +79,16 @@ static int print_err(const char *str, size_t len, void *u)
 
 void khb_ossl_err(const char *what)
 {
+    char buf[256];
+    unsigned long e = ERR_peek_last_error();
+
+    /* keep the innermost reason for the driver's "unavailable" line */
+    if (e != 0) {
+        ERR_error_string_n(e, buf, sizeof(buf));
+        snprintf(last_err, sizeof(last_err), "%s: %s", what, buf);
+    } else {
+        snprintf(last_err, sizeof(last_err), "%s failed", what);
+    }
     fprintf(stderr, "kh-bench: %s failed\n", what);
     ERR_print_errors_cb(print_err, (void *)what);
 }

@@ -34,7 +34,6 @@
 
 extern char **environ;
 
-static uint64_t t_main;        /* set first thing in main() */
 static const char *self_exe;
 
 /* ------------------------------------------------------------ samples */
@@ -100,6 +99,29 @@ static double med(const char *name)
     struct series *s = series_get(name, 0);
 
     return s == NULL ? NAN : median_of(s->v, s->n);
+}
+
+/*
+ * a/b from samples taken in the same round (adjacent windows of one
+ * child): the median of the per-round ratios. Falls back to the ratio of
+ * medians when the series do not pair up.
+ */
+static double pratio(const char *a, const char *b)
+{
+    struct series *x = series_get(a, 0), *y = series_get(b, 0);
+    double r[MAX_SAMPLES];
+    int i;
+
+    if (x == NULL || y == NULL || x->n == 0 || y->n == 0) {
+        return NAN;
+    }
+    if (x->n != y->n) {
+        return med(a) / med(b);
+    }
+    for (i = 0; i < x->n; i++) {
+        r[i] = x->v[i] / y->v[i];
+    }
+    return median_of(r, x->n);
 }
 
 static void minmax(const char *name, double *lo, double *hi)
@@ -168,13 +190,8 @@ struct child {
 };
 
 static struct child children[] = {
-    { "sign-raw", 0, 0, "" },
-    { "sign-sw", 0, 0, "" },
-    { "sign-keyhold", 0, 0, "" },
-    { "sign-libp11", 0, 0, "" },
-    { "tls-sw", 0, 0, "" },
-    { "tls-keyhold", 0, 0, "" },
-    { "tls-libp11", 0, 0, "" },
+    { "sign", 0, 0, "" },
+    { "tls", 0, 0, "" },
     { "footprint", 0, 0, "" },
     { "memory", 0, 1, "" },
     { "sign-tpm-keyhold", 1, 0, "" },
@@ -202,8 +219,8 @@ static void last_line(const char *file, char *out, size_t outlen)
     }
     while (fgets(line, sizeof(line), f) != NULL) {
         line[strcspn(line, "\n")] = '\0';
-        if (line[0] != '\0') {
-            snprintf(out, outlen, "%s", line);
+        if (line[strspn(line, " \t")] != '\0') {
+            snprintf(out, outlen, "%s", line + strspn(line, " \t"));
         }
     }
     fclose(f);
@@ -262,17 +279,47 @@ static int run_self(const char *arg1, const char *arg2,
     }
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    if (WIFSIGNALED(status)) {
+        return 1000 + WTERMSIG(status);
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Paths a child reported unavailable ("U path reason"), first reason kept. */
+static struct {
+    char path[128];
+    char why[320];
+} unavail[16];
+static int nunavail;
+
+static void unavailable_add(const char *path, const char *why)
+{
+    int i;
+
+    for (i = 0; i < nunavail; i++) {
+        if (strcmp(unavail[i].path, path) == 0) {
+            return;
+        }
+    }
+    if (nunavail < (int)(sizeof(unavail) / sizeof(unavail[0]))) {
+        snprintf(unavail[nunavail].path, sizeof(unavail[0].path), "%s", path);
+        snprintf(unavail[nunavail].why, sizeof(unavail[0].why), "%s", why);
+        nunavail++;
+        fprintf(stderr, "  %s: unavailable: %s\n", path, why);
+    }
 }
 
 static void result_line(const char *line, void *u)
 {
     char name[128];
+    int off = 0;
     double v;
 
     (void)u;
     if (sscanf(line, "R %127s %lf", name, &v) == 2) {
         series_add(name, v);
+    } else if (sscanf(line, "U %127s %n", name, &off) == 1 && off > 0) {
+        unavailable_add(name, line + off);
     }
 }
 
@@ -315,6 +362,7 @@ static void tpm_flush(void)
 
 static void run_child(struct child *c, int round)
 {
+    char rbuf[16];
     int rc;
 
     if (c->unavailable[0] != '\0' || (c->once && round > 0)) {
@@ -324,11 +372,16 @@ static void run_child(struct child *c, int round)
         tpm_flush();
     }
     fprintf(stderr, "  round %d: %s\n", round + 1, c->name);
+    snprintf(rbuf, sizeof(rbuf), "%d", round);
+    setenv("KHB_ROUND", rbuf, 1);
     rc = run_self("child", c->name, result_line, NULL, NULL);
     if (rc != 0) {
         char why[400];
 
         last_line(khb_path(2, "child.err"), why, sizeof(why));
+        if (rc > 1000) {
+            snprintf(why, sizeof(why), "crashed: %s", strsignal(rc - 1000));
+        }
         snprintf(c->unavailable, sizeof(c->unavailable), "%s", why);
         fprintf(stderr, "  %s: unavailable: %s\n", c->name, why);
     }
@@ -352,6 +405,11 @@ static void run_first_sigs(int reps)
             if (rc != 0 || t1 <= t0) {
                 last_line(khb_path(2, "child.err"), first_unavailable[i],
                           sizeof(first_unavailable[i]));
+                if (rc > 1000) {
+                    snprintf(first_unavailable[i],
+                             sizeof(first_unavailable[i]), "crashed: %s",
+                             strsignal(rc - 1000));
+                }
                 fprintf(stderr, "  first-sig %s: unavailable: %s\n",
                         first_sig_how[i], first_unavailable[i]);
                 continue;
@@ -437,9 +495,9 @@ static void table_sign(void)
             cell(n_sw);
             cell(n_kh);
             cell(n_peer);
-            r1 = med(n_kh) / med(n_raw);
-            r2 = med(n_kh) / med(n_peer);
-            r3 = med(n_peer) / med(n_raw);
+            r1 = pratio(n_kh, n_raw);
+            r2 = pratio(n_kh, n_peer);
+            r3 = pratio(n_peer, n_raw);
             rcell(r1);
             rcell(r2);
             rcell(r3);
@@ -474,6 +532,41 @@ static double hs_limit(const char *proto, const char *kalg, int t)
     return 1.0 / (1.0 / hs - 1.0 / sw + 1.0 / raw);
 }
 
+/*
+ * A path's handshakes over the limit, round by round (the sign and TLS
+ * children of one round ran back to back): median of hs_i / limit_i.
+ */
+static double hs_over_limit(const char *who, const char *proto,
+                            const char *kalg, int t)
+{
+    const char *salg = strcmp(kalg, "rsa") == 0 ? "rsa2048-pss"
+                                                : "ecdsa-p256";
+    struct series *x, *hs, *sw, *raw;
+    double r[MAX_SAMPLES], lim;
+    char n[96];
+    int i;
+
+    snprintf(n, sizeof(n), "tls.%s.%s.%s.t%d", who, proto, kalg, t);
+    x = series_get(n, 0);
+    snprintf(n, sizeof(n), "tls.sw.%s.%s.t%d", proto, kalg, t);
+    hs = series_get(n, 0);
+    snprintf(n, sizeof(n), "sign.sw.%s.t%d", salg, t);
+    sw = series_get(n, 0);
+    snprintf(n, sizeof(n), "sign.raw.%s.t%d", salg, t);
+    raw = series_get(n, 0);
+    if (x == NULL || hs == NULL || sw == NULL || raw == NULL || x->n == 0) {
+        return NAN;
+    }
+    if (x->n != hs->n || x->n != sw->n || x->n != raw->n) {
+        return median_of(x->v, x->n) / hs_limit(proto, kalg, t);
+    }
+    for (i = 0; i < x->n; i++) {
+        lim = 1.0 / (1.0 / hs->v[i] - 1.0 / sw->v[i] + 1.0 / raw->v[i]);
+        r[i] = x->v[i] / lim;
+    }
+    return median_of(r, x->n);
+}
+
 static void table_tls(void)
 {
     static const char *const pr[2] = { "tls13", "tls12" };
@@ -506,9 +599,9 @@ static void table_tls(void)
                 }
                 cell(n_kh);
                 cell(n_p);
-                r1 = med(n_kh) / lim;
-                r2 = med(n_p) / lim;
-                r3 = med(n_kh) / med(n_p);
+                r1 = hs_over_limit("keyhold", pr[p], ka[k], t);
+                r2 = hs_over_limit("libp11", pr[p], ka[k], t);
+                r3 = pratio(n_kh, n_p);
                 rcell(r1);
                 rcell(r2);
                 rcell(r3);
@@ -864,6 +957,13 @@ static void write_json(const char *file, const struct machine *m, int rounds)
             first = 0;
         }
     }
+    for (i = 0; i < nunavail; i++) {
+        fprintf(f, "%s\n    ", first ? "" : ",");
+        json_str(f, unavail[i].path);
+        fprintf(f, ": ");
+        json_str(f, unavail[i].why);
+        first = 0;
+    }
     for (i = 0; i < NFIRST; i++) {
         if (first_unavailable[i][0] != '\0') {
             char n[64];
@@ -927,6 +1027,10 @@ static int driver(const char *json)
                     children[i].unavailable);
         }
     }
+    for (i = 0; i < nunavail; i++) {
+        fprintf(out, "unavailable: %s: %s\n", unavail[i].path,
+                unavail[i].why);
+    }
     write_json(json, &m, rounds);
     fprintf(out, "\nwrote %s\n", json);
     return 0;
@@ -948,20 +1052,10 @@ static int write_keyref(const char *uri, const char *file)
 
 static int child(const char *name)
 {
-    if (strcmp(name, "sign-raw") == 0) {
-        return khb_child_sign_raw();
-    } else if (strcmp(name, "sign-sw") == 0) {
-        return khb_child_sign(KHB_PATH_SW);
-    } else if (strcmp(name, "sign-keyhold") == 0) {
-        return khb_child_sign(KHB_PATH_KEYHOLD);
-    } else if (strcmp(name, "sign-libp11") == 0) {
-        return khb_child_sign(KHB_PATH_LIBP11);
-    } else if (strcmp(name, "tls-sw") == 0) {
-        return khb_child_tls(KHB_PATH_SW);
-    } else if (strcmp(name, "tls-keyhold") == 0) {
-        return khb_child_tls(KHB_PATH_KEYHOLD);
-    } else if (strcmp(name, "tls-libp11") == 0) {
-        return khb_child_tls(KHB_PATH_LIBP11);
+    if (strcmp(name, "sign") == 0) {
+        return khb_child_sign_all();
+    } else if (strcmp(name, "tls") == 0) {
+        return khb_child_tls_all();
     } else if (strcmp(name, "footprint") == 0) {
         return khb_child_footprint();
     } else if (strcmp(name, "memory") == 0) {
@@ -992,7 +1086,6 @@ int main(int argc, char **argv)
 {
     const char *secs;
 
-    t_main = khb_now_ns();
     self_exe = argv[0];
     khb_env.dir = env_or("KHB_DIR", ".");
     khb_env.module = env_or("KHB_MODULE", "/usr/lib/softhsm/libsofthsm2.so");

@@ -62,6 +62,10 @@ int khb_profile_hs(const char *variant, const char *kalg, long n);
 
 /* Prints one result line for the driver: "R <name> <value>". */
 void khb_result(const char *name, double value);
+/* Tells the driver a path is unavailable: "U <path> <reason>". */
+void khb_unavailable(const char *path, const char *reason);
+/* The driver's round number (KHB_ROUND), to rotate the order of paths. */
+int khb_round(void);
 
 /* Monotonic time in seconds / nanoseconds. */
 double khb_now(void);
@@ -94,7 +98,10 @@ void khb_p11_prepare(enum khb_alg alg, const unsigned char *msg, size_t len,
 /* Counts the module's open sessions (handles that answer C_GetSessionInfo). */
 int khb_p11_count_sessions(KHB_P11 *p);
 
-int khb_child_sign_raw(void);
+/* The raw path inside the multi-path "sign" child. */
+int khb_raw_open(void);
+void *khb_raw_state(enum khb_alg alg, int thread);
+int khb_raw_op(void *state);
 
 /* --- OpenSSL signing and TLS (bench_ossl.c) --- */
 enum khb_path {
@@ -105,6 +112,12 @@ enum khb_path {
     KHB_PATH_TPM_PEER           /* tpm2-openssl provider */
 };
 
+/* "sign": raw, software, keyhold and libp11 windows interleaved in one
+ * process (adjacent in time, so their ratios survive a noisy machine). */
+int khb_child_sign_all(void);
+/* "tls": software, keyhold and libp11 servers, interleaved likewise. */
+int khb_child_tls_all(void);
+/* TPM paths, one process each (swtpm holds three objects). */
 int khb_child_sign(enum khb_path path);
 int khb_child_tls(enum khb_path path);
 int khb_child_footprint(void);
