@@ -4,7 +4,7 @@
  * (config on disk, state directory, generations), the token-management
  * layer, loading keys through the provider, CSRs, certificate checks, the
  * atomic install, renewal state (status.json), locks, the audit log and the
- * provisioning reports. Every provision/*.c file includes this; enrolment
+ * provisioning reports. Every provision/ C file includes this; enrolment
  * and renewal (est*.c, cmd_enroll.c, cmd_renew.c, cmd_rekey.c) build on it.
  *
  * Conventions: functions that can fail the command return an exit code

@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * keyhold provision NAME: a key generated inside the token (or the TPM),
+ * the identity's config, and a CSR signed by that key. Provisioning an
+ * existing identity again needs --force, and then the old key keeps
+ * serving until a certificate for the new one is installed.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "keyhold.h"
+#include "kh_pin.h"
+#include "kh_uri.h"
+
+static const char usage[] =
+    "usage: keyhold provision NAME --token URI|LABEL --alg ALG --host HOST\n"
+    "         [--san dns:X,ip:Y,...] [--role recording|management|mobile]\n"
+    "         [--allow-decrypt] [--csr-out FILE] [--pin-file FILE] [--ca FILE]\n"
+    "         [--module PATH] [--tpm] [--force]\n"
+    "  ALG: ec-p256 (default), ec-p384, rsa-2048, rsa-3072.\n"
+    "  Generates the key inside the token (sensitive, never extractable,\n"
+    "  sign-only unless --allow-decrypt), writes the identity's config and a\n"
+    "  CSR signed by the hardware key ($KEYHOLD_STATE_DIR/NAME/request.csr and\n"
+    "  --csr-out). --force replaces an existing identity's key; the old key\n"
+    "  keeps serving until a certificate for the new one is installed.\n";
+
+int cmd_provision(KH_CTX *ctx, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "token", required_argument, NULL, 't' },
+        { "alg", required_argument, NULL, 'a' },
+        { "host", required_argument, NULL, 'H' },
+        { "san", required_argument, NULL, 's' },
+        { "role", required_argument, NULL, 'r' },
+        { "allow-decrypt", no_argument, NULL, 'd' },
+        { "csr-out", required_argument, NULL, 'o' },
+        { "pin-file", required_argument, NULL, 'p' },
+        { "ca", required_argument, NULL, 'c' },
+        { "module", required_argument, NULL, 'm' },
+        { "tpm", no_argument, NULL, 'T' },
+        { "force", no_argument, NULL, 'f' },
+        { NULL, 0, NULL, 0 }
+    };
+    const char *token = NULL, *alg = "ec-p256", *host = NULL, *role = NULL;
+    const char *csr_out = NULL, *pin_file = NULL, *ca = NULL, *module = NULL;
+    const char *name;
+    int allow_decrypt = 0, force = 0, tpm = 0;
+    KH_STRLIST sans = { 0 };
+    KH_IDENTITY *id = NULL;
+    KH_TOKEN *tok = NULL;
+    KH_TOKEN_INFO ti;
+    KH_P11_URI *u = NULL;
+    EVP_PKEY *pkey = NULL, *pub = NULL;
+    X509_REQ *req = NULL;
+    KH_STATUS_REC st;
+    char err[KH_ERR_MAX], e2[KH_ERR_MAX];
+    char pin[KH_PIN_MAX + 1];
+    size_t pinlen = 0, i;
+    char id_hex[KH_KEYID_HEX] = "";
+    char path[KH_PATH_MAX];
+    char *key_uri = NULL, *label = NULL;
+    unsigned gen;
+    int c, rc, lockfd = -1, existed, pending = 0;
+
+    memset(&ti, 0, sizeof(ti));
+    if (kh_want_help(argc, argv, usage)) {
+        return KH_EXIT_OK;
+    }
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': token = optarg; break;
+        case 'a': alg = optarg; break;
+        case 'H': host = optarg; break;
+        case 's':
+            if (!kh_sans_parse(optarg, &sans, err, sizeof(err))) {
+                kh_err(ctx, "provision: --san: %s", err);
+                kh_strlist_free(&sans);
+                return KH_EXIT_USAGE;
+            }
+            break;
+        case 'r': role = optarg; break;
+        case 'd': allow_decrypt = 1; break;
+        case 'o': csr_out = optarg; break;
+        case 'p': pin_file = optarg; break;
+        case 'c': ca = optarg; break;
+        case 'm': module = optarg; break;
+        case 'T': tpm = 1; break;
+        case 'f': force = 1; break;
+        default:
+            fputs(usage, stderr);
+            kh_strlist_free(&sans);
+            return KH_EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc) {
+        fputs(usage, stderr);
+        kh_strlist_free(&sans);
+        return KH_EXIT_USAGE;
+    }
+    name = argv[optind];
+    if (!kh_name_valid(name)) {
+        kh_err(ctx, "provision: invalid identity name '%s' (letters, digits, "
+               "'.', '_', '-'; no '/' or '..')", name);
+        kh_strlist_free(&sans);
+        return KH_EXIT_REJECTED;
+    }
+    if ((token == NULL && !tpm) || host == NULL) {
+        kh_err(ctx, "provision %s: --token and --host are required "
+               "(keyhold provision --help)", name);
+        kh_strlist_free(&sans);
+        return KH_EXIT_USAGE;
+    }
+    if (strcmp(alg, "ec-p256") != 0 && strcmp(alg, "ec-p384") != 0
+        && strcmp(alg, "rsa-2048") != 0 && strcmp(alg, "rsa-3072") != 0) {
+        kh_err(ctx, "provision %s: unknown --alg '%s' (ec-p256, ec-p384, "
+               "rsa-2048, rsa-3072)", name, alg);
+        kh_strlist_free(&sans);
+        return KH_EXIT_USAGE;
+    }
+    if (role != NULL && strcmp(role, "recording") != 0
+        && strcmp(role, "management") != 0 && strcmp(role, "mobile") != 0) {
+        kh_err(ctx, "provision %s: unknown --role '%s' (recording, management, "
+               "mobile)", name, role);
+        kh_strlist_free(&sans);
+        return KH_EXIT_USAGE;
+    }
+    {
+        KH_STRLIST tmp = { 0 };
+
+        if (!kh_sans_parse(host, &tmp, err, sizeof(err)) || tmp.n != 1) {
+            kh_err(ctx, "provision %s: --host '%s': %s", name, host,
+                   tmp.n != 1 ? "one host name or address" : err);
+            kh_strlist_free(&tmp);
+            kh_strlist_free(&sans);
+            return KH_EXIT_USAGE;
+        }
+        kh_strlist_free(&tmp);
+    }
+    if (tpm && kh_tpm_keygen == NULL) {
+        kh_err(ctx, "provision %s: this keyhold was built without TPM support",
+               name);
+        kh_strlist_free(&sans);
+        return KH_EXIT_TOKEN;
+    }
+    existed = kh_identity_exists(ctx, name);
+    if (existed && !force) {
+        kh_err(ctx, "provision %s: identity exists already; nothing changed "
+               "(use --force for a new key: the old one keeps serving until "
+               "the new certificate is installed)", name);
+        kh_strlist_free(&sans);
+        return KH_EXIT_REJECTED;
+    }
+    if (access(ctx->state_dir, F_OK) == 0 && access(ctx->state_dir, W_OK) != 0) {
+        kh_err(ctx, "provision %s: cannot write %s: permission denied (run as "
+               "root)", name, ctx->state_dir);
+        kh_strlist_free(&sans);
+        return KH_EXIT_PERM;
+    }
+    rc = kh_lock(ctx, name, &lockfd, err, sizeof(err));
+    if (rc == KH_EXIT_OK) {
+        rc = kh_state_prepare(ctx, name, err, sizeof(err));
+    }
+    if (rc != KH_EXIT_OK) {
+        goto fail;
+    }
+
+    /* the identity's config */
+    if (existed) {
+        rc = kh_identity_load(ctx, name, &id, err, sizeof(err));
+        if (rc != KH_EXIT_OK) {
+            goto fail;
+        }
+    } else if ((id = kh_identity_new(name)) == NULL) {
+        rc = kh_seterr(err, sizeof(err), KH_EXIT_BROKEN, "out of memory");
+        goto fail;
+    }
+    if (token != NULL && kh_is_p11_uri(token)) {
+        if (!kh_p11_uri_parse(token, &u, e2, sizeof(e2)) || u->token == NULL) {
+            rc = kh_seterr(err, sizeof(err), KH_EXIT_REJECTED,
+                           "--token '%s': %s", token,
+                           u == NULL ? e2 : "the URI names no token=");
+            goto fail;
+        }
+        label = strdup(u->token);
+        if (module == NULL) {
+            module = u->module_path;
+        }
+    } else if (token != NULL) {
+        label = strdup(token);
+    }
+    kh_id_set(id, "backend", tpm ? "tpm2" : "pkcs11");
+    if (label != NULL) {
+        kh_id_set(id, "token", label);
+    }
+    if (module != NULL) {
+        kh_id_set(id, "module", module);
+    }
+    kh_id_set(id, "alg", alg);
+    kh_id_set(id, "role", role != NULL ? role : (kh_id_get(id, "role")
+                                                      ? kh_id_get(id, "role")
+                                                      : "recording"));
+    kh_id_set(id, "allow-decrypt", allow_decrypt ? "yes" : "no");
+    kh_id_set(id, "host", host);
+    kh_id_set(id, "san", NULL);
+    for (i = 0; i < sans.n; i++) {
+        kh_id_add(id, "san", sans.v[i]);
+    }
+    if (pin_file != NULL) {
+        char *ap = realpath(pin_file, NULL);
+
+        kh_id_set(id, "pin-file", ap != NULL ? ap : pin_file);
+        free(ap);
+    }
+    if (ca != NULL) {
+        X509 *x = NULL;
+        char *ap;
+
+        rc = kh_certs_read(ca, &x, NULL, err, sizeof(err));
+        X509_free(x);
+        if (rc != KH_EXIT_OK) {
+            goto fail;
+        }
+        ap = realpath(ca, NULL);
+        kh_id_set(id, "ca", ap != NULL ? ap : ca);
+        free(ap);
+    }
+
+    /* the key */
+    gen = kh_state_max_gen(ctx, name) + 1;
+    if (tpm) {
+        rc = kh_tpm_keygen(ctx, id, alg, gen, allow_decrypt, &key_uri, err,
+                           sizeof(err));
+        if (rc != KH_EXIT_OK) {
+            goto fail;
+        }
+    } else {
+        rc = kh_pin_obtain(ctx, id, pin, sizeof(pin), &pinlen, err,
+                           sizeof(err));
+        if (rc == KH_EXIT_OK) {
+            rc = kh_token_open(ctx, module, label, &tok, err, sizeof(err));
+        }
+        if (rc == KH_EXIT_OK) {
+            rc = kh_token_login(tok, pin, pinlen, err, sizeof(err));
+        }
+        if (rc == KH_EXIT_OK) {
+            kh_token_get_info(tok, &ti, e2, sizeof(e2));
+            if (strncmp(alg, "rsa", 3) == 0 && !ti.has_rsa_pss) {
+                kh_warn(ctx, "token '%s' has no RSA-PSS: this RSA identity "
+                        "cannot do TLS 1.3 (prefer --alg ec-p256)", label);
+            }
+            /* keys an interrupted earlier run left behind */
+            kh_identity_clean_orphans(ctx, id, tok, e2, sizeof(e2));
+            rc = kh_token_keygen(tok, alg, name, gen, allow_decrypt, id_hex,
+                                 err, sizeof(err));
+        }
+        if (rc != KH_EXIT_OK) {
+            goto fail;
+        }
+        kh_id_set(id, "key-id", id_hex);
+        key_uri = kh_token_key_uri(module, label, id_hex);
+        if (key_uri == NULL) {
+            rc = kh_seterr(err, sizeof(err), KH_EXIT_BROKEN, "out of memory");
+            goto fail;
+        }
+    }
+    /* with a certificate in service, the new key waits for its own */
+    if (kh_state_current_gen(ctx, name) > 0) {
+        pending = 1;
+        kh_status_read(ctx, name, &st);
+        snprintf(st.pending_key_uri, sizeof(st.pending_key_uri), "%s", key_uri);
+        rc = kh_status_write(ctx, name, &st, err, sizeof(err));
+        if (rc != KH_EXIT_OK) {
+            goto fail;
+        }
+    } else {
+        kh_id_set(id, "key-uri", key_uri);
+    }
+    if (!pending || kh_id_get(id, "key-uri") == NULL) {
+        kh_id_set(id, "key-uri", key_uri);
+    }
+    kh_crash_point("config");
+    rc = kh_identity_save(ctx, id, err, sizeof(err));
+    if (rc != KH_EXIT_OK) {
+        goto fail;
+    }
+
+    /* the CSR, signed through the provider */
+    rc = kh_key_load(ctx, key_uri, pin, pinlen, &pkey, err, sizeof(err));
+    if (rc == KH_EXIT_OK) {
+        rc = kh_identity_make_csr(ctx, id, pkey, &req, err, sizeof(err));
+    }
+    if (rc != KH_EXIT_OK) {
+        goto fail;
+    }
+    kh_crash_point("csr");
+    kh_path(path, sizeof(path), "%s/%s/request.csr", ctx->state_dir, name);
+    rc = kh_csr_write(req, path, err, sizeof(err));
+    if (rc == KH_EXIT_OK && csr_out != NULL) {
+        rc = kh_csr_write(req, csr_out, err, sizeof(err));
+    }
+    if (rc != KH_EXIT_OK) {
+        goto fail;
+    }
+    pub = X509_REQ_get_pubkey(req);
+    {
+        KH_REPORT r = { 0 };
+
+        r.op = "provision";
+        r.identity = name;
+        r.backend = tpm ? "tpm2" : "pkcs11";
+        r.key_id = id_hex;
+        r.key_uri = key_uri;
+        r.pub = pub;
+        r.csr = req;
+        r.token_serial = ti.serial;
+        r.outcome = "ok";
+        kh_report(ctx, &r);
+    }
+    kh_audit(ctx, "provision", name, id_hex, "ok",
+             pending ? "new key pending its certificate" : alg);
+    printf("identity '%s': key %s generated in %s '%s'%s\n"
+           "CSR: %s%s%s\n", name, id_hex[0] ? id_hex : key_uri,
+           tpm ? "TPM" : "token", tpm ? "" : label,
+           pending ? " (pending: the old key serves until its certificate "
+                     "is installed)" : "",
+           path, csr_out ? " and " : "", csr_out ? csr_out : "");
+    rc = KH_EXIT_OK;
+    goto end;
+fail:
+    kh_err(ctx, "provision %s: %s", name, err);
+    if (rc != KH_EXIT_BUSY) {
+        kh_audit(ctx, "provision", name, id_hex, "failed", err);
+    }
+end:
+    OPENSSL_cleanse(pin, sizeof(pin));
+    EVP_PKEY_free(pkey);
+    EVP_PKEY_free(pub);
+    X509_REQ_free(req);
+    kh_token_close(tok);
+    kh_identity_free(id);
+    kh_p11_uri_free(u);
+    kh_strlist_free(&sans);
+    free(key_uri);
+    free(label);
+    kh_unlock(lockfd);
+    return rc;
+}

@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * keyhold token init | set-pin: SoftHSM tokens for development, the demo
+ * and factory lines that use SoftHSM. Each token made is recorded in
+ * $KEYHOLD_STATE_DIR/tokens.jsonl so a factory reset knows which tokens
+ * are keyhold's own.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "keyhold.h"
+#include "kh_pin.h"
+
+static const char usage_init[] =
+    "usage: keyhold token init --label LABEL --pin-file F --so-pin-file F "
+    "[--module PATH]\n"
+    "  Initialises a new SoftHSM token on a free slot with the SO PIN and "
+    "user PIN\n  read from the files (0640 root:keyhold or stricter).\n";
+static const char usage_setpin[] =
+    "usage: keyhold token set-pin --label LABEL --pin-file OLD "
+    "--new-pin-file NEW [--module PATH]\n"
+    "  Changes the token's user PIN (per-appliance PINs). Update the "
+    "identities'\n  pin-file afterwards (or write the new PIN into it).\n";
+
+static void record_token(KH_CTX *ctx, const char *label, const char *serial,
+                         const char *module, const char *pin_file,
+                         const char *so_pin_file)
+{
+    char path[KH_PATH_MAX], line[4096];
+    char jl[100], js[60], jm[KH_PATH_MAX], jp[KH_PATH_MAX], jsp[KH_PATH_MAX];
+    int fd, n;
+
+    if (mkdir(ctx->state_dir, 0750) != 0 && errno != EEXIST) {
+        return;
+    }
+    kh_path(path, sizeof(path), "%s/tokens.jsonl", ctx->state_dir);
+    kh_json_str(jl, sizeof(jl), label);
+    kh_json_str(js, sizeof(js), serial);
+    kh_json_str(jm, sizeof(jm), module);
+    kh_json_str(jp, sizeof(jp), pin_file);
+    kh_json_str(jsp, sizeof(jsp), so_pin_file);
+    n = snprintf(line, sizeof(line),
+                 "{\"label\":%s,\"serial\":%s,\"module\":%s,\"pin_file\":%s,"
+                 "\"so_pin_file\":%s,\"time\":%lld}\n",
+                 jl, js, jm, jp, jsp, (long long)time(NULL));
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0 || n <= 0 || (size_t)n >= sizeof(line)) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return;
+    }
+    flock(fd, LOCK_EX);
+    if (write(fd, line, (size_t)n) != n) {
+        /* the token exists regardless; the record is best effort */
+    }
+    fsync(fd);
+    close(fd);
+}
+
+static char *abs_path(const char *p)
+{
+    char *r = realpath(p, NULL);
+
+    return r != NULL ? r : strdup(p);
+}
+
+static int token_init(KH_CTX *ctx, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "label", required_argument, NULL, 'l' },
+        { "pin-file", required_argument, NULL, 'p' },
+        { "so-pin-file", required_argument, NULL, 's' },
+        { "module", required_argument, NULL, 'm' },
+        { NULL, 0, NULL, 0 }
+    };
+    const char *label = NULL, *pinf = NULL, *sof = NULL, *module = NULL;
+    char pin[KH_PIN_MAX + 1], so[KH_PIN_MAX + 1], serial[17] = "";
+    size_t pinlen = 0, solen = 0;
+    char err[KH_ERR_MAX];
+    char *ap = NULL, *asp = NULL;
+    int c, rc;
+
+    if (kh_want_help(argc, argv, usage_init)) {
+        return KH_EXIT_OK;
+    }
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': label = optarg; break;
+        case 'p': pinf = optarg; break;
+        case 's': sof = optarg; break;
+        case 'm': module = optarg; break;
+        default:
+            fputs(usage_init, stderr);
+            return KH_EXIT_USAGE;
+        }
+    }
+    if (label == NULL || pinf == NULL || sof == NULL || optind != argc) {
+        fputs(usage_init, stderr);
+        return KH_EXIT_USAGE;
+    }
+    rc = kh_pin_from_file(pinf, pin, sizeof(pin), &pinlen, err, sizeof(err));
+    if (rc == KH_EXIT_OK) {
+        rc = kh_pin_from_file(sof, so, sizeof(so), &solen, err, sizeof(err));
+    }
+    if (rc == KH_EXIT_OK) {
+        rc = kh_token_init(ctx, module, label, so, solen, pin, pinlen, serial,
+                           err, sizeof(err));
+    }
+    OPENSSL_cleanse(pin, sizeof(pin));
+    OPENSSL_cleanse(so, sizeof(so));
+    if (rc != KH_EXIT_OK) {
+        kh_err(ctx, "token init %s: %s", label, err);
+        kh_audit(ctx, "token-init", NULL, NULL, "failed", label);
+        return rc;
+    }
+    ap = abs_path(pinf);
+    asp = abs_path(sof);
+    record_token(ctx, label, serial,
+                 module != NULL ? module : "/usr/lib/softhsm/libsofthsm2.so",
+                 ap, asp);
+    kh_audit(ctx, "token-init", NULL, NULL, "ok", label);
+    printf("token '%s' initialised (serial %s)\n", label, serial);
+    free(ap);
+    free(asp);
+    return KH_EXIT_OK;
+}
+
+static int token_set_pin(KH_CTX *ctx, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "label", required_argument, NULL, 'l' },
+        { "token", required_argument, NULL, 'l' },
+        { "pin-file", required_argument, NULL, 'p' },
+        { "new-pin-file", required_argument, NULL, 'n' },
+        { "module", required_argument, NULL, 'm' },
+        { NULL, 0, NULL, 0 }
+    };
+    const char *label = NULL, *pinf = NULL, *newf = NULL, *module = NULL;
+    char pin[KH_PIN_MAX + 1], npin[KH_PIN_MAX + 1];
+    size_t pinlen = 0, npinlen = 0;
+    char err[KH_ERR_MAX];
+    KH_TOKEN *t = NULL;
+    int c, rc;
+
+    if (kh_want_help(argc, argv, usage_setpin)) {
+        return KH_EXIT_OK;
+    }
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': label = optarg; break;
+        case 'p': pinf = optarg; break;
+        case 'n': newf = optarg; break;
+        case 'm': module = optarg; break;
+        default:
+            fputs(usage_setpin, stderr);
+            return KH_EXIT_USAGE;
+        }
+    }
+    if (label == NULL || newf == NULL || optind != argc) {
+        fputs(usage_setpin, stderr);
+        return KH_EXIT_USAGE;
+    }
+    if (pinf != NULL) {
+        rc = kh_pin_from_file(pinf, pin, sizeof(pin), &pinlen, err,
+                              sizeof(err));
+    } else {
+        rc = kh_pin_obtain(ctx, NULL, pin, sizeof(pin), &pinlen, err,
+                           sizeof(err));
+    }
+    if (rc == KH_EXIT_OK) {
+        rc = kh_pin_from_file(newf, npin, sizeof(npin), &npinlen, err,
+                              sizeof(err));
+    }
+    if (rc == KH_EXIT_OK) {
+        rc = kh_token_open(ctx, module, label, &t, err, sizeof(err));
+    }
+    if (rc == KH_EXIT_OK) {
+        rc = kh_token_set_pin(t, pin, pinlen, npin, npinlen, err, sizeof(err));
+    }
+    OPENSSL_cleanse(pin, sizeof(pin));
+    OPENSSL_cleanse(npin, sizeof(npin));
+    kh_token_close(t);
+    kh_audit(ctx, "token-set-pin", NULL, NULL, rc == KH_EXIT_OK ? "ok" : "failed",
+             label);
+    if (rc != KH_EXIT_OK) {
+        kh_err(ctx, "token set-pin %s: %s", label, err);
+        return rc;
+    }
+    printf("token '%s': user PIN changed\n", label);
+    return KH_EXIT_OK;
+}
+
+int cmd_token(KH_CTX *ctx, int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: keyhold token init|set-pin ... (keyhold token init --help)\n";
+
+    if (argc >= 2 && strcmp(argv[1], "init") == 0) {
+        return token_init(ctx, argc - 1, argv + 1);
+    }
+    if (argc >= 2 && strcmp(argv[1], "set-pin") == 0) {
+        return token_set_pin(ctx, argc - 1, argv + 1);
+    }
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0
+                      || strcmp(argv[1], "-h") == 0)) {
+        fputs(usage, stdout);
+        fputs(usage_init, stdout);
+        fputs(usage_setpin, stdout);
+        return KH_EXIT_OK;
+    }
+    fputs(usage, stderr);
+    return KH_EXIT_USAGE;
+}

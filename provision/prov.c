@@ -1,0 +1,423 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The CLI's use of the keyhold provider: loading it in-process, opening a
+ * hardware key by URI through OSSL_STORE (the PIN handed over the UI
+ * callback, never in the URI), turning the provider's errors into exit
+ * codes, and the end-to-end self test (sign/verify, loopback TLS).
+ */
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/provider.h>
+#include <openssl/ssl.h>
+#include <openssl/store.h>
+#include <openssl/ui.h>
+#include <openssl/x509v3.h>
+
+#include "keyhold.h"
+#include "kh_pin.h"
+
+int kh_prov_load(KH_CTX *ctx, char *err, size_t errlen)
+{
+    char exe[PATH_MAX];
+    char dir[PATH_MAX];
+    char so[PATH_MAX + 16];
+    const char *env = getenv("KEYHOLD_PROVIDER_PATH");
+    ssize_t n;
+
+    if (ctx->prov_keyhold != NULL) {
+        return KH_EXIT_OK;
+    }
+    if (ctx->prov_default == NULL) {
+        ctx->prov_default = OSSL_PROVIDER_load(ctx->libctx, "default");
+        if (ctx->prov_default == NULL) {
+            return kh_seterr(err, errlen, KH_EXIT_BROKEN,
+                             "OpenSSL default provider does not load");
+        }
+    }
+    ERR_set_mark();
+    /* 1. next to the executable (build tree, or an install with both in
+     *    one directory) */
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        snprintf(dir, sizeof(dir), "%s", dirname(exe));
+        snprintf(so, sizeof(so), "%s/keyhold.so", dir);
+        if (access(so, R_OK) == 0) {
+            ctx->prov_keyhold = OSSL_PROVIDER_load(ctx->libctx, so);
+        }
+    }
+    /* 2. $KEYHOLD_PROVIDER_PATH (a directory or the .so itself) */
+    if (ctx->prov_keyhold == NULL && env != NULL && *env != '\0') {
+        size_t el = strlen(env);
+
+        if (el > 3 && strcmp(env + el - 3, ".so") == 0) {
+            snprintf(so, sizeof(so), "%s", env);
+        } else {
+            snprintf(so, sizeof(so), "%s/keyhold.so", env);
+        }
+        ctx->prov_keyhold = OSSL_PROVIDER_load(ctx->libctx, so);
+    }
+    /* 3. OpenSSL's modules directory */
+    if (ctx->prov_keyhold == NULL) {
+        ctx->prov_keyhold = OSSL_PROVIDER_load(ctx->libctx, "keyhold");
+    }
+    if (ctx->prov_keyhold == NULL) {
+        unsigned long e = ERR_peek_last_error();
+        char ebuf[256] = "";
+
+        if (e != 0) {
+            ERR_error_string_n(e, ebuf, sizeof(ebuf));
+        }
+        ERR_pop_to_mark();
+        return kh_seterr(err, errlen, KH_EXIT_BROKEN,
+                         "the keyhold provider does not load%s%s (install "
+                         "keyhold.so into OpenSSL's modules dir or set "
+                         "KEYHOLD_PROVIDER_PATH)", *ebuf ? ": " : "", ebuf);
+    }
+    ERR_pop_to_mark();
+    kh_dbg(ctx, "provider keyhold loaded");
+    return KH_EXIT_OK;
+}
+
+/* The PIN goes to the provider through this UI method: the reader answers
+ * the prompt with the PIN kept in the UI's user data. */
+struct pin_ref {
+    const char *pin;
+    size_t len;
+    int asked;
+};
+
+static int ui_read(UI *ui, UI_STRING *uis)
+{
+    struct pin_ref *p = UI_get0_user_data(ui);
+
+    switch (UI_get_string_type(uis)) {
+    case UIT_PROMPT:
+    case UIT_VERIFY:
+        if (p == NULL || p->pin == NULL) {
+            return 0;
+        }
+        p->asked++;
+        return UI_set_result_ex(ui, uis, p->pin, (int)p->len) == 0;
+    default:
+        return 1;
+    }
+}
+
+static int ui_write(UI *ui, UI_STRING *uis)
+{
+    return 1;
+}
+
+static int ui_flush(UI *ui)
+{
+    return 1;
+}
+
+/* Exit code for the provider's errors on the queue; text into err. */
+static int map_errors(const char *what, char *err, size_t errlen)
+{
+    unsigned long e;
+    const char *data = NULL, *func = NULL, *file = NULL;
+    int flags = 0, line = 0;
+    int code = KH_EXIT_TOKEN;
+    char text[512] = "";
+    char one[256];
+
+    while ((e = ERR_get_error_all(&file, &line, &func, &data, &flags)) != 0) {
+        const char *lib = ERR_lib_error_string(e);
+        int reason = ERR_GET_REASON(e);
+
+        if (lib != NULL && strcmp(lib, "keyhold") == 0) {
+            switch (reason) {
+            case 8:  /* KH_R_LOGIN */
+            case 9:  /* KH_R_PIN_LOCKED */
+            case 10: /* KH_R_PIN_FINAL_TRY */
+            case 11: /* KH_R_NO_PIN */
+                code = KH_EXIT_PIN;
+                break;
+            case 3:  /* KH_R_BAD_URI */
+            case 6:  /* KH_R_AMBIGUOUS */
+                if (code != KH_EXIT_PIN) {
+                    code = KH_EXIT_REJECTED;
+                }
+                break;
+            case 7:  /* KH_R_NO_OBJECT */
+                if (code == KH_EXIT_TOKEN) {
+                    code = KH_EXIT_BROKEN;
+                }
+                break;
+            default:
+                break;
+            }
+        }
+        if (data != NULL && (flags & ERR_TXT_STRING) && *data != '\0') {
+            snprintf(one, sizeof(one), "%s", data);
+        } else {
+            ERR_error_string_n(e, one, sizeof(one));
+        }
+        if (data != NULL && strstr(data, "CKR_PIN_INCORRECT") != NULL) {
+            code = KH_EXIT_PIN;
+        }
+        if (strlen(text) + strlen(one) + 3 < sizeof(text)) {
+            if (*text) {
+                strcat(text, "; ");
+            }
+            strcat(text, one);
+        }
+    }
+    kh_seterr(err, errlen, code, "%s: %s%s", what,
+              *text ? text : "no key found",
+              code == KH_EXIT_PIN ? " (check the PIN source; another wrong "
+                                    "try counts against the token)"
+                                  : "");
+    return code;
+}
+
+int kh_key_load(KH_CTX *ctx, const char *uri, const char *pin, size_t pinlen,
+                EVP_PKEY **pkey, char *err, size_t errlen)
+{
+    UI_METHOD *ui = NULL;
+    OSSL_STORE_CTX *sc = NULL;
+    OSSL_STORE_INFO *info;
+    struct pin_ref ref = { pin, pinlen, 0 };
+    int rc;
+
+    *pkey = NULL;
+    rc = kh_prov_load(ctx, err, errlen);
+    if (rc != KH_EXIT_OK) {
+        return rc;
+    }
+    ui = UI_create_method("keyhold PIN");
+    if (ui == NULL || UI_method_set_reader(ui, ui_read) != 0
+        || UI_method_set_writer(ui, ui_write) != 0
+        || UI_method_set_flusher(ui, ui_flush) != 0) {
+        UI_destroy_method(ui);
+        return kh_seterr(err, errlen, KH_EXIT_BROKEN, "out of memory");
+    }
+    ERR_clear_error();
+    sc = OSSL_STORE_open_ex(uri, ctx->libctx, NULL, ui, &ref, NULL, NULL,
+                            NULL);
+    if (sc == NULL) {
+        rc = map_errors("opening the key", err, errlen);
+        goto end;
+    }
+    OSSL_STORE_expect(sc, OSSL_STORE_INFO_PKEY);
+    while (*pkey == NULL && !OSSL_STORE_eof(sc)) {
+        info = OSSL_STORE_load(sc);
+        if (info == NULL) {
+            if (OSSL_STORE_error(sc)) {
+                break;
+            }
+            continue;
+        }
+        if (OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY) {
+            *pkey = OSSL_STORE_INFO_get1_PKEY(info);
+        }
+        OSSL_STORE_INFO_free(info);
+    }
+    if (*pkey == NULL) {
+        rc = map_errors("loading the key", err, errlen);
+        goto end;
+    }
+    ERR_clear_error();
+    rc = KH_EXIT_OK;
+end:
+    OSSL_STORE_close(sc);
+    UI_destroy_method(ui);
+    return rc;
+}
+
+int kh_identity_load_key(KH_CTX *ctx, const KH_IDENTITY *id, const char *uri,
+                         EVP_PKEY **pkey, char *err, size_t errlen)
+{
+    char pin[KH_PIN_MAX + 1];
+    size_t pinlen = 0;
+    char *own = NULL;
+    int rc;
+
+    *pkey = NULL;
+    if (uri == NULL) {
+        rc = kh_identity_key_uri(ctx, id, &own);
+        if (rc != KH_EXIT_OK) {
+            return kh_seterr(err, errlen, rc, "identity '%s' has no key URI "
+                             "(provision it)", id->name);
+        }
+        uri = own;
+    }
+    rc = kh_pin_obtain(ctx, id, pin, sizeof(pin), &pinlen, err, errlen);
+    if (rc == KH_EXIT_OK) {
+        rc = kh_key_load(ctx, uri, pin, pinlen, pkey, err, errlen);
+    }
+    OPENSSL_cleanse(pin, sizeof(pin));
+    free(own);
+    return rc;
+}
+
+/* Drives both ends of an in-memory TLS connection until both are done. */
+static int tls_pump(SSL *c, SSL *s)
+{
+    int i, cd = 0, sd = 0;
+
+    for (i = 0; i < 200 && !(cd && sd); i++) {
+        int r;
+
+        if (!cd) {
+            r = SSL_do_handshake(c);
+            if (r == 1) {
+                cd = 1;
+            } else if (SSL_get_error(c, r) != SSL_ERROR_WANT_READ
+                       && SSL_get_error(c, r) != SSL_ERROR_WANT_WRITE) {
+                return 0;
+            }
+        }
+        if (!sd) {
+            r = SSL_do_handshake(s);
+            if (r == 1) {
+                sd = 1;
+            } else if (SSL_get_error(s, r) != SSL_ERROR_WANT_READ
+                       && SSL_get_error(s, r) != SSL_ERROR_WANT_WRITE) {
+                return 0;
+            }
+        }
+    }
+    return cd && sd;
+}
+
+int kh_key_selftest(KH_CTX *ctx, EVP_PKEY *pkey, X509 *cert,
+                    STACK_OF(X509) *chain, X509 *ca, const char *host,
+                    char *err, size_t errlen)
+{
+    static const unsigned char probe[] = "keyhold self test";
+    EVP_MD_CTX *md = NULL;
+    unsigned char *sig = NULL;
+    size_t siglen = 0;
+    SSL_CTX *sctx = NULL, *cctx = NULL;
+    SSL *s = NULL, *c = NULL;
+    BIO *b1 = NULL, *b2 = NULL;
+    X509_STORE *store = NULL;
+    EVP_PKEY *certkey = X509_get0_pubkey(cert);
+    int rc = KH_EXIT_REJECTED, i, tries;
+    unsigned char buf[16];
+    const char *vers[2] = { "TLSv1.3", "TLSv1.2" };
+
+    /* 1. sign with the hardware key, verify with the certificate */
+    md = EVP_MD_CTX_new();
+    if (md == NULL
+        || EVP_DigestSignInit_ex(md, NULL, "SHA256", ctx->libctx, NULL, pkey,
+                                 NULL) != 1
+        || EVP_DigestSign(md, NULL, &siglen, probe, sizeof(probe)) != 1
+        || (sig = OPENSSL_malloc(siglen)) == NULL
+        || EVP_DigestSign(md, sig, &siglen, probe, sizeof(probe)) != 1) {
+        rc = map_errors("signing with the hardware key", err, errlen);
+        goto end;
+    }
+    EVP_MD_CTX_free(md);
+    md = EVP_MD_CTX_new();
+    if (md == NULL || certkey == NULL
+        || EVP_DigestVerifyInit_ex(md, NULL, "SHA256", ctx->libctx,
+                                   "provider=default", certkey, NULL) != 1
+        || EVP_DigestVerify(md, sig, siglen, probe, sizeof(probe)) != 1) {
+        ERR_clear_error();
+        kh_seterr(err, errlen, KH_EXIT_BROKEN,
+                  "signature check: the hardware key's signature does not "
+                  "verify with the certificate's public key (mismatch)");
+        rc = KH_EXIT_BROKEN;
+        goto end;
+    }
+    /* 2. loopback TLS handshakes (1.3, then 1.2) */
+    store = X509_STORE_new();
+    if (store == NULL || (ca != NULL && !X509_STORE_add_cert(store, ca))) {
+        kh_seterr(err, errlen, KH_EXIT_BROKEN, "out of memory");
+        goto end;
+    }
+    for (tries = 0; tries < 2; tries++) {
+        int v = tries == 0 ? TLS1_3_VERSION : TLS1_2_VERSION;
+
+        sctx = SSL_CTX_new_ex(ctx->libctx, NULL, TLS_server_method());
+        cctx = SSL_CTX_new_ex(ctx->libctx, NULL, TLS_client_method());
+        if (sctx == NULL || cctx == NULL
+            || SSL_CTX_use_certificate(sctx, cert) != 1
+            || SSL_CTX_use_PrivateKey(sctx, pkey) != 1) {
+            rc = map_errors("TLS setup with the identity", err, errlen);
+            goto end;
+        }
+        for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
+            SSL_CTX_add1_chain_cert(sctx, sk_X509_value(chain, i));
+        }
+        SSL_CTX_set_min_proto_version(sctx, v);
+        SSL_CTX_set_max_proto_version(sctx, v);
+        SSL_CTX_set_min_proto_version(cctx, v);
+        SSL_CTX_set_max_proto_version(cctx, v);
+        X509_STORE_up_ref(store);
+        SSL_CTX_set_cert_store(cctx, store);
+        SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
+        s = SSL_new(sctx);
+        c = SSL_new(cctx);
+        if (s == NULL || c == NULL || !BIO_new_bio_pair(&b1, 0, &b2, 0)) {
+            kh_seterr(err, errlen, KH_EXIT_BROKEN, "out of memory");
+            goto end;
+        }
+        SSL_set_bio(s, b1, b1);
+        SSL_set_bio(c, b2, b2);
+        b1 = b2 = NULL;
+        SSL_set_accept_state(s);
+        SSL_set_connect_state(c);
+        if (host != NULL) {
+            if (kh_host_is_ip(host)) {
+                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c), host);
+            } else {
+                SSL_set_tlsext_host_name(c, host);
+                SSL_set1_host(c, host);
+            }
+        }
+        if (!tls_pump(c, s)) {
+            long vr = SSL_get_verify_result(c);
+            char e2[400];
+
+            map_errors("handshake", e2, sizeof(e2));
+            kh_seterr(err, errlen, KH_EXIT_BROKEN,
+                      "loopback %s handshake failed%s%s: %s", vers[tries],
+                      vr != X509_V_OK ? ", certificate: " : "",
+                      vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "",
+                      e2);
+            rc = KH_EXIT_BROKEN;
+            goto end;
+        }
+        if (SSL_write(c, "ping", 4) != 4 || SSL_read(s, buf, sizeof(buf)) != 4) {
+            kh_seterr(err, errlen, KH_EXIT_BROKEN,
+                      "loopback %s: no data after the handshake", vers[tries]);
+            rc = KH_EXIT_BROKEN;
+            goto end;
+        }
+        SSL_free(s);
+        SSL_free(c);
+        SSL_CTX_free(sctx);
+        SSL_CTX_free(cctx);
+        s = c = NULL;
+        sctx = cctx = NULL;
+        if (EVP_PKEY_is_a(certkey, "RSA")) {
+            /* an RSA key without PSS can only do 1.2: one is enough */
+        }
+    }
+    rc = KH_EXIT_OK;
+end:
+    if (rc != KH_EXIT_OK) {
+        ERR_clear_error();
+    }
+    EVP_MD_CTX_free(md);
+    OPENSSL_free(sig);
+    SSL_free(s);
+    SSL_free(c);
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+    BIO_free(b1);
+    BIO_free(b2);
+    X509_STORE_free(store);
+    return rc;
+}
