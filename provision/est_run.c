@@ -1,0 +1,567 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One enrolment over EST for one identity, shared by enroll, renew and
+ * rekey: settings from the identity config, /cacerts against the pin, the
+ * key (in service, pending, or a new one for rekey), the hardware-signed
+ * CSR, simpleenroll or simplereenroll, every install check, a loopback TLS
+ * health check, the atomic switch, reload hooks with rollback, and the
+ * old key retired after a rekey. The caller holds the identity's lock.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "keyhold.h"
+#include "est.h"
+#include "kh_pin.h"
+
+static time_t cert_time(const ASN1_TIME *t)
+{
+    struct tm tm;
+
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+        return 0;
+    }
+    return timegm(&tm);
+}
+
+/* 1 when |cert| can still authenticate itself and names every host. */
+static int can_reenroll(const KH_IDENTITY *id, X509 *cert, time_t now,
+                        const char **why)
+{
+    KH_STRLIST names = { 0 };
+    size_t i;
+    int ok = 1;
+
+    if (cert == NULL) {
+        *why = "no certificate yet";
+        return 0;
+    }
+    if (now >= cert_time(X509_get0_notAfter(cert))) {
+        *why = "the certificate has expired and can no longer authenticate "
+               "itself";
+        return 0;
+    }
+    if (kh_identity_names(id, &names)) {
+        for (i = 0; i < names.n && ok; i++) {
+            if (!kh_cert_has_name(cert, names.v[i])) {
+                *why = "the host names changed (set-hosts)";
+                ok = 0;
+            }
+        }
+    }
+    kh_strlist_free(&names);
+    return ok;
+}
+
+static X509 *read_pem_cert(const char *path, char *err, size_t errlen)
+{
+    X509 *x = NULL;
+    STACK_OF(X509) *rest = NULL;
+
+    if (kh_certs_read(path, &x, &rest, err, errlen) != KH_EXIT_OK) {
+        return NULL;
+    }
+    sk_X509_pop_free(rest, X509_free);
+    return x;
+}
+
+/* The public key of |uri| as the token (or TPM) reports it. */
+static int key_public(KH_CTX *ctx, const KH_IDENTITY *id, const char *uri,
+                      EVP_PKEY **pub, char *err, size_t errlen)
+{
+    char hex[130];
+    KH_TOKEN *t = NULL;
+    int rc;
+
+    *pub = NULL;
+    if (strncmp(uri, "pkcs11:", 7) != 0) {
+        if (kh_tpm_get_pubkey == NULL) {
+            return kh_seterr(err, errlen, KH_EXIT_TOKEN, "no TPM support "
+                             "in this build for %s", uri);
+        }
+        return kh_tpm_get_pubkey(ctx, id, uri, pub, err, errlen);
+    }
+    if (!kh_uri_key_id(uri, hex, sizeof(hex))) {
+        return kh_seterr(err, errlen, KH_EXIT_BROKEN, "key URI has no id=");
+    }
+    rc = kh_token_open_identity(ctx, id, &t, err, errlen);
+    if (rc == KH_EXIT_OK) {
+        rc = kh_token_get_pubkey(t, hex, pub, err, errlen);
+    }
+    kh_token_close(t);
+    return rc;
+}
+
+/* rekey: a new key in the identity's token (or TPM), recorded as pending
+ * so that a crash leaves it findable and a second run reuses it. */
+static int new_key(KH_CTX *ctx, KH_IDENTITY *id, char **uri, char *err,
+                   size_t errlen)
+{
+    const char *alg = kh_id_get(id, "alg");
+    const char *backend = kh_id_get(id, "backend");
+    int decrypt = kh_id_get_bool(id, "allow-decrypt", 0);
+    unsigned gen = kh_state_max_gen(ctx, id->name) + 1;
+    char hex[KH_KEYID_HEX], pin[KH_PIN_MAX + 1], e2[256];
+    size_t pinlen = 0;
+    KH_TOKEN *t = NULL;
+    KH_STATUS_REC st;
+    int rc;
+
+    *uri = NULL;
+    if (alg == NULL) {
+        alg = "ec-p256";
+    }
+    if (backend != NULL && strcmp(backend, "tpm2") == 0) {
+        if (kh_tpm_keygen == NULL) {
+            return kh_seterr(err, errlen, KH_EXIT_TOKEN, "no TPM support in "
+                             "this build");
+        }
+        rc = kh_tpm_keygen(ctx, id, alg, gen, decrypt, uri, err, errlen);
+        if (rc != KH_EXIT_OK) {
+            return rc;
+        }
+    } else {
+        rc = kh_token_open_identity(ctx, id, &t, err, errlen);
+        if (rc == KH_EXIT_OK) {
+            rc = kh_pin_obtain(ctx, id, pin, sizeof(pin), &pinlen, err,
+                               errlen);
+        }
+        if (rc == KH_EXIT_OK) {
+            rc = kh_token_login(t, pin, pinlen, err, errlen);
+        }
+        OPENSSL_cleanse(pin, sizeof(pin));
+        if (rc == KH_EXIT_OK) {
+            rc = kh_token_keygen(t, alg, id->name, gen, decrypt, hex, err,
+                                 errlen);
+        }
+        kh_token_close(t);
+        if (rc != KH_EXIT_OK) {
+            return rc;
+        }
+        *uri = kh_token_key_uri(kh_id_get(id, "module"),
+                                kh_id_get(id, "token"), hex);
+        if (*uri == NULL) {
+            return kh_seterr(err, errlen, KH_EXIT_TOKEN, "out of memory");
+        }
+    }
+    kh_crash_point("rekey-keygen");
+    kh_status_read(ctx, id->name, &st);
+    snprintf(st.pending_key_uri, sizeof(st.pending_key_uri), "%s", *uri);
+    rc = kh_status_write(ctx, id->name, &st, e2, sizeof(e2));
+    if (rc != KH_EXIT_OK) {
+        return kh_seterr(err, errlen, rc, "cannot record the new key: %s", e2);
+    }
+    kh_audit(ctx, "keygen", id->name, hex, "ok", "rekey: new key pending");
+    return KH_EXIT_OK;
+}
+
+/* Destroys the key a rekey replaced (after health check and reload). */
+static void retire_key(KH_CTX *ctx, KH_IDENTITY *id, const char *uri)
+{
+    char hex[130], pin[KH_PIN_MAX + 1], e2[KH_ERR_MAX];
+    size_t pinlen = 0;
+    KH_TOKEN *t = NULL;
+    int rc;
+
+    if (uri == NULL || strncmp(uri, "pkcs11:", 7) != 0
+        || !kh_uri_key_id(uri, hex, sizeof(hex))) {
+        if (uri != NULL && kh_tpm_key_destroy != NULL) {
+            kh_tpm_key_destroy(ctx, id, uri, e2, sizeof(e2));
+        }
+        return;
+    }
+    rc = kh_token_open_identity(ctx, id, &t, e2, sizeof(e2));
+    if (rc == KH_EXIT_OK) {
+        rc = kh_pin_obtain(ctx, id, pin, sizeof(pin), &pinlen, e2,
+                           sizeof(e2));
+    }
+    if (rc == KH_EXIT_OK) {
+        rc = kh_token_login(t, pin, pinlen, e2, sizeof(e2));
+    }
+    OPENSSL_cleanse(pin, sizeof(pin));
+    if (rc == KH_EXIT_OK) {
+        rc = kh_token_destroy_id(t, hex, NULL, e2, sizeof(e2));
+    }
+    kh_token_close(t);
+    if (rc == KH_EXIT_OK) {
+        kh_audit(ctx, "key-destroy", id->name, hex, "ok", "replaced by rekey");
+    } else {
+        kh_warn(ctx, "%s: old key %s not destroyed: %s", id->name, hex, e2);
+    }
+}
+
+static void report(KH_CTX *ctx, const KH_IDENTITY *id, const char *op,
+                   const char *uri, EVP_PKEY *pub, X509_REQ *csr, X509 *cert,
+                   const char *outcome)
+{
+    KH_REPORT r;
+    char hex[130] = "";
+
+    memset(&r, 0, sizeof(r));
+    if (uri != NULL) {
+        kh_uri_key_id(uri, hex, sizeof(hex));
+    }
+    r.op = op;
+    r.identity = id->name;
+    r.backend = kh_id_get(id, "backend") != NULL ? kh_id_get(id, "backend")
+                                                 : "pkcs11";
+    r.key_id = hex;
+    r.key_uri = uri;
+    r.pub = pub;
+    r.csr = csr;
+    r.cert = cert;
+    r.outcome = outcome;
+    kh_report(ctx, &r);
+}
+
+int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
+               const char *csr_out, char *err, size_t errlen)
+{
+    static const char *opname[] = { "enroll", "renew", "rekey" };
+    const char *op = opname[mode];
+    const char *url = kh_id_get(id, "est-url");
+    const char *fp = kh_id_get(id, "ca-fingerprint");
+    const char *ca_file = kh_id_get(id, "ca");
+    const char *user = kh_id_get(id, "est-user");
+    const char *pwfile = kh_id_get(id, "est-password-file");
+    const char *boot = kh_id_get(id, "est-bootstrap");
+    const char *host = kh_id_get(id, "host");
+    const char *why = NULL, *v;
+    char password[KH_PIN_MAX + 1], e2[KH_ERR_MAX];
+    size_t pwlen = 0;
+    KH_EST e;
+    KH_IDENTITY *bid = NULL;
+    X509 *cur = NULL, *curca = NULL, *pinned = NULL, *ca = NULL;
+    X509 *cert = NULL, *bcert = NULL;
+    STACK_OF(X509) *curchain = NULL, *cacerts = NULL, *chain = NULL;
+    STACK_OF(X509) *extra = NULL, *bchain = NULL;
+    EVP_PKEY *tls_key = NULL, *pkey = NULL, *pub = NULL;
+    X509_REQ *csr = NULL;
+    char *uri = NULL, *old_uri = NULL;
+    time_t now = time(NULL);
+    int rc, reenroll, trust_first = 0;
+    KH_INSTALL_REQ req;
+
+    memset(&e, 0, sizeof(e));
+    memset(&req, 0, sizeof(req));
+    password[0] = '\0';
+    if (url == NULL) {
+        return kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: no EST server "
+                         "configured (run keyhold enroll %s --est URL ...)",
+                         id->name, id->name);
+    }
+    if (!kh_est_base_url(url, e.base, sizeof(e.base), e2, sizeof(e2))) {
+        return kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: %s", id->name, e2);
+    }
+    if (kh_clock_suspect(now)) {
+        return kh_seterr(err, errlen, KH_EXIT_ATTENTION, "%s: the clock is "
+                         "before this build's date (clock-suspect): set the "
+                         "time first; nothing was changed", id->name);
+    }
+    e.who = id->name;
+    e.http.server_ca = kh_id_get(id, "est-server-ca");
+    v = kh_id_get(id, "est-timeout");
+    e.http.timeout = v != NULL ? atol(v) : 60;
+    e.http.connect_timeout = e.http.timeout < 10 ? e.http.timeout : 10;
+    v = kh_id_get(id, "est-poll-max");
+    e.poll_max = v != NULL ? atol(v) : 600;
+
+    rc = kh_prov_load(ctx, err, errlen);
+    if (rc != KH_EXIT_OK) {
+        goto end;
+    }
+    kh_state_load_current(ctx, id->name, &cur, &curchain, &curca);
+
+    /* who we are towards the CA */
+    reenroll = mode != KH_EST_ENROLL && can_reenroll(id, cur, now, &why);
+    if (mode != KH_EST_ENROLL && !reenroll) {
+        fprintf(stderr, "keyhold: %s %s: %s: enrolling again with the "
+                "bootstrap credentials\n", op, id->name, why);
+    }
+    if (reenroll) {
+        /* RFC 7030 4.2.2: the current certificate and key authenticate */
+        rc = kh_identity_load_key(ctx, id, NULL, &tls_key, err, errlen);
+        if (rc != KH_EXIT_OK) {
+            goto end;
+        }
+        e.http.client_key = tls_key;
+        e.http.client_cert = cur;
+        e.http.client_chain = curchain;
+    } else {
+        if (user == NULL && boot == NULL) {
+            rc = kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: no bootstrap "
+                           "credentials for a first enrolment (--user with "
+                           "--password-file, or --bootstrap IDENTITY)",
+                           id->name);
+            goto end;
+        }
+        if (user != NULL) {
+            enum kh_pin_rc prc;
+
+            if (pwfile == NULL) {
+                rc = kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: --user needs "
+                               "--password-file", id->name);
+                goto end;
+            }
+            prc = kh_pin_read_file(pwfile, password, sizeof(password),
+                                   &pwlen, e2, sizeof(e2));
+            if (prc != KH_PIN_OK) {
+                rc = kh_seterr(err, errlen, prc == KH_PIN_ERR_PERM
+                                   ? KH_EXIT_PERM : KH_EXIT_REJECTED,
+                               "%s: password file: %s", id->name, e2);
+                goto end;
+            }
+            e.http.user = user;
+            e.http.password = password;
+        }
+        if (boot != NULL) {
+            /* a factory bootstrap identity: its key is in hardware too */
+            rc = kh_identity_load(ctx, boot, &bid, err, errlen);
+            if (rc == KH_EXIT_OK
+                && !kh_state_load_current(ctx, boot, &bcert, &bchain, NULL)) {
+                rc = kh_seterr(err, errlen, KH_EXIT_USAGE, "bootstrap "
+                               "identity '%s' has no certificate", boot);
+            }
+            if (rc == KH_EXIT_OK) {
+                rc = kh_identity_load_key(ctx, bid, NULL, &tls_key, err,
+                                          errlen);
+            }
+            if (rc != KH_EXIT_OK) {
+                goto end;
+            }
+            e.http.client_key = tls_key;
+            e.http.client_cert = bcert;
+            e.http.client_chain = bchain;
+        }
+    }
+
+    /* the CA: /cacerts against the pin, never trusted on first use silently */
+    rc = kh_est_cacerts(&e, &cacerts, err, errlen);
+    if (rc != KH_EXIT_OK) {
+        goto end;
+    }
+    if (fp == NULL && ca_file != NULL) {
+        pinned = read_pem_cert(ca_file, e2, sizeof(e2));
+        if (pinned == NULL) {
+            rc = kh_seterr(err, errlen, KH_EXIT_REJECTED, "%s: CA file: %s",
+                           id->name, e2);
+            goto end;
+        }
+    } else if (fp == NULL && curca != NULL) {
+        pinned = X509_dup(curca);
+    }
+    if (fp == NULL && pinned == NULL) {
+        if (mode != KH_EST_ENROLL || e.http.server_ca == NULL
+            || sk_X509_num(cacerts) != 1) {
+            rc = kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: no pinned CA: "
+                           "give --ca FILE or --ca-fingerprint sha256:HEX "
+                           "(keyhold never trusts a CA on first use "
+                           "silently)", id->name);
+            goto end;
+        }
+        /* RFC 7030 4.1.3: /cacerts over a channel authenticated by the
+         * explicit trust anchor --server-ca; pinned from now on */
+        trust_first = 1;
+        pinned = X509_dup(sk_X509_value(cacerts, 0));
+    }
+    rc = kh_est_pick_ca(cacerts, fp, pinned, &ca, &chain, err, errlen);
+    if (rc != KH_EXIT_OK) {
+        goto end;
+    }
+    if (trust_first) {
+        char f[80] = "";
+
+        kh_fp_cert(ca, f, sizeof(f));
+        fprintf(stderr, "keyhold: %s: trusting the CA from %s/cacerts "
+                "(authenticated by --server-ca): %s; pinned as "
+                "ca-fingerprint\n", id->name, e.base, f);
+        kh_id_set(id, "ca-fingerprint", f);
+        if (kh_identity_save(ctx, id, e2, sizeof(e2)) != KH_EXIT_OK) {
+            kh_warn(ctx, "%s: pin not saved: %s", id->name, e2);
+        }
+    }
+
+    /* the key the new certificate is for */
+    if (kh_identity_key_uri(ctx, id, &old_uri) != KH_EXIT_OK) {
+        old_uri = NULL;
+    }
+    if (mode == KH_EST_REKEY) {
+        KH_STATUS_REC st;
+
+        kh_status_read(ctx, id->name, &st);
+        if (st.pending_key_uri[0] != '\0') {
+            uri = strdup(st.pending_key_uri);
+            fprintf(stderr, "keyhold: rekey %s: reusing the new key made by "
+                    "an earlier run\n", id->name);
+        } else {
+            rc = new_key(ctx, id, &uri, err, errlen);
+            if (rc != KH_EXIT_OK) {
+                goto end;
+            }
+        }
+    } else {
+        rc = kh_identity_next_key_uri(ctx, id, &uri);
+        if (rc != KH_EXIT_OK) {
+            rc = kh_seterr(err, errlen, KH_EXIT_BROKEN, "%s: no key (run "
+                           "keyhold provision first)", id->name);
+            goto end;
+        }
+    }
+    if (uri == NULL) {
+        rc = kh_seterr(err, errlen, KH_EXIT_BROKEN, "out of memory");
+        goto end;
+    }
+    rc = kh_identity_load_key(ctx, id, uri, &pkey, err, errlen);
+    if (rc != KH_EXIT_OK) {
+        goto end;
+    }
+    rc = kh_identity_make_csr(ctx, id, pkey, &csr, err, errlen);
+    if (rc != KH_EXIT_OK) {
+        goto end;
+    }
+    kh_crash_point("est-csr");
+    if (csr_out != NULL) {
+        rc = kh_csr_write(csr, csr_out, err, errlen);
+        if (rc == KH_EXIT_OK) {
+            fprintf(stderr, "keyhold: rekey %s: CSR for the new key written "
+                    "to %s; install its certificate with keyhold install %s "
+                    "CERT\n", id->name, csr_out, id->name);
+        }
+        goto end;
+    }
+
+    rc = kh_est_enroll(&e, reenroll, csr, &cert, &extra, err, errlen);
+    if (rc != KH_EXIT_OK) {
+        goto end;
+    }
+    kh_crash_point("est-response");
+
+    /* every check before anything changes, then the health check */
+    rc = key_public(ctx, id, uri, &pub, err, errlen);
+    if (rc != KH_EXIT_OK) {
+        goto end;
+    }
+    rc = kh_cert_check(ctx, id, cert, chain, ca, pub, time(NULL), e2,
+                       sizeof(e2));
+    if (rc != KH_EXIT_OK) {
+        rc = kh_seterr(err, errlen, rc, "%s: certificate from the CA "
+                       "refused: %s; the identity is unchanged", id->name, e2);
+        goto end;
+    }
+    rc = kh_key_selftest(ctx, pkey, cert, chain, ca, host, e2, sizeof(e2));
+    if (rc != KH_EXIT_OK) {
+        rc = kh_seterr(err, errlen, rc, "%s: health check of the new "
+                       "certificate failed: %s; the identity is unchanged",
+                       id->name, e2);
+        goto end;
+    }
+    kh_crash_point("est-checked");
+    req.cert = cert;
+    req.chain = chain;
+    req.ca = ca;
+    req.key_uri = uri;
+    req.op = op;
+    rc = kh_identity_install(ctx, id, &req, err, errlen);
+    if (rc != KH_EXIT_OK) {
+        goto end;
+    }
+    kh_crash_point("est-installed");
+
+    /* the servers take the new identity, or everything goes back */
+    rc = kh_run_hooks(ctx, id, e2, sizeof(e2));
+    if (rc != KH_EXIT_OK) {
+        char e3[KH_ERR_MAX];
+        int rb = kh_identity_rollback(ctx, id, e3, sizeof(e3));
+
+        if (rb == KH_EXIT_OK) {
+            kh_run_hooks(ctx, id, e3, sizeof(e3));
+            if (mode == KH_EST_REKEY) {
+                /* keep the new key pending for the next try */
+                KH_STATUS_REC st;
+
+                kh_status_read(ctx, id->name, &st);
+                snprintf(st.pending_key_uri, sizeof(st.pending_key_uri),
+                         "%s", uri);
+                kh_status_write(ctx, id->name, &st, e3, sizeof(e3));
+            }
+            rc = kh_seterr(err, errlen, KH_EXIT_BROKEN, "%s: %s; rolled back "
+                           "to the previous certificate and key", id->name,
+                           e2);
+        } else {
+            rc = kh_seterr(err, errlen, KH_EXIT_BROKEN, "%s: %s; rollback "
+                           "impossible: %s", id->name, e2, e3);
+        }
+        goto end;
+    }
+    kh_crash_point("est-hooks");
+    if (mode == KH_EST_REKEY && old_uri != NULL && strcmp(old_uri, uri) != 0
+        && !kh_id_get_bool(id, "rekey-keep-old", 0)) {
+        retire_key(ctx, id, old_uri);
+    }
+    {
+        char nab[64] = "";
+        BIO *b = BIO_new(BIO_s_mem());
+
+        if (b != NULL && ASN1_TIME_print(b, X509_get0_notAfter(cert)) > 0) {
+            int n = BIO_read(b, nab, sizeof(nab) - 1);
+
+            nab[n > 0 ? n : 0] = '\0';
+        }
+        BIO_free(b);
+        printf("%s: %s ok, certificate valid until %s\n", id->name, op, nab);
+    }
+    rc = KH_EXIT_OK;
+end:
+    if (csr_out == NULL || rc != KH_EXIT_OK) {
+        report(ctx, id, op, uri, pub, csr, cert, rc == KH_EXIT_OK ? "ok"
+                                                                  : err);
+    }
+    OPENSSL_cleanse(password, sizeof(password));
+    X509_REQ_free(csr);
+    EVP_PKEY_free(pub);
+    EVP_PKEY_free(pkey);
+    EVP_PKEY_free(tls_key);
+    sk_X509_pop_free(extra, X509_free);
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(cacerts, X509_free);
+    sk_X509_pop_free(curchain, X509_free);
+    sk_X509_pop_free(bchain, X509_free);
+    X509_free(cert);
+    X509_free(ca);
+    X509_free(pinned);
+    X509_free(cur);
+    X509_free(curca);
+    X509_free(bcert);
+    kh_identity_free(bid);
+    free(uri);
+    free(old_uri);
+    return rc;
+}
+
+void kh_est_print_err(KH_CTX *ctx, const char *op, const char *name,
+                      const char *err)
+{
+    size_t n = strlen(name);
+
+    if (strncmp(err, name, n) == 0 && err[n] == ':' && err[n + 1] == ' ') {
+        err += n + 2;
+    }
+    kh_err(ctx, "%s %s: %s", op, name, err);
+}
+
+void kh_est_record_failure(KH_CTX *ctx, const char *name, const char *err)
+{
+    KH_STATUS_REC st;
+    X509 *cur = NULL;
+
+    kh_status_read(ctx, name, &st);
+    kh_state_load_current(ctx, name, &cur, NULL, NULL);
+    kh_status_record_attempt(ctx, name, 0, err,
+                             kh_renew_backoff(time(NULL), st.failures + 1,
+                                              cur));
+    X509_free(cur);
+}
