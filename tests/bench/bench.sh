@@ -10,7 +10,8 @@
 # callgrind files in OUT-DIR for callgrind_annotate.
 # Environment: BENCH_SECONDS (one measurement window, default 0.5),
 # BENCH_ROUNDS (default 5), BENCH_TPM=0 to leave the TPM rows out,
-# KH_KEEP=1 to keep the temp dir.
+# BENCH_CALLGRIND=0 to skip the instruction-count footprint, KH_KEEP=1 to
+# keep the temp dir.
 set -euo pipefail
 
 KHB=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -176,6 +177,23 @@ if [ "$JSON" = --profile ]; then
     done
     echo "callgrind files: $out (callgrind_annotate --inclusive=yes FILE)"
     exit 0
+fi
+
+# Footprint in instructions too (callgrind counts do not move with the
+# machine's load the way handshakes/s do): 20 software-key TLS 1.3
+# handshakes without and with keyhold loaded.
+if [ "${BENCH_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
+    for alg in ecdsa rsa; do
+        for v in plain loaded; do
+            f=$T/callgrind.hs-$v.$alg
+            if valgrind --tool=callgrind --toggle-collect=khb_prof_op \
+                    --callgrind-out-file="$f" "$KHB" profile-hs "$v" "$alg" 20 \
+                    >"$f.log" 2>&1; then
+                ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1)
+                export "KHB_IR_HS_${v}_${alg}=$(( ir / 20 ))"
+            fi
+        done
+    done
 fi
 
 echo "bench: machine: $(nproc) cores, $(uptime | sed 's/.*load/load/')" >&2

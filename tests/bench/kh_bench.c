@@ -764,6 +764,31 @@ static void table_footprint(void)
         snprintf(rn, sizeof(rn), "footprint.tls13.%s.cost_percent", ka[k]);
         ratio_add(rn, cost, 1.0, 1);
     }
+    /* the same in instructions per handshake, from bench.sh's callgrind */
+    for (k = 0; k < 2; k++) {
+        const char *p, *l;
+        double ip, il;
+
+        snprintf(np, sizeof(np), "KHB_IR_HS_plain_%s", ka[k]);
+        snprintf(nl, sizeof(nl), "KHB_IR_HS_loaded_%s", ka[k]);
+        p = getenv(np);
+        l = getenv(nl);
+        if (p == NULL || l == NULL || atof(p) <= 0) {
+            continue;
+        }
+        ip = atof(p);
+        il = atof(l);
+        series_add(k ? "footprint.ir.plain.tls13.rsa"
+                     : "footprint.ir.plain.tls13.ecdsa", ip);
+        series_add(k ? "footprint.ir.loaded.tls13.rsa"
+                     : "footprint.ir.loaded.tls13.ecdsa", il);
+        cost = (il - ip) * 100.0 / ip;
+        fprintf(out, "%-8s %12.0f instr %12.0f instr %8.2f%%%s  (callgrind)\n",
+                ka[k], ip, il, cost, verdict(cost, 1.0, 1));
+        snprintf(rn, sizeof(rn), "footprint.tls13.%s.cost_percent_instructions",
+                 ka[k]);
+        ratio_add(rn, cost, 1.0, 1);
+    }
 }
 
 static void table_tpm(void)
