@@ -26,3 +26,7 @@ install-keyhold-tpm: $(BUILD)/keyhold-tpm
 
 ALL_TARGETS += $(BUILD)/libkhtpm.a $(BUILD)/keyhold-tpm
 INSTALL_TARGETS += install-keyhold-tpm
+
+# The CLI's TPM backend (provision/tpm_backend.c) needs the core.
+KEYHOLD_LIBS += $(BUILD)/libkhtpm.a $(TSS_LIBS)
+$(BUILD)/keyhold: $(BUILD)/libkhtpm.a
