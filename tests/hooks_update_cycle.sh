@@ -5,8 +5,10 @@
 # rootfs" is a fresh install of the units and hooks with every cache wiped
 # (token, conf and state kept); post-update proves the same keys, matching
 # certificates, verify, restarts nginx and checks it serves the identity.
+# boot-check and server-check pass on the updated appliance.
 # Must-fail twins: a key deleted from the token, and an unreadable token,
-# each a loud exit 8 with no key created in their place; no manifest, exit 2.
+# each a loud exit 8 with no key created in their place (boot-check then
+# exits 8 too); no manifest, exit 2; server-check of an unknown identity.
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/hooks_lib.inc"
@@ -37,6 +39,13 @@ grep -q "recording: same key" "$T/post.out" || kh_fail "post-update did not prov
 grep -q "serves the identity's certificate" "$T/post.out" || kh_fail "endpoint not checked"
 [ "$(kh_hooks_count_objects)" = "$objs_before" ] || kh_fail "token objects changed across the update"
 
+kh_log "boot check and server check on the updated appliance"
+"$HOOKS/boot-check" >"$T/boot.out" 2>&1 || { cat "$T/boot.out"; kh_fail "boot-check failed on working identities"; }
+grep -q "recording: ok" "$T/boot.out" && grep -q "management: ok" "$T/boot.out" ||
+    { cat "$T/boot.out"; kh_fail "boot-check did not report both identities ok"; }
+"$HOOKS/server-check" recording || kh_fail "server-check refused a working identity"
+kh_must_fail 2 -- "$HOOKS/server-check" nosuch
+
 kh_log "must fail: no manifest"
 mv "$KEYHOLD_STATE_DIR/update-manifest" "$T/manifest.saved"
 kh_must_fail 2 -- "$HOOKS/post-update"
@@ -58,4 +67,6 @@ grep -qE "recording: (KEY MISSING|KEY CHANGED|VERIFY FAILED)" "$T/must_fail.out"
     kh_fail "post-update did not name the missing key loudly"
 grep -q "management: same key" "$T/must_fail.out" || kh_fail "the healthy identity was not proven"
 [ "$(kh_hooks_count_objects)" -lt "$objs_before" ] || kh_fail "a key was created in place of the deleted one"
+kh_must_fail 8 -- "$HOOKS/boot-check"
+kh_expect_output "recording"
 echo PASS
