@@ -449,7 +449,9 @@ static KH_KEY *open_uri_key(KH_PROV_CTX *prov, const char *uri,
         rc = kh_tpm_key_from_file(u->file, &k, err, sizeof(err));
     }
     if (rc != KH_TPM_OK) {
-        KH_raise(prov, reason_of(rc, KH_R_NO_OBJECT), "%s", err);
+        KH_raise(prov, rc == KH_TPM_ERR_INPUT ? KH_R_KEY_REFERENCE
+                                              : reason_of(rc, KH_R_NO_OBJECT),
+                 "%s", err);
         return NULL;
     }
     if (!key_auth(prov, k, u, pw_cb, pw_cbarg)) {
