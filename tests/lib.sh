@@ -234,18 +234,18 @@ kh_p11_uri() {
     echo "pkcs11:token=$1;object=$2;type=private?pin-source=file:$T/$1.pin"
 }
 
-# The public key of a token key, read by pkcs11-tool (not by keyhold).
+# The public key of a token key, built from the token's public key object
+# by kh-p11attr straight through Cryptoki (not by keyhold; pkcs11-tool cannot
+# export P-384 keys).
 #   kh_p11_pubkey TOKEN ID-HEX OUT.pem
 kh_p11_pubkey() {
-    pkcs11-tool --module "$SOFTHSM_MODULE" --token-label "$1" --read-object \
-        --type pubkey --id "$2" -o "$T/pub.$$.der" >/dev/null 2>&1 \
-        || kh_fail "pkcs11-tool cannot read public key $2 of token $1"
-    openssl pkey -pubin -inform DER -in "$T/pub.$$.der" -out "$3"
-    rm -f "$T/pub.$$.der"
+    kh_need "$BUILD/tests/kh-p11attr"
+    "$BUILD/tests/kh-p11attr" -m "$SOFTHSM_MODULE" -t "$1" -i "$2" -x "$3" \
+        || kh_fail "cannot read public key $2 of token $1"
 }
 
 # A certificate from the test CA (kh_test_ca) for a token key, made without
-# the key's help (the CA signs the token's public key, read by pkcs11-tool).
+# the key's help (the CA signs the token's public key object).
 #   kh_p11_cert CADIR TOKEN ID-HEX OUT.pem [SAN] [CN]
 kh_p11_cert() {
     local d=$1 tok=$2 id=$3 out=$4 san=${5:-DNS:localhost} cn=${6:-localhost}

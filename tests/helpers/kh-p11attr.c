@@ -8,13 +8,23 @@
  *
  *   kh-p11attr -m module -t token-label -f pin-file (-i id-hex | -l label)
  *   kh-p11attr -m module -t token-label -F      (print the PIN flags only)
+ *   kh-p11attr -m module -t token-label -x out.pem -i id-hex
+ *       writes the public key object as a PEM SubjectPublicKeyInfo, built
+ *       from CKA_MODULUS/CKA_PUBLIC_EXPONENT or CKA_EC_PARAMS/CKA_EC_POINT
+ *       (no login; an independent source of the public key for tests)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
 
 #include "kh_p11util.h"
 #include "kh_pin.h"
@@ -153,10 +163,135 @@ static int check_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
     return ok;
 }
 
+/* Reads one attribute into a malloc'd buffer. */
+static unsigned char *get_attr(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                               CK_ATTRIBUTE_TYPE t, CK_ULONG *len)
+{
+    CK_ATTRIBUTE a = { t, NULL, 0 };
+    unsigned char *buf;
+
+    if (p11->C_GetAttributeValue(s, o, &a, 1) != CKR_OK
+        || a.ulValueLen == CK_UNAVAILABLE_INFORMATION
+        || (buf = malloc(a.ulValueLen + 1)) == NULL) {
+        return NULL;
+    }
+    a.pValue = buf;
+    if (p11->C_GetAttributeValue(s, o, &a, 1) != CKR_OK) {
+        free(buf);
+        return NULL;
+    }
+    *len = a.ulValueLen;
+    return buf;
+}
+
+static EVP_PKEY *pub_from_token(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o)
+{
+    CK_KEY_TYPE kt = (CK_KEY_TYPE)-1;
+    CK_ATTRIBUTE ka = { CKA_KEY_TYPE, &kt, sizeof(kt) };
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *pkey = NULL;
+    unsigned char *a = NULL, *b = NULL;
+    CK_ULONG alen = 0, blen = 0;
+    BIGNUM *n = NULL, *e = NULL;
+    ASN1_OBJECT *curve = NULL;
+    ASN1_OCTET_STRING *point = NULL;
+    const unsigned char *p;
+
+    if (bld == NULL || p11->C_GetAttributeValue(s, o, &ka, 1) != CKR_OK) {
+        goto end;
+    }
+    if (kt == CKK_RSA) {
+        if ((a = get_attr(s, o, CKA_MODULUS, &alen)) == NULL
+            || (b = get_attr(s, o, CKA_PUBLIC_EXPONENT, &blen)) == NULL
+            || (n = BN_bin2bn(a, (int)alen, NULL)) == NULL
+            || (e = BN_bin2bn(b, (int)blen, NULL)) == NULL
+            || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n)
+            || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e)) {
+            goto end;
+        }
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", "provider=default");
+    } else if (kt == CKK_EC) {
+        if ((a = get_attr(s, o, CKA_EC_PARAMS, &alen)) == NULL
+            || (b = get_attr(s, o, CKA_EC_POINT, &blen)) == NULL) {
+            goto end;
+        }
+        p = a;
+        curve = d2i_ASN1_OBJECT(NULL, &p, (long)alen);
+        p = b;
+        point = d2i_ASN1_OCTET_STRING(NULL, &p, (long)blen);
+        if (curve == NULL || point == NULL || OBJ_obj2nid(curve) == NID_undef
+            || !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+                                                OBJ_nid2sn(OBJ_obj2nid(curve)),
+                                                0)
+            || !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+                                                 point->data,
+                                                 (size_t)point->length)) {
+            goto end;
+        }
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", "provider=default");
+    }
+    if (ctx == NULL || (params = OSSL_PARAM_BLD_to_param(bld)) == NULL
+        || EVP_PKEY_fromdata_init(ctx) <= 0
+        || EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
+        pkey = NULL;
+    }
+end:
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    EVP_PKEY_CTX_free(ctx);
+    BN_free(n);
+    BN_free(e);
+    ASN1_OBJECT_free(curve);
+    ASN1_OCTET_STRING_free(point);
+    free(a);
+    free(b);
+    return pkey;
+}
+
+static int export_pub(CK_SESSION_HANDLE s, const unsigned char *id,
+                      size_t idlen, const char *out)
+{
+    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+    CK_ATTRIBUTE tmpl[2] = {
+        { CKA_CLASS, &cls, sizeof(cls) },
+        { CKA_ID, (void *)id, idlen },
+    };
+    CK_OBJECT_HANDLE objs[4];
+    CK_ULONG nobj = 0;
+    EVP_PKEY *pkey = NULL;
+    FILE *f = NULL;
+    int ok = 0;
+
+    if (p11->C_FindObjectsInit(s, tmpl, 2) != CKR_OK
+        || p11->C_FindObjects(s, objs, 4, &nobj) != CKR_OK
+        || p11->C_FindObjectsFinal(s) != CKR_OK || nobj != 1) {
+        fprintf(stderr, "expected exactly one public key, found %lu\n",
+                (unsigned long)nobj);
+        return 0;
+    }
+    pkey = pub_from_token(s, objs[0]);
+    if (pkey == NULL) {
+        fprintf(stderr, "cannot build the public key from its attributes\n");
+        return 0;
+    }
+    f = fopen(out, "w");
+    ok = f != NULL && PEM_write_PUBKEY(f, pkey);
+    if (f != NULL && fclose(f) != 0) {
+        ok = 0;
+    }
+    if (!ok) {
+        fprintf(stderr, "cannot write %s\n", out);
+    }
+    EVP_PKEY_free(pkey);
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     const char *module = KH_DEFAULT_P11_MODULE, *token = NULL, *pinfile = NULL;
-    const char *idhex = NULL, *label = NULL;
+    const char *idhex = NULL, *label = NULL, *pubout = NULL;
     char err[256], pin[KH_PIN_MAX + 1];
     size_t pinlen = 0, idlen = 0;
     unsigned char id[128];
@@ -171,7 +306,7 @@ int main(int argc, char **argv)
     CK_RV rv;
     int c, flags_only = 0, ok = 0, inited = 0;
 
-    while ((c = getopt(argc, argv, "m:t:f:i:l:F")) != -1) {
+    while ((c = getopt(argc, argv, "m:t:f:i:l:Fx:")) != -1) {
         switch (c) {
         case 'm': module = optarg; break;
         case 't': token = optarg; break;
@@ -179,14 +314,17 @@ int main(int argc, char **argv)
         case 'i': idhex = optarg; break;
         case 'l': label = optarg; break;
         case 'F': flags_only = 1; break;
+        case 'x': pubout = optarg; break;
         default:
             fprintf(stderr, "usage: kh-p11attr -m module -t token -f pinfile "
                     "(-i idhex | -l label) | -F\n");
             return 2;
         }
     }
-    if (token == NULL || (!flags_only && (pinfile == NULL
-                                          || (idhex == NULL && label == NULL)))) {
+    if (token == NULL || (pubout != NULL && idhex == NULL)
+        || (!flags_only && pubout == NULL && (pinfile == NULL
+                                          || (idhex == NULL
+                                              && label == NULL)))) {
         fprintf(stderr, "kh-p11attr: need -t, and -f with -i or -l\n");
         return 2;
     }
@@ -209,6 +347,19 @@ int main(int argc, char **argv)
                !!(tflags & CKF_USER_PIN_FINAL_TRY),
                !!(tflags & CKF_USER_PIN_LOCKED));
         ok = !(tflags & CKF_USER_PIN_LOCKED);
+        goto end;
+    }
+    if (pubout != NULL) {
+        if (!hex2bin(idhex, id, sizeof(id), &idlen)) {
+            fprintf(stderr, "bad id '%s'\n", idhex);
+            goto end;
+        }
+        rv = p11->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s);
+        if (rv != CKR_OK) {
+            fprintf(stderr, "C_OpenSession: %s\n", kh_ckr_name(rv));
+            goto end;
+        }
+        ok = export_pub(s, id, idlen, pubout);
         goto end;
     }
     if (kh_pin_read_file(pinfile, pin, sizeof(pin), &pinlen, err,
