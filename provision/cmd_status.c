@@ -144,7 +144,7 @@ static int evaluate(KH_CTX *ctx, const char *name, ROW *r, time_t now,
         rc = kh_token_open_identity(ctx, id, &tok, e2, sizeof(e2));
         if (rc != KH_EXIT_OK) {
             r->state = "token-unreachable";
-            snprintf(r->last_error, sizeof(r->last_error), "%s", e2);
+            snprintf(r->last_error, sizeof(r->last_error), "%.500s", e2);
             goto done;
         }
         if (!kh_uri_key_id(uri, hex, sizeof(hex))) {
@@ -159,7 +159,7 @@ static int evaluate(KH_CTX *ctx, const char *name, ROW *r, time_t now,
     }
     if (rc != KH_EXIT_OK) {
         r->state = "token-unreachable";
-        snprintf(r->last_error, sizeof(r->last_error), "%s", e2);
+        snprintf(r->last_error, sizeof(r->last_error), "%.500s", e2);
         goto done;
     }
     kh_fp_pubkey(pub, r->key_fp, sizeof(r->key_fp));
