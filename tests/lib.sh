@@ -554,3 +554,11 @@ kh_r_port() {
     done
     kh_fail "no free port"
 }
+
+# Like kh_expect_output, but the string must be in a line keyhold raised
+# (its error-queue entries carry "keyhold:"), not in openssl's echo of its
+# own arguments.
+kh_expect_keyhold() {
+    grep -F "keyhold" "${2:-$T/must_fail.out}" | grep -qiF -- "$1" \
+        || kh_fail "no keyhold error mentions '$1'"
+}
