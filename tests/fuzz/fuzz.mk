@@ -18,11 +18,16 @@ FUZZ_SRC_uri := engine/common/kh_uri.c
 FUZZ_SRC_keyref := engine/common/kh_keyref.c engine/common/kh_uri.c
 FUZZ_NAMES := uri keyref
 
-# Targets for parsers that land later join here when their sources exist:
-#   ifneq ($(wildcard provision/x.c),)
-#   FUZZ_SRC_x := provision/x.c ...
-#   FUZZ_NAMES += x
-#   endif
+# Parsers of the CLI join when their sources exist.
+ifneq ($(wildcard provision/config.c provision/names.c provision/util.c),)
+FUZZ_SRC_config := provision/config.c provision/names.c provision/util.c
+FUZZ_SRC_names := provision/names.c provision/config.c provision/util.c
+FUZZ_NAMES += config names
+endif
+ifneq ($(wildcard provision/est_parse.c),)
+FUZZ_SRC_est := provision/est_parse.c
+FUZZ_NAMES += est
+endif
 
 FUZZ_BINS := $(foreach n,$(FUZZ_NAMES),$(BUILD)/fuzz/fuzz_$(n))
 
