@@ -175,6 +175,19 @@ if [ "$JSON" = --profile ]; then
             fi
         done
     done
+    printf '\nstart-up: whole process to first ECDSA signature, instructions\n'
+    floor=
+    for how in raw uri keyref libp11 sw; do
+        f=$out/callgrind.start-$how
+        if ! valgrind --tool=callgrind --callgrind-out-file="$f" "$KHB" first-sig "$how" \
+                >"$f.log" 2>&1; then
+            printf '%-8s failed (see %s.log)\n' "$how" "$f"
+            continue
+        fi
+        ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1)
+        [ "$how" = raw ] && floor=$ir
+        printf '%-8s %12d %+12d\n' "$how" "$ir" $(( ir - ${floor:-$ir} ))
+    done
     echo "callgrind files: $out (callgrind_annotate --inclusive=yes FILE)"
     exit 0
 fi
