@@ -33,7 +33,7 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 enum kh_pin_rc kh_pin_read_file(const char *path, char *pin, size_t pinsize,
                                 size_t *pinlen, char *err, size_t errlen)
 {
-    char buf[KH_PIN_MAX + 3];
+    char buf[KH_PIN_SEALED_MAX];
     struct stat st;
     enum kh_pin_rc rc = KH_PIN_ERR_IO;
     size_t n = 0;
@@ -98,6 +98,17 @@ enum kh_pin_rc kh_pin_read_file(const char *path, char *pin, size_t pinsize,
             break;
         }
         n += (size_t)r;
+    }
+    if (n > 32 && memcmp(buf, "-----BEGIN TSS2 PRIVATE KEY-----", 32) == 0) {
+        /* A PIN sealed to the TPM (docs/tpm.md): unsealed right here. */
+        if (kh_pin_unseal == NULL) {
+            seterr(err, errlen, "PIN file '%s' holds a TPM-sealed PIN, but "
+                   "this program was built without TPM support", path);
+            rc = KH_PIN_ERR_FORMAT;
+            goto end;
+        }
+        rc = kh_pin_unseal(buf, n, pin, pinsize, pinlen, err, errlen);
+        goto end;
     }
     if (n > 0 && buf[n - 1] == '\n') {
         n--;

@@ -26,6 +26,17 @@ enum kh_pin_rc kh_pin_read_file(const char *path, char *pin, size_t pinsize,
                                 size_t *pinlen, char *err, size_t errlen);
 
 /*
+ * A PIN file may instead hold a PIN sealed to the TPM (a TSS2 PRIVATE KEY
+ * PEM of the sealed-data type, made by `keyhold-tpm seal`): the same
+ * permission checks apply, then kh_pin_unseal (engine/tpm, linked where
+ * TPM support is) unseals it. Without TPM support such a file is refused.
+ */
+#define KH_PIN_SEALED_MAX 4096
+enum kh_pin_rc kh_pin_unseal(const char *pem, size_t pemlen, char *pin,
+                             size_t pinsize, size_t *pinlen, char *err,
+                             size_t errlen) __attribute__((weak));
+
+/*
  * The CLI/daemon PIN search order when no explicit source is given:
  * $KEYHOLD_PIN_FILE, then $CREDENTIALS_DIRECTORY/keyhold-pin.
  * Returns KH_PIN_ERR_NONE when neither exists.

@@ -36,12 +36,14 @@
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/obj_mac.h>
+#include <openssl/pem.h>
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_tctildr.h>
 
 #include "internal.h"
+#include "kh_pin.h"
 
 struct kh_tpm_key {
     int refs;
@@ -1881,4 +1883,63 @@ end:
     }
     kh_tpm_key_free(k);
     return rc;
+}
+
+/*
+ * A PIN file holding a sealed PIN (kh_pin_read_file found the PEM label):
+ * unseal it into |pin|. One trailing newline, as sealed from a PIN file
+ * written with echo, is dropped.
+ */
+enum kh_pin_rc kh_pin_unseal(const char *pem, size_t pemlen, char *pin,
+                             size_t pinsize, size_t *pinlen, char *err,
+                             size_t errlen)
+{
+    BIO *mem = NULL;
+    char *name = NULL, *header = NULL;
+    unsigned char *der = NULL;
+    long derlen = 0;
+    size_t n = 0;
+    enum kh_pin_rc prc = KH_PIN_ERR_FORMAT;
+    enum kh_tpm_rc rc;
+
+    *pinlen = 0;
+    if (pinsize < 2) {
+        snprintf(err, errlen, "PIN buffer too small");
+        return KH_PIN_ERR_FORMAT;
+    }
+    mem = BIO_new_mem_buf(pem, (int)pemlen);
+    if (mem == NULL || !PEM_read_bio(mem, &name, &header, &der, &derlen)
+        || strcmp(name, KH_TPM_PEM_LABEL) != 0) {
+        snprintf(err, errlen, "sealed PIN: bad PEM");
+        goto end;
+    }
+    rc = kh_tpm_unseal(der, (size_t)derlen, (unsigned char *)pin, &n,
+                       pinsize - 1, err, errlen);
+    if (rc != KH_TPM_OK) {
+        prc = rc == KH_TPM_ERR_INPUT || rc == KH_TPM_ERR_UNSUPPORTED
+              ? KH_PIN_ERR_FORMAT : KH_PIN_ERR_IO;
+        goto end;
+    }
+    if (n > 0 && pin[n - 1] == '\n') {
+        n--;
+    }
+    if (n == 0 || n > KH_PIN_MAX || memchr(pin, '\0', n) != NULL
+        || memchr(pin, '\n', n) != NULL) {
+        OPENSSL_cleanse(pin, pinsize);
+        snprintf(err, errlen, "sealed PIN: not one PIN of at most %d "
+                 "characters", KH_PIN_MAX);
+        goto end;
+    }
+    pin[n] = '\0';
+    *pinlen = n;
+    prc = KH_PIN_OK;
+end:
+    kh_tpm_release();
+    BIO_free(mem);
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    if (der != NULL) {
+        OPENSSL_clear_free(der, (size_t)derlen);
+    }
+    return prc;
 }
