@@ -18,6 +18,50 @@
 
 #define KH_CERT_FILE_MAX (1024 * 1024)
 
+/*
+ * DER -> X509 bound to the default provider: once the keyhold provider is
+ * loaded a certificate parsed without a property query may get a keyhold
+ * public key, and TLS then finds no cipher for it.
+ */
+static X509 *der_to_x509(const unsigned char *der, long len)
+{
+    X509 *x = X509_new_ex(NULL, "?provider=default");
+    const unsigned char *p = der;
+
+    if (x == NULL) {
+        return NULL;
+    }
+    /* on failure d2i frees the object it was given */
+    if (d2i_X509(&x, &p, len) == NULL) {
+        return NULL;
+    }
+    if (p != der + len) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static int push_cert(X509 **cert, STACK_OF(X509) **rest, X509 *x, int n)
+{
+    if (n == 0) {
+        *cert = x;
+        return 1;
+    }
+    if (rest == NULL) {
+        X509_free(x);
+        return 1;
+    }
+    if (*rest == NULL) {
+        *rest = sk_X509_new_null();
+    }
+    if (*rest == NULL || !sk_X509_push(*rest, x)) {
+        X509_free(x);
+        return 0;
+    }
+    return 1;
+}
+
 int kh_certs_read_buf(const unsigned char *buf, size_t len, X509 **cert,
                       STACK_OF(X509) **rest, char *err, size_t errlen)
 {
@@ -34,24 +78,33 @@ int kh_certs_read_buf(const unsigned char *buf, size_t len, X509 **cert,
     }
     ERR_set_mark();
     if (memmem(buf, len, "-----BEGIN", 10) != NULL) {
+        char *name = NULL, *header = NULL;
+        unsigned char *data = NULL;
+        long dlen = 0;
+
         b = BIO_new_mem_buf(buf, (int)len);
-        while (b != NULL && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
-            if (n++ == 0) {
-                *cert = x;
-            } else if (rest != NULL) {
-                if (*rest == NULL) {
-                    *rest = sk_X509_new_null();
-                }
-                if (*rest == NULL || !sk_X509_push(*rest, x)) {
-                    X509_free(x);
-                    goto end;
-                }
-            } else {
-                X509_free(x);
+        while (b != NULL && PEM_read_bio(b, &name, &header, &data, &dlen)) {
+            int is_cert = strcmp(name, PEM_STRING_X509) == 0
+                          || strcmp(name, PEM_STRING_X509_OLD) == 0;
+
+            x = is_cert ? der_to_x509(data, dlen) : NULL;
+            OPENSSL_free(name);
+            OPENSSL_free(header);
+            OPENSSL_free(data);
+            name = header = NULL;
+            data = NULL;
+            if (!is_cert) {
+                continue;
+            }
+            if (x == NULL) {
+                kh_seterr(err, errlen, KH_EXIT_REJECTED,
+                          "PEM certificate %d is damaged (truncated?)", n + 1);
+                goto end;
+            }
+            if (!push_cert(cert, rest, x, n++)) {
+                goto end;
             }
         }
-        /* what stopped the loop must be the end of the data, not a
-         * damaged block */
         {
             unsigned long e = ERR_peek_last_error();
 
@@ -65,11 +118,8 @@ int kh_certs_read_buf(const unsigned char *buf, size_t len, X509 **cert,
             }
         }
     } else {
-        const unsigned char *p = buf;
-
-        x = d2i_X509(NULL, &p, (long)len);
-        if (x == NULL || p != buf + len) {
-            X509_free(x);
+        x = der_to_x509(buf, (long)len);
+        if (x == NULL) {
             kh_seterr(err, errlen, KH_EXIT_REJECTED,
                       "not a certificate: neither PEM nor complete DER "
                       "(truncated?)");

@@ -20,7 +20,9 @@ static const char usage[] =
     "usage: keyhold provision NAME --token URI|LABEL --alg ALG --host HOST\n"
     "         [--san dns:X,ip:Y,...] [--role recording|management|mobile]\n"
     "         [--allow-decrypt] [--csr-out FILE] [--pin-file FILE] [--ca FILE]\n"
-    "         [--module PATH] [--tpm] [--force]\n"
+    "         [--module PATH] [--force]\n"
+    "       keyhold provision NAME --tpm [--persistent 0x81...] "
+    "[--tpm-auth-file F] ...\n"
     "  ALG: ec-p256 (default), ec-p384, rsa-2048, rsa-3072.\n"
     "  Generates the key inside the token (sensitive, never extractable,\n"
     "  sign-only unless --allow-decrypt), writes the identity's config and a\n"
@@ -43,11 +45,13 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
         { "module", required_argument, NULL, 'm' },
         { "tpm", no_argument, NULL, 'T' },
         { "force", no_argument, NULL, 'f' },
+        { "persistent", required_argument, NULL, 'P' },
+        { "tpm-auth-file", required_argument, NULL, 'A' },
         { NULL, 0, NULL, 0 }
     };
     const char *token = NULL, *alg = "ec-p256", *host = NULL, *role = NULL;
     const char *csr_out = NULL, *pin_file = NULL, *ca = NULL, *module = NULL;
-    const char *name;
+    const char *name, *persistent = NULL, *tpm_auth = NULL;
     int allow_decrypt = 0, force = 0, tpm = 0;
     KH_STRLIST sans = { 0 };
     KH_IDENTITY *id = NULL;
@@ -91,6 +95,8 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
         case 'm': module = optarg; break;
         case 'T': tpm = 1; break;
         case 'f': force = 1; break;
+        case 'P': persistent = optarg; tpm = 1; break;
+        case 'A': tpm_auth = optarg; tpm = 1; break;
         default:
             fputs(usage, stderr);
             kh_strlist_free(&sans);
@@ -233,6 +239,15 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
     /* the key */
     gen = kh_state_max_gen(ctx, name) + 1;
     if (tpm) {
+        if (persistent != NULL) {
+            kh_id_set(id, "tpm-persistent", persistent);
+        }
+        if (tpm_auth != NULL) {
+            char *ap = realpath(tpm_auth, NULL);
+
+            kh_id_set(id, "tpm-auth-file", ap != NULL ? ap : tpm_auth);
+            free(ap);
+        }
         rc = kh_tpm_keygen(ctx, id, alg, gen, allow_decrypt, &key_uri, err,
                            sizeof(err));
         if (rc != KH_EXIT_OK) {
@@ -290,7 +305,8 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
     }
 
     /* the CSR, signed through the provider */
-    rc = kh_key_load(ctx, key_uri, pin, pinlen, &pkey, err, sizeof(err));
+    rc = kh_key_load(ctx, key_uri, tpm ? NULL : pin, tpm ? 0 : pinlen, &pkey,
+                     err, sizeof(err));
     if (rc == KH_EXIT_OK) {
         rc = kh_identity_make_csr(ctx, id, pkey, &req, err, sizeof(err));
     }
@@ -323,9 +339,9 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
     }
     kh_audit(ctx, "provision", name, id_hex, "ok",
              pending ? "new key pending its certificate" : alg);
-    printf("identity '%s': key %s generated in %s '%s'%s\n"
+    printf("identity '%s': key %s generated in %s%s%s%s\n"
            "CSR: %s%s%s\n", name, id_hex[0] ? id_hex : key_uri,
-           tpm ? "TPM" : "token", tpm ? "" : label,
+           tpm ? "the TPM" : "token '", tpm ? "" : label, tpm ? "" : "'",
            pending ? " (pending: the old key serves until its certificate "
                      "is installed)" : "",
            path, csr_out ? " and " : "", csr_out ? csr_out : "");

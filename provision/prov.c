@@ -130,11 +130,37 @@ static int map_errors(const char *what, char *err, size_t errlen)
     char text[512] = "";
     char one[256];
 
+    int have_ours = 0, pass;
+    unsigned long marks[32];
+    char datas[32][200];
+    int nerr = 0, i;
+
+    /* keep the queue's entries, then report keyhold's own when there are
+     * any: stale entries from elsewhere (engines, config) only confuse */
     while ((e = ERR_get_error_all(&file, &line, &func, &data, &flags)) != 0) {
         const char *lib = ERR_lib_error_string(e);
-        int reason = ERR_GET_REASON(e);
 
+        if (nerr < 32) {
+            marks[nerr] = e;
+            snprintf(datas[nerr], sizeof(datas[nerr]), "%s",
+                     data != NULL && (flags & ERR_TXT_STRING) ? data : "");
+            nerr++;
+        }
         if (lib != NULL && strcmp(lib, "keyhold") == 0) {
+            have_ours = 1;
+        }
+    }
+    for (pass = 0, i = 0; pass == 0 && i < nerr; i++) {
+        const char *lib = ERR_lib_error_string(marks[i]);
+        int ours = lib != NULL && strcmp(lib, "keyhold") == 0;
+        int reason = ERR_GET_REASON(marks[i]);
+
+        e = marks[i];
+        data = datas[i];
+        if (have_ours && !ours) {
+            continue;
+        }
+        if (ours) {
             switch (reason) {
             case 8:  /* KH_R_LOGIN */
             case 9:  /* KH_R_PIN_LOCKED */
@@ -157,12 +183,12 @@ static int map_errors(const char *what, char *err, size_t errlen)
                 break;
             }
         }
-        if (data != NULL && (flags & ERR_TXT_STRING) && *data != '\0') {
-            snprintf(one, sizeof(one), "%s", data);
+        if (*data != '\0') {
+            snprintf(one, sizeof(one), "%.200s", data);
         } else {
             ERR_error_string_n(e, one, sizeof(one));
         }
-        if (data != NULL && strstr(data, "CKR_PIN_INCORRECT") != NULL) {
+        if (strstr(data, "CKR_PIN_INCORRECT") != NULL) {
             code = KH_EXIT_PIN;
         }
         if (strlen(text) + strlen(one) + 3 < sizeof(text)) {
@@ -251,9 +277,15 @@ int kh_identity_load_key(KH_CTX *ctx, const KH_IDENTITY *id, const char *uri,
         }
         uri = own;
     }
-    rc = kh_pin_obtain(ctx, id, pin, sizeof(pin), &pinlen, err, errlen);
-    if (rc == KH_EXIT_OK) {
-        rc = kh_key_load(ctx, uri, pin, pinlen, pkey, err, errlen);
+    if (strncmp(uri, "tpm2:", 5) == 0) {
+        /* a TPM key's auth (if any) comes through its URI's pin-source;
+         * keys without auth need no PIN at all */
+        rc = kh_key_load(ctx, uri, NULL, 0, pkey, err, errlen);
+    } else {
+        rc = kh_pin_obtain(ctx, id, pin, sizeof(pin), &pinlen, err, errlen);
+        if (rc == KH_EXIT_OK) {
+            rc = kh_key_load(ctx, uri, pin, pinlen, pkey, err, errlen);
+        }
     }
     OPENSSL_cleanse(pin, sizeof(pin));
     free(own);
