@@ -480,12 +480,12 @@ struct sh_call {
     CK_MECHANISM_TYPE mech;
     int has_mech;
     int injected;
-    char extra[48];
+    char extra[192];
 };
 
 static void log_call(const struct sh_call *c, CK_RV rv, const char *what)
 {
-    char line[320], rb[32], mb[32];
+    char line[512], rb[32], mb[32];
     int n;
 
     if (logfd < 0) {
@@ -1555,6 +1555,47 @@ static CK_RV sh_GenerateKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m,
     return done(&c, real->C_GenerateKey(s, m, t, n, k));
 }
 
+/*
+ * The boolean attributes of a template as "TOKEN,SENSITIVE,!EXTRACTABLE":
+ * enough to prove what a key was created with, and never a value that
+ * could be secret.
+ */
+static void describe_bools(char *out, size_t outlen, const char *prefix,
+                           CK_ATTRIBUTE_PTR t, CK_ULONG n)
+{
+    static const struct {
+        CK_ATTRIBUTE_TYPE type;
+        const char *name;
+    } names[] = {
+        { CKA_TOKEN, "TOKEN" }, { CKA_PRIVATE, "PRIVATE" },
+        { CKA_SENSITIVE, "SENSITIVE" }, { CKA_EXTRACTABLE, "EXTRACTABLE" },
+        { CKA_SIGN, "SIGN" }, { CKA_DECRYPT, "DECRYPT" },
+        { CKA_DERIVE, "DERIVE" }, { CKA_UNWRAP, "UNWRAP" },
+        { CKA_WRAP, "WRAP" }, { CKA_ENCRYPT, "ENCRYPT" },
+        { CKA_VERIFY, "VERIFY" }, { CKA_MODIFIABLE, "MODIFIABLE" },
+    };
+    size_t used = strlen(out), i, j;
+    int first = 1;
+
+    used += snprintf(out + used, outlen - used, "%s%s=", used ? " " : "",
+                     prefix);
+    for (i = 0; t != NULL && i < n && used < outlen; i++) {
+        for (j = 0; j < sizeof(names) / sizeof(names[0]); j++) {
+            if (t[i].type == names[j].type && t[i].pValue != NULL
+                && t[i].ulValueLen == sizeof(CK_BBOOL)) {
+                used += snprintf(out + used, outlen - used, "%s%s%s",
+                                 first ? "" : ",",
+                                 *(CK_BBOOL *)t[i].pValue ? "" : "!",
+                                 names[j].name);
+                first = 0;
+            }
+        }
+    }
+    if (used >= outlen) {
+        out[outlen - 1] = '\0';
+    }
+}
+
 static CK_RV sh_GenerateKeyPair(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m,
                                 CK_ATTRIBUTE_PTR pubt, CK_ULONG pubn,
                                 CK_ATTRIBUTE_PTR privt, CK_ULONG privn,
@@ -1564,6 +1605,8 @@ static CK_RV sh_GenerateKeyPair(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m,
     MECH_CALL("C_GenerateKeyPair", s, m);
     CK_RV rv;
 
+    describe_bools(c.extra, sizeof(c.extra), "pub", pubt, pubn);
+    describe_bools(c.extra, sizeof(c.extra), "priv", privt, privn);
     if (gate(&c, &rv)) {
         return done(&c, rv);
     }

@@ -423,6 +423,8 @@ static void test_log(void)
     CHECK(strstr(log, "user=CKU_SO rv=CKR_OK") != NULL);
     CHECK(strstr(log, "fn=C_SignInit session=") != NULL);
     CHECK(strstr(log, "mech=CKM_ECDSA") != NULL);
+    CHECK(strstr(log, "priv=TOKEN,PRIVATE,SENSITIVE,!EXTRACTABLE,SIGN")
+          != NULL);
     free(log);
 }
 

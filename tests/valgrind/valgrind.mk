@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 # Programs of the reliability scenarios: key generation with explicit usage
-# attributes (kh-p11gen), and stress of the provider over time:
+# attributes (kh-p11gen), a token-side check of a key's custody
+# (kh-p11keycheck), and stress of the provider over time:
 # handshake loops (8, 17), load/unload in fresh library contexts (16) and
 # forks at awkward moments (9). Each tests/valgrind/kh-NAME.c becomes
 # $(BUILD)/tests/kh-NAME, linked with the shared test plumbing.
