@@ -681,10 +681,12 @@ static int td_decode(KH_PROV_CTX *prov, OSSL_CORE_BIO *cin, int type,
                      OSSL_CALLBACK *data_cb, void *data_cbarg,
                      OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
 {
-    BIO *in = NULL;
+    BIO *in = NULL, *mem = NULL;
     char *name = NULL, *header = NULL;
     unsigned char *data = NULL;
     long len = 0;
+    char buf[16 * 1024];
+    int buflen;
     KH_TPM_KEY *k = NULL;
     KH_KEY *key = NULL;
     KH_OBJ_REF ref;
@@ -697,18 +699,48 @@ static int td_decode(KH_PROV_CTX *prov, OSSL_CORE_BIO *cin, int type,
     if (in == NULL) {
         return 0;
     }
+    /*
+     * Look for our label before parsing anything: every PEM decode in the
+     * application passes through here, and only TSS2 keys are ours.
+     */
+    buflen = 0;
+    while (buflen < (int)sizeof(buf) - 1) {
+        int r = BIO_read(in, buf + buflen, (int)sizeof(buf) - 1 - buflen);
+
+        if (r <= 0) {
+            break;
+        }
+        buflen += r;
+    }
+    if (buflen <= 0) {
+        goto end;
+    }
+    buf[buflen] = '\0';
+    if (strstr(buf, "-----BEGIN " KH_TPM_PEM_LABEL "-----") == NULL) {
+        goto end;
+    }
+    if (buflen >= (int)sizeof(buf) - 1) {
+        KH_raise(prov, KH_R_KEY_REFERENCE, "TSS2 PRIVATE KEY: file too "
+                 "large");
+        ok = 0;
+        goto end;
+    }
+    mem = BIO_new_mem_buf(buf, buflen);
     ERR_set_mark();
-    if (!PEM_read_bio(in, &name, &header, &data, &len)) {
+    if (mem == NULL || !PEM_read_bio(mem, &name, &header, &data, &len)
+        || strcmp(name, KH_TPM_PEM_LABEL) != 0) {
         ERR_pop_to_mark();
+        KH_raise(prov, KH_R_KEY_REFERENCE, "TSS2 PRIVATE KEY: truncated or "
+                 "malformed PEM");
+        ok = 0;
         goto end;
     }
     ERR_pop_to_mark();
-    if (strcmp(name, KH_TPM_PEM_LABEL) != 0) {
-        goto end;
-    }
     rc = kh_tpm_key_from_der(data, (size_t)len, &k, err, sizeof(err));
     if (rc != KH_TPM_OK) {
-        KH_raise(prov, reason_of(rc, KH_R_KEY_REFERENCE), "%s", err);
+        KH_raise(prov, rc == KH_TPM_ERR_INPUT ? KH_R_KEY_REFERENCE
+                                              : reason_of(rc, KH_R_KEY_REFERENCE),
+                 "%s", err);
         ok = 0;
         goto end;
     }
@@ -741,7 +773,9 @@ end:
     OPENSSL_free(name);
     OPENSSL_free(header);
     OPENSSL_free(data);
+    BIO_free(mem);
     BIO_free(in);
+    OPENSSL_cleanse(buf, sizeof(buf));
     return ok;
 }
 
