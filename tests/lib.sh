@@ -562,3 +562,29 @@ kh_expect_keyhold() {
     grep -F "keyhold" "${2:-$T/must_fail.out}" | grep -qiF -- "$1" \
         || kh_fail "no keyhold error mentions '$1'"
 }
+
+# Renewal against a CA that issues a bad certificate (keyhold-estd's test
+# knob): refused with the expected reason, the old identity kept and still
+# working, the failure and the next attempt recorded in status. Needs
+# est_lib.sh and an enrolled identity; restarts keyhold-estd.
+#   kh_r_renew_refused NAME ESTD-TEST-ISSUE REASON-REGEX
+kh_r_renew_refused() {
+    local name=$1 mode=$2 re=$3 fp rc=0
+    fp=$(kh_est_cert_fp "$name")
+    kh_estd_stop
+    kh_estd_start --test-issue "$mode"
+    # The restarted server listens on a new port: point the identity at it.
+    sed -i "s|^est-url = .*|est-url = $KH_ESTD_URL/.well-known/est|" "$KEYHOLD_CONF_DIR/$name.conf"
+    "$KEYHOLD" renew "$name" --force >"$T/renew.$mode.out" 2>&1 || rc=$?
+    cat "$T/renew.$mode.out"
+    [ "$rc" = 2 ] || kh_fail "$mode: renew exited $rc (want 2, certificate refused)"
+    grep -qiE -- "$re" "$T/renew.$mode.out" || kh_fail "$mode: the refusal does not name '$re'"
+    [ "$(kh_est_cert_fp "$name")" = "$fp" ] || kh_fail "$mode: the installed certificate changed"
+    kh_est_works "$name"
+    "$KEYHOLD" status "$name" --json >"$T/status.$mode.json" || true
+    jq -e '.[0].last_error | strings | length > 0' "$T/status.$mode.json" >/dev/null \
+        || { cat "$T/status.$mode.json"; kh_fail "$mode: status shows no last_error"; }
+    jq -e '.[0].next_attempt | (strings or numbers)' "$T/status.$mode.json" >/dev/null \
+        || { cat "$T/status.$mode.json"; kh_fail "$mode: status shows no next attempt"; }
+    kh_log "$mode: refused ($re), old identity kept, retry scheduled"
+}

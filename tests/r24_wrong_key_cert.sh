@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Scenario 24: at renewal the CA returns a certificate for another public
+# key -> refused by name, the old identity kept and serving, a retry
+# scheduled.
+# timeout: 180
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/est_lib.sh"
+
+kh_estd_setup
+kh_estd_start
+kh_est_identity cam cam1.example
+kh_est_enroll cam >"$T/enroll.out" 2>&1 || { cat "$T/enroll.out"; kh_fail "enroll"; }
+kh_r_renew_refused cam wrong-key 'another key'
+kh_log "scenario 24 ok"
