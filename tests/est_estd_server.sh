@@ -1,0 +1,130 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# keyhold-estd as a server, driven by independent clients (curl, openssl):
+# RFC 7030 resources and media types, basic auth, a bootstrap client
+# certificate, --require-both, labels, size limits, methods, a client that
+# sends nothing (timeout) while others are served, concurrent clients, and
+# the CA key in a token signing every issued certificate.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/est_lib.sh"
+
+kh_estd_setup
+d=$KH_ESTD_DIR
+kh_test_ca "$T/boot"                                  # factory bootstrap CA
+kh_must_fail 1 -- "$KEYHOLD_ESTD" --listen 127.0.0.1:1 --no-such-option
+kh_estd_start --client-ca "$T/boot/ca.pem" --timeout 2 --max-request 4096
+base=$KH_ESTD_URL/.well-known/est
+C=(curl -sS --max-time 20 --cacert "$d/tls-ca.pem")
+
+# a CSR made by openssl for a software key (not the point here)
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/dev.key" \
+    -subj "/CN=dev.example" -addext "subjectAltName=DNS:dev.example,IP:10.1.2.3" \
+    -outform DER -out "$T/dev.csr" 2>/dev/null
+base64 "$T/dev.csr" >"$T/dev.b64"
+
+kh_log "cacerts: certs-only PKCS#7, base64, application/pkcs7-mime"
+"${C[@]}" -D "$T/h" -o "$T/cacerts.b64" "$base/cacerts" || kh_fail "cacerts"
+grep -qi '^Content-Type: application/pkcs7-mime' "$T/h" || kh_fail "cacerts content type"
+grep -qi '^Content-Transfer-Encoding: base64' "$T/h" || kh_fail "cacerts encoding"
+base64 -d "$T/cacerts.b64" | openssl pkcs7 -inform DER -print_certs -out "$T/cacerts.pem" \
+    || kh_fail "cacerts is not PKCS#7"
+cmp <(openssl x509 -in "$T/cacerts.pem" -outform DER) <(openssl x509 -in "$d/ca.pem" -outform DER) \
+    || kh_fail "cacerts does not hold the CA"
+"${C[@]}" -o /dev/null "$base/mylabel/cacerts" || kh_fail "label path"
+[ "$("${C[@]}" -o /dev/null -w '%{http_code}' "$base/csrattrs")" = 204 ] || kh_fail "csrattrs"
+[ "$("${C[@]}" -o /dev/null -w '%{http_code}' "$base/nothing")" = 404 ] || kh_fail "404"
+[ "$("${C[@]}" -o /dev/null -w '%{http_code}' -X POST --data x "$base/cacerts")" = 405 ] || kh_fail "405"
+[ "$("${C[@]}" -o /dev/null -w '%{http_code}' "$base/simpleenroll")" = 405 ] || kh_fail "GET enroll"
+
+P=(-H "Content-Type: application/pkcs10" --data-binary @"$T/dev.b64")
+kh_log "simpleenroll: no credentials -> 401 with a Basic challenge"
+"${C[@]}" -D "$T/h" -o "$T/body" "${P[@]}" "$base/simpleenroll"
+grep -q '^HTTP/1.1 401' "$T/h" || kh_fail "no 401"
+grep -qi '^WWW-Authenticate: Basic' "$T/h" || kh_fail "no challenge"
+kh_log "wrong password -> 401"
+[ "$("${C[@]}" -o /dev/null -w '%{http_code}' -u dev1:nope "${P[@]}" "$base/simpleenroll")" = 401 ] \
+    || kh_fail "wrong password accepted"
+
+kh_log "basic auth -> 200, the token CA signed a certificate with the CSR's names"
+"${C[@]}" -u "dev1:secret-dev1" -D "$T/h" -o "$T/issued.b64" "${P[@]}" "$base/simpleenroll"
+grep -q '^HTTP/1.1 200' "$T/h" || { cat "$T/h" "$T/issued.b64"; kh_fail "enroll not 200"; }
+base64 -d "$T/issued.b64" | openssl pkcs7 -inform DER -print_certs -out "$T/issued.pem"
+openssl verify -CAfile "$d/ca.pem" "$T/issued.pem" >/dev/null || kh_fail "issued cert does not verify"
+openssl x509 -in "$T/issued.pem" -noout -text >"$T/issued.txt"
+grep -q "DNS:dev.example, IP Address:10.1.2.3" "$T/issued.txt" || kh_fail "SANs not copied"
+grep -q "TLS Web Server Authentication" "$T/issued.txt" || kh_fail "no serverAuth"
+grep -q "CA:FALSE" "$T/issued.txt" || kh_fail "not CA:FALSE"
+cmp <(openssl x509 -in "$T/issued.pem" -noout -pubkey) <(openssl pkey -in "$T/dev.key" -pubout) \
+    || kh_fail "issued for another key"
+
+kh_log "a CSR whose signature does not verify -> 400"
+python3 - "$T/dev.csr" "$T/bad.csr" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], 'rb').read()); b[-5] ^= 0x55
+open(sys.argv[2], 'wb').write(b)
+PY
+base64 "$T/bad.csr" >"$T/bad.b64"
+[ "$("${C[@]}" -u dev1:secret-dev1 -o "$T/body" -w '%{http_code}' -H "Content-Type: application/pkcs10" \
+    --data-binary @"$T/bad.b64" "$base/simpleenroll")" = 400 ] || kh_fail "bad CSR accepted"
+grep -qi "proof of possession\|not a PKCS#10" "$T/body" || kh_fail "bad CSR reason"
+
+kh_log "bootstrap client certificate (chains to --client-ca) -> 200 without password"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/boot.key" \
+    -subj "/CN=factory-boot" -out "$T/boot.csr" 2>/dev/null
+kh_ca_sign "$T/boot" "$T/boot.csr" "$T/boot.pem" "DNS:factory-boot"
+[ "$("${C[@]}" --cert "$T/boot.pem" --key "$T/boot.key" -o /dev/null -w '%{http_code}' "${P[@]}" \
+    "$base/simpleenroll")" = 200 ] || kh_fail "bootstrap cert refused"
+grep -q "issued /CN=dev.example .* to /CN=factory-boot" "$d/estd.log" || kh_fail "log lacks client"
+kh_log "a client certificate from another CA -> 401"
+kh_test_ca "$T/rogue"
+kh_ca_sign "$T/rogue" "$T/boot.csr" "$T/rogue.pem" "DNS:factory-boot"
+[ "$("${C[@]}" --cert "$T/rogue.pem" --key "$T/boot.key" -o /dev/null -w '%{http_code}' "${P[@]}" \
+    "$base/simpleenroll")" = 401 ] || kh_fail "rogue cert accepted"
+
+kh_log "simplereenroll: needs the certificate being renewed; names must match"
+openssl x509 -in "$T/issued.pem" -out "$T/issued1.pem"
+[ "$("${C[@]}" -u dev1:secret-dev1 -o /dev/null -w '%{http_code}' "${P[@]}" "$base/simplereenroll")" = 401 ] \
+    || kh_fail "reenroll without client cert"
+[ "$("${C[@]}" --cert "$T/boot.pem" --key "$T/boot.key" -o /dev/null -w '%{http_code}' "${P[@]}" \
+    "$base/simplereenroll")" = 401 ] || kh_fail "reenroll with the bootstrap cert"
+[ "$("${C[@]}" --cert "$T/issued1.pem" --key "$T/dev.key" -o /dev/null -w '%{http_code}' "${P[@]}" \
+    "$base/simplereenroll")" = 200 ] || kh_fail "reenroll refused"
+openssl req -new -key "$T/dev.key" -subj "/CN=other.example" -outform DER -out "$T/o.csr"
+base64 "$T/o.csr" >"$T/o.b64"
+[ "$("${C[@]}" --cert "$T/issued1.pem" --key "$T/dev.key" -o "$T/body" -w '%{http_code}' \
+    -H "Content-Type: application/pkcs10" --data-binary @"$T/o.b64" "$base/simplereenroll")" = 400 ] \
+    || kh_fail "reenroll with other names accepted"
+grep -q "subject differs" "$T/body" || kh_fail "reason for name change"
+
+kh_log "request size limit -> 413; wrong media type -> 415"
+head -c 8000 /dev/zero | tr '\0' 'A' >"$T/big"
+[ "$("${C[@]}" -u dev1:secret-dev1 -o /dev/null -w '%{http_code}' -H "Content-Type: application/pkcs10" \
+    --data-binary @"$T/big" "$base/simpleenroll")" = 413 ] || kh_fail "no 413"
+[ "$("${C[@]}" -u dev1:secret-dev1 -o /dev/null -w '%{http_code}' -H "Content-Type: text/plain" \
+    --data-binary @"$T/dev.b64" "$base/simpleenroll")" = 415 ] || kh_fail "no 415"
+
+kh_log "a silent client is timed out while others are served concurrently"
+exec 7<>"/dev/tcp/127.0.0.1/$KH_ESTD_PORT"
+pids=()
+for i in $(seq 1 12); do
+    "${C[@]}" -o "$T/par.$i" "$base/cacerts" & pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || kh_fail "a concurrent client failed"; done
+for i in $(seq 1 12); do cmp -s "$T/par.$i" "$T/cacerts.b64" || kh_fail "client $i got another answer"; done
+for i in $(seq 1 50); do
+    grep -q "TLS handshake failed" "$d/estd.log" && break
+    sleep 0.1
+done
+grep -q "TLS handshake failed" "$d/estd.log" || kh_fail "the silent client was not timed out"
+exec 7>&-
+
+kh_log "--require-both: a password alone is not enough"
+kh_estd_stop
+kh_estd_start --client-ca "$T/boot/ca.pem" --require-both
+base=$KH_ESTD_URL/.well-known/est
+[ "$("${C[@]}" -u dev1:secret-dev1 -o /dev/null -w '%{http_code}' "${P[@]}" "$base/simpleenroll")" = 401 ] \
+    || kh_fail "password alone accepted"
+[ "$("${C[@]}" -u dev1:secret-dev1 --cert "$T/boot.pem" --key "$T/boot.key" -o /dev/null -w '%{http_code}' \
+    "${P[@]}" "$base/simpleenroll")" = 200 ] || kh_fail "both refused"
+kh_no_secrets "$d/estd.log" secret-dev1
+kh_log "ok"
