@@ -270,11 +270,43 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
     v = kh_id_get(id, "est-poll-max");
     e.poll_max = v != NULL ? atol(v) : 600;
 
+    /* what is installed now (chain.pem: the leaf comes first) */
+    kh_state_load_current(ctx, id->name, &cur, &curchain, &curca);
+    if (curchain != NULL && sk_X509_num(curchain) > 0 && cur != NULL
+        && X509_cmp(sk_X509_value(curchain, 0), cur) == 0) {
+        X509_free(sk_X509_shift(curchain));
+    }
+    if (fp == NULL && ca_file != NULL) {
+        pinned = read_pem_cert(ca_file, e2, sizeof(e2));
+        if (pinned == NULL) {
+            rc = kh_seterr(err, errlen, KH_EXIT_REJECTED, "%s: CA file: %s",
+                           id->name, e2);
+            goto end;
+        }
+    } else if (fp == NULL && curca != NULL) {
+        pinned = X509_dup(curca);
+    }
+    if (boot != NULL && (mode == KH_EST_ENROLL || !can_reenroll(id, cur, now,
+                                                                &why))) {
+        kh_state_load_current(ctx, boot, &bcert, &bchain, NULL);
+        if (bchain != NULL && sk_X509_num(bchain) > 0 && bcert != NULL
+            && X509_cmp(sk_X509_value(bchain, 0), bcert) == 0) {
+            X509_free(sk_X509_shift(bchain));
+        }
+    }
+    if (fp == NULL && pinned == NULL
+        && (mode != KH_EST_ENROLL || e.http.server_ca == NULL)) {
+        rc = kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: no pinned CA: give "
+                       "--ca FILE or --ca-fingerprint sha256:HEX (or "
+                       "--server-ca for the EST server, whose /cacerts is "
+                       "then pinned); keyhold never trusts a CA on first "
+                       "use silently", id->name);
+        goto end;
+    }
     rc = kh_prov_load(ctx, err, errlen);
     if (rc != KH_EXIT_OK) {
         goto end;
     }
-    kh_state_load_current(ctx, id->name, &cur, &curchain, &curca);
 
     /* who we are towards the CA */
     reenroll = mode != KH_EST_ENROLL && can_reenroll(id, cur, now, &why);
@@ -321,8 +353,7 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
         if (boot != NULL) {
             /* a factory bootstrap identity: its key is in hardware too */
             rc = kh_identity_load(ctx, boot, &bid, err, errlen);
-            if (rc == KH_EXIT_OK
-                && !kh_state_load_current(ctx, boot, &bcert, &bchain, NULL)) {
+            if (rc == KH_EXIT_OK && bcert == NULL) {
                 rc = kh_seterr(err, errlen, KH_EXIT_USAGE, "bootstrap "
                                "identity '%s' has no certificate", boot);
             }
@@ -343,16 +374,6 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
     rc = kh_est_cacerts(&e, &cacerts, err, errlen);
     if (rc != KH_EXIT_OK) {
         goto end;
-    }
-    if (fp == NULL && ca_file != NULL) {
-        pinned = read_pem_cert(ca_file, e2, sizeof(e2));
-        if (pinned == NULL) {
-            rc = kh_seterr(err, errlen, KH_EXIT_REJECTED, "%s: CA file: %s",
-                           id->name, e2);
-            goto end;
-        }
-    } else if (fp == NULL && curca != NULL) {
-        pinned = X509_dup(curca);
     }
     if (fp == NULL && pinned == NULL) {
         if (mode != KH_EST_ENROLL || e.http.server_ca == NULL
