@@ -1,0 +1,65 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# TPM identities through the whole CLI (swtpm, no resource manager):
+#  - provision --tpm (key file) -> enrol over EST (keyhold-estd) -> verify
+#    -> renew (simplereenroll authenticated by the TPM key) -> rekey (a new
+#    TPM key, the old key file destroyed) -> status shows backend tpm2;
+#  - provision --persistent -> offline CSR -> install -> verify -> zeroize
+#    evicts the handle and leaves no transient object behind.
+# timeout: 240
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/est_lib.sh"
+kh_need "$BUILD/keyhold-tpm"
+kh_swtpm_start
+kh_estd_setup
+kh_estd_start
+
+kh_log "provision --tpm, enrol over EST"
+"$KEYHOLD" provision cam --tpm --alg ec-p256 --host localhost --san ip:127.0.0.1 >"$T/p.out" \
+    || { cat "$T/p.out"; kh_fail "provision --tpm"; }
+uri=$(sed -n 's/^key-uri = //p' "$KEYHOLD_CONF_DIR/cam.conf")
+case $uri in tpm2:file=*) ;; *) kh_fail "key-uri is not a TPM key file: $uri";; esac
+keyfile=${uri#tpm2:file=}; keyfile=${keyfile%%;*}
+head -1 "$keyfile" | grep -q "BEGIN TSS2 PRIVATE KEY" || kh_fail "no TSS2 key file at $keyfile"
+kh_est_enroll cam >"$T/e.out" 2>&1 || { cat "$T/e.out"; kh_fail "enroll"; }
+kh_est_works cam
+"$KEYHOLD" status cam --json >"$T/st.json"
+jq -e '.[0].backend == "tpm2" and .[0].state == "ok"' "$T/st.json" >/dev/null \
+    || { cat "$T/st.json"; kh_fail "status: backend tpm2, state ok"; }
+fp1=$(kh_est_cert_fp cam)
+
+kh_log "renew over EST (the TPM key authenticates the request)"
+"$KEYHOLD" renew cam --force >"$T/r.out" 2>&1 || { cat "$T/r.out"; kh_fail "renew"; }
+[ "$(kh_est_cert_fp cam)" != "$fp1" ] || kh_fail "renew installed no new certificate"
+kh_est_works cam
+[ "$(jq -r '.[0].key_uri' "$T/st.json")" = "$uri" ] || kh_fail "status key_uri differs from the provisioned key"
+"$KEYHOLD" status cam --json >"$T/st1.json"
+[ "$(jq -r '.[0].key_uri' "$T/st1.json")" = "$uri" ] || kh_fail "renew changed the key"
+
+kh_log "rekey: a new TPM key, the old key file destroyed"
+"$KEYHOLD" rekey cam >"$T/k.out" 2>&1 || { cat "$T/k.out"; kh_fail "rekey"; }
+# The key in service is the current generation's (key.pem), as status says.
+"$KEYHOLD" status cam --json >"$T/st2.json"
+uri2=$(jq -r '.[0].key_uri' "$T/st2.json")
+[ "$uri2" != "$uri" ] || kh_fail "rekey kept the key"
+case $uri2 in tpm2:file=*) ;; *) kh_fail "rekeyed key-uri: $uri2";; esac
+kh_est_works cam
+if grep -q "^rekey-keep-old = yes" "$KEYHOLD_CONF_DIR/cam.conf"; then :; else
+    [ ! -e "$keyfile" ] || kh_fail "old TPM key file still there after rekey"
+fi
+
+kh_log "provision --persistent, offline CSR, install, verify, zeroize"
+"$KEYHOLD" provision door --persistent 0x81000060 --alg rsa-2048 --host localhost \
+    --csr-out "$T/door.csr" >"$T/p2.out" || { cat "$T/p2.out"; kh_fail "provision --persistent"; }
+grep -q "^key-uri = tpm2:handle=0x81000060" "$KEYHOLD_CONF_DIR/door.conf" || kh_fail "door key-uri"
+openssl req -in "$T/door.csr" -verify -noout 2>&1 | grep -q "verify OK" || kh_fail "door CSR signature"
+kh_test_ca "$T/ca"
+kh_ca_sign "$T/ca" "$T/door.csr" "$T/door.pem" "DNS:localhost"
+"$KEYHOLD" install door "$T/door.pem" --ca "$T/ca/ca.pem" >/dev/null || kh_fail "install door"
+"$KEYHOLD" verify door >/dev/null || kh_fail "verify door (RSA, persistent)"
+"$BUILD/keyhold-tpm" exists 0x81000060 >/dev/null || kh_fail "0x81000060 not in the TPM"
+"$KEYHOLD" zeroize door --yes >/dev/null || kh_fail "zeroize door"
+if "$BUILD/keyhold-tpm" exists 0x81000060 >/dev/null; then kh_fail "zeroize left 0x81000060"; fi
+[ "$(kh_tpm_transients)" = 0 ] || kh_fail "transients left: $(tpm2_getcap handles-transient)"
+kh_est_works cam
+kh_log "TPM identities: provision, EST enrol, renew, rekey, persistent install and zeroize ok"
