@@ -171,7 +171,8 @@ int kh_est_base_url(const char *in, char *out, size_t outlen, char *err,
                "/.well-known/est/LABEL");
         return 0;
     }
-    if (strchr(path + sizeof(wk), '/') != NULL
+    if (path[sizeof(wk) - 1] == '/'
+        && strchr(path + sizeof(wk), '/') != NULL
         && (size_t)(strchr(path + sizeof(wk), '/') - in) < n) {
         seterr(err, errlen, "EST URL: LABEL must be one path segment");
         return 0;
