@@ -49,7 +49,11 @@ int kh_prov_load(KH_CTX *ctx, char *err, size_t errlen)
         snprintf(dir, sizeof(dir), "%s", dirname(exe));
         snprintf(so, sizeof(so), "%s/keyhold.so", dir);
         if (access(so, R_OK) == 0) {
-            ctx->prov_keyhold = OSSL_PROVIDER_load(ctx->libctx, so);
+            /* loaded by its name from that directory: a provider loaded by
+             * path is named after the path, and "provider=keyhold" queries
+             * (libssl's among them) would not find it */
+            OSSL_PROVIDER_set_default_search_path(ctx->libctx, dir);
+            ctx->prov_keyhold = OSSL_PROVIDER_load(ctx->libctx, "keyhold");
         }
     }
     /* 2. $KEYHOLD_PROVIDER_PATH (a directory or the .so itself) */
@@ -58,13 +62,16 @@ int kh_prov_load(KH_CTX *ctx, char *err, size_t errlen)
 
         if (el > 3 && strcmp(env + el - 3, ".so") == 0) {
             snprintf(so, sizeof(so), "%s", env);
+            snprintf(dir, sizeof(dir), "%s", dirname(so));
         } else {
-            snprintf(so, sizeof(so), "%s/keyhold.so", env);
+            snprintf(dir, sizeof(dir), "%s", env);
         }
-        ctx->prov_keyhold = OSSL_PROVIDER_load(ctx->libctx, so);
+        OSSL_PROVIDER_set_default_search_path(ctx->libctx, dir);
+        ctx->prov_keyhold = OSSL_PROVIDER_load(ctx->libctx, "keyhold");
     }
     /* 3. OpenSSL's modules directory */
     if (ctx->prov_keyhold == NULL) {
+        OSSL_PROVIDER_set_default_search_path(ctx->libctx, NULL);
         ctx->prov_keyhold = OSSL_PROVIDER_load(ctx->libctx, "keyhold");
     }
     if (ctx->prov_keyhold == NULL) {
