@@ -12,7 +12,7 @@ export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
 # $KH_ESTD_DIR/dev1.pw), all valid for years so faketime can move ahead.
 kh_estd_setup() {
     local d=$KH_ESTD_DIR
-    kh_need "$KEYHOLD" "$KEYHOLD_ESTD" "$BUILD/keyhold.so"
+    kh_need "$KEYHOLD" "$KEYHOLD_ESTD" "$BUILD/keyhold.so" "$BUILD/tests/kh-keyref"
     mkdir -p "$d" "$KEYHOLD_CONF_DIR" "$KEYHOLD_STATE_DIR"
     [ -n "${SOFTHSM2_CONF:-}" ] || kh_softhsm_setup
     kh_softhsm_token estca 1234 5678
@@ -36,11 +36,12 @@ kh_estd_setup() {
     (umask 077; printf 'secret-dev1' >"$d/dev1.pw")
 }
 
-# Starts keyhold-estd on a free port with extra arguments; sets
+# Starts keyhold-estd on a free port (the same one again after a stop) with
+# extra arguments; sets
 # KH_ESTD_PORT, KH_ESTD_URL, KH_ESTD_PID. Log: $KH_ESTD_DIR/estd.log.
 kh_estd_start() {
     local d=$KH_ESTD_DIR i
-    KH_ESTD_PORT=$(kh_free_port)
+    KH_ESTD_PORT=${KH_ESTD_PORT:-$(kh_free_port)}   # a restart keeps the port
     kh_bg "$KEYHOLD_ESTD" --listen "127.0.0.1:$KH_ESTD_PORT" \
         --tls-cert "$d/tls.pem" --tls-key "$d/tls.key" \
         --ca-cert "$d/ca.pem" --ca-key "$KH_ESTD_CA_KEY" \
