@@ -80,6 +80,10 @@ int cmd_install(KH_CTX *ctx, int argc, char **argv)
     if (rc != KH_EXIT_OK) {
         goto end;
     }
+    rc = kh_require_manage(ctx, "install", err, sizeof(err));
+    if (rc != KH_EXIT_OK) {
+        goto end;
+    }
     rc = kh_lock(ctx, name, &lockfd, err, sizeof(err));
     if (rc != KH_EXIT_OK) {
         goto end;

@@ -161,11 +161,11 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
         kh_strlist_free(&sans);
         return KH_EXIT_REJECTED;
     }
-    if (access(ctx->state_dir, F_OK) == 0 && access(ctx->state_dir, W_OK) != 0) {
-        kh_err(ctx, "provision %s: cannot write %s: permission denied (run as "
-               "root)", name, ctx->state_dir);
+    rc = kh_require_manage(ctx, "provision", err, sizeof(err));
+    if (rc != KH_EXIT_OK) {
+        kh_err(ctx, "provision %s: %s", name, err);
         kh_strlist_free(&sans);
-        return KH_EXIT_PERM;
+        return rc;
     }
     rc = kh_lock(ctx, name, &lockfd, err, sizeof(err));
     if (rc == KH_EXIT_OK) {

@@ -58,7 +58,10 @@ int cmd_set_hosts(KH_CTX *ctx, int argc, char **argv)
         kh_strlist_free(&tmp);
         return KH_EXIT_USAGE;
     }
-    rc = kh_identity_load(ctx, argv[optind], &id, err, sizeof(err));
+    rc = kh_require_manage(ctx, "set-hosts", err, sizeof(err));
+    if (rc == KH_EXIT_OK) {
+        rc = kh_identity_load(ctx, argv[optind], &id, err, sizeof(err));
+    }
     if (rc == KH_EXIT_OK) {
         rc = kh_lock(ctx, id->name, &lockfd, err, sizeof(err));
     }

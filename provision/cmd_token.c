@@ -206,6 +206,17 @@ int cmd_token(KH_CTX *ctx, int argc, char **argv)
 {
     static const char usage[] =
         "usage: keyhold token init|set-pin ... (keyhold token init --help)\n";
+    char err[KH_ERR_MAX];
+    int rc;
+
+    if (argc >= 2 && (strcmp(argv[1], "init") == 0
+                      || strcmp(argv[1], "set-pin") == 0)
+        && !kh_want_help(argc - 1, argv + 1, "")
+        && (rc = kh_require_manage(ctx, "token", err, sizeof(err)))
+               != KH_EXIT_OK) {
+        kh_err(ctx, "%s", err);
+        return rc;
+    }
 
     if (argc >= 2 && strcmp(argv[1], "init") == 0) {
         return token_init(ctx, argc - 1, argv + 1);

@@ -221,6 +221,15 @@ int cmd_zeroize(KH_CTX *ctx, int argc, char **argv)
         fputs(usage, stderr);
         return KH_EXIT_USAGE;
     }
+    {
+        char err[KH_ERR_MAX];
+        int r = kh_require_manage(ctx, "zeroize", err, sizeof(err));
+
+        if (r != KH_EXIT_OK) {
+            kh_err(ctx, "%s", err);
+            return r;
+        }
+    }
     if (all) {
         DIR *d;
         struct dirent *e;

@@ -61,6 +61,11 @@ void kh_dbg(KH_CTX *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 
 int kh_seterr(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Management commands (provision, install, zeroize, token, set-hosts,
+ * renew, rekey): KH_EXIT_PERM for members of group keyhold that are not
+ * root, or when the conf/state dirs are not writable. */
+int kh_require_manage(KH_CTX *ctx, const char *what, char *err, size_t errlen);
+
 /* Subcommand entry point: argv[0] is the subcommand name. */
 typedef int (*kh_cmd_fn)(KH_CTX *ctx, int argc, char **argv);
 /* Returns 1 when argv holds -h/--help (after printing |usage|). */

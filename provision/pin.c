@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
@@ -32,11 +34,27 @@ static int map_pin_rc(enum kh_pin_rc rc)
     }
 }
 
+/* A symbolic link is refused like a loose mode: a permission problem. */
+static int map_file_rc(const char *path, enum kh_pin_rc rc)
+{
+    struct stat st;
+
+    if (rc == KH_PIN_ERR_IO && path != NULL) {
+        if (strncmp(path, "file:", 5) == 0) {
+            path += 5;
+        }
+        if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+            return KH_EXIT_PERM;
+        }
+    }
+    return map_pin_rc(rc);
+}
+
 int kh_pin_from_file(const char *path, char *pin, size_t pinsize,
                      size_t *pinlen, char *err, size_t errlen)
 {
-    return map_pin_rc(kh_pin_read_file(path, pin, pinsize, pinlen, err,
-                                       errlen));
+    return map_file_rc(path, kh_pin_read_file(path, pin, pinsize, pinlen, err,
+                                              errlen));
 }
 
 static int prompt(const char *what, char *pin, size_t pinsize, size_t *pinlen,
@@ -86,12 +104,12 @@ int kh_pin_obtain(KH_CTX *ctx, const KH_IDENTITY *id, char *pin,
     *pinlen = 0;
     if (file != NULL && *file != '\0') {
         kh_dbg(ctx, "PIN from the identity's pin-file %s", file);
-        return map_pin_rc(kh_pin_read_file(file, pin, pinsize, pinlen, err,
-                                           errlen));
+        return map_file_rc(file, kh_pin_read_file(file, pin, pinsize, pinlen,
+                                                  err, errlen));
     }
     rc = kh_pin_read_default(pin, pinsize, pinlen, err, errlen);
     if (rc != KH_PIN_ERR_NONE) {
-        return map_pin_rc(rc);
+        return map_file_rc(getenv("KEYHOLD_PIN_FILE"), rc);
     }
     if (isatty(STDIN_FILENO)) {
         return prompt("Token user PIN", pin, pinsize, pinlen, err, errlen);

@@ -5,6 +5,7 @@
  * string escaping and the crash points the crash tests aim at.
  */
 #include <dirent.h>
+#include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -387,4 +388,38 @@ void kh_json_str(char *out, size_t outlen, const char *s)
     }
     out[o++] = '"';
     out[o] = '\0';
+}
+
+int kh_require_manage(KH_CTX *ctx, const char *what, char *err, size_t errlen)
+{
+    struct group *g;
+    gid_t groups[256];
+    int n, i, member = 0;
+
+    if (geteuid() == 0) {
+        return KH_EXIT_OK;
+    }
+    /* the service accounts that sign through servers are in group keyhold:
+     * they may read and sign, never manage keys */
+    g = getgrnam("keyhold");
+    if (g != NULL) {
+        member = getegid() == g->gr_gid;
+        n = getgroups(256, groups);
+        for (i = 0; i < n && !member; i++) {
+            member = groups[i] == g->gr_gid;
+        }
+    }
+    if (member) {
+        return kh_seterr(err, errlen, KH_EXIT_PERM,
+                         "%s is a management command: run it as root (members "
+                         "of group keyhold may only use identities)", what);
+    }
+    if ((access(ctx->state_dir, F_OK) == 0 && access(ctx->state_dir, W_OK) != 0)
+        || (access(ctx->conf_dir, F_OK) == 0
+            && access(ctx->conf_dir, W_OK) != 0)) {
+        return kh_seterr(err, errlen, KH_EXIT_PERM,
+                         "%s: cannot write %s or %s: permission denied (run "
+                         "as root)", what, ctx->state_dir, ctx->conf_dir);
+    }
+    return KH_EXIT_OK;
 }

@@ -24,7 +24,7 @@ chmod 0600 "$T/app.pin"
 kh_cli_still_works rec "$snap"
 ln -s "$T/app.pin" "$T/link.pin"
 sed -i "s|^pin-file = .*|pin-file = $T/link.pin|" "$KEYHOLD_CONF_DIR/rec.conf"
-kh_must_fail_clean 6 -- "$KEYHOLD" verify rec
+kh_must_fail_clean 7 -- "$KEYHOLD" verify rec
 kh_expect_output "symbolic links are refused"
 sed -i "s|^pin-file = .*|pin-file = $T/app.pin|" "$KEYHOLD_CONF_DIR/rec.conf"
 
