@@ -95,8 +95,8 @@ static int set_sign_opts(EVP_PKEY_CTX *pctx, const struct opts *o)
     } else if (o->salt != NULL) {
         OSSL_PARAM p[2];
 
-        p[0] = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_PSS_SALTLEN,
-                                                (char *)o->salt, 0);
+        p[0] = OSSL_PARAM_construct_utf8_string(
+            OSSL_SIGNATURE_PARAM_PSS_SALTLEN, (char *)o->salt, 0);
         p[1] = OSSL_PARAM_construct_end();
         if (!EVP_PKEY_CTX_set_params(pctx, p)) {
             kh_test_err("setting PSS salt length '%s' failed", o->salt);
@@ -115,15 +115,17 @@ static int set_sign_opts(EVP_PKEY_CTX *pctx, const struct opts *o)
 static int set_verify_opts(EVP_PKEY_CTX *vctx, const struct opts *o,
                            EVP_PKEY *pub, int mdlen)
 {
+    int salt;
+
     if (!is_rsa(pub)) {
         return 1;
     }
     if (!is_pss(o)) {
         return EVP_PKEY_CTX_set_rsa_padding(vctx, RSA_PKCS1_PADDING) > 0;
     }
+    salt = expected_salt(o, pub, mdlen);
     if (EVP_PKEY_CTX_set_rsa_padding(vctx, RSA_PKCS1_PSS_PADDING) <= 0
-        || EVP_PKEY_CTX_set_rsa_pss_saltlen(vctx,
-                                            expected_salt(o, pub, mdlen)) <= 0) {
+        || EVP_PKEY_CTX_set_rsa_pss_saltlen(vctx, salt) <= 0) {
         return 0;
     }
     if (o->mgf1 != NULL
