@@ -195,7 +195,9 @@ if [ "${KH_ASAN:-0}" = 1 ]; then
     export ASAN_OPTIONS=${KH_ASAN_OPTIONS:-detect_leaks=0:verify_asan_link_order=0:exitcode=86:halt_on_error=1:detect_odr_violation=0}
     export UBSAN_OPTIONS=${KH_UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=87}
     mkdir -p "$T/asan-bin"
-    for kh_prog in openssl nginx; do
+    # Other uninstrumented programs that load keyhold.so can be added with
+    # KH_ASAN_WRAP="curl ..." (set before sourcing lib.sh).
+    for kh_prog in openssl nginx ${KH_ASAN_WRAP:-}; do
         kh_real=$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v "$kh_prog" || true)
         [ -n "$kh_real" ] || continue
         printf '#!/bin/sh\nLD_PRELOAD="%s${LD_PRELOAD:+:$LD_PRELOAD}" exec %s "$@"\n' \
