@@ -309,7 +309,7 @@ int khb_child_sign(enum khb_path path)
             }
             snprintf(name, sizeof(name), "sign.%s.%s.t%d", path_name(path),
                      khb_alg_name[a], t);
-            khb_result(name, r);
+            khb_rate(name, r);
         }
     }
     rc = 0;
@@ -420,7 +420,7 @@ int khb_child_sign_all(void)
                 }
                 snprintf(name, sizeof(name), "sign.%s.%s.t%d", pname[p],
                          khb_alg_name[a], t);
-                khb_result(name, r);
+                khb_rate(name, r);
                 any = 1;
             }
         }
@@ -594,7 +594,7 @@ int khb_child_tls(enum khb_path path)
                 snprintf(name, sizeof(name), "tls.%s.%s.%s.t%d",
                          path_name(path), protos[p].name,
                          k ? "rsa" : "ecdsa", t);
-                khb_result(name, r);
+                khb_rate(name, r);
             }
             SSL_CTX_free(sctx);
             SSL_CTX_free(cctx);
@@ -680,7 +680,7 @@ int khb_child_tls_all(void)
                     snprintf(name, sizeof(name), "tls.%s.%s.%s.t%d",
                              path_name(path[p]), protos[pr].name,
                              k ? "rsa" : "ecdsa", t);
-                    khb_result(name, r);
+                    khb_rate(name, r);
                     any = 1;
                 }
             }
@@ -748,7 +748,7 @@ int khb_child_footprint(void)
                 }
                 snprintf(name, sizeof(name), "footprint.%s.tls13.%s.t1",
                          vv ? "loaded" : "plain", k ? "rsa" : "ecdsa");
-                khb_result(name, r);
+                khb_rate(name, r);
             }
         }
     }

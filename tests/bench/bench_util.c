@@ -24,7 +24,19 @@ struct thr {
     uint64_t deadline;
     long count;
     int failed;
+    uint64_t cpu0, cpu1;     /* this thread's CPU time at the window edges */
 };
+
+/* Rate of the last khb_measure() per CPU-second of its threads. */
+static double last_cpu_rate = -1;
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 uint64_t khb_now_ns(void)
 {
@@ -43,6 +55,15 @@ void khb_result(const char *name, double value)
 {
     printf("R %s %.6g\n", name, value);
     fflush(stdout);
+}
+
+void khb_rate(const char *name, double value)
+{
+    khb_result(name, value);
+    if (last_cpu_rate > 0) {
+        printf("R cpu.%s %.6g\n", name, last_cpu_rate);
+        fflush(stdout);
+    }
 }
 
 static char last_err[320];
@@ -112,9 +133,15 @@ static void *thr_main(void *arg)
         }
         now = khb_now_ns();
         if (now > t->deadline) {
+            /* CPU time from the end of the first counted operation to the
+             * end of this one spans exactly |count| operations */
+            t->cpu1 = thread_cpu_ns();
             break;
         }
         if (now >= t->start) {
+            if (t->count == 0) {
+                t->cpu0 = thread_cpu_ns();
+            }
             t->count++;
         }
         /* A window is seconds long; no operation is faster than 10 ns. */
@@ -134,6 +161,7 @@ double khb_measure(khb_op_fn op, void **state, int nthreads)
     long total = 0;
     int i, started = 0, failed = 0;
 
+    last_cpu_rate = -1;
     if (nthreads < 1 || nthreads > KHB_MAX_THREADS) {
         return -1;
     }
@@ -164,6 +192,18 @@ double khb_measure(khb_op_fn op, void **state, int nthreads)
     }
     if (failed || started != nthreads) {
         return -1;
+    }
+    /* Per CPU-second: what the threads did while they actually ran, so
+     * other processes on a shared machine move it far less. Summed over
+     * threads (two threads with a core each would do this much). */
+    last_cpu_rate = 0;
+    for (i = 0; i < nthreads; i++) {
+        if (thr[i].count == 0 || thr[i].cpu1 <= thr[i].cpu0) {
+            last_cpu_rate = -1;
+            break;
+        }
+        last_cpu_rate += (double)thr[i].count
+                         / ((double)(thr[i].cpu1 - thr[i].cpu0) / 1e9);
     }
     return (double)total / ((double)(deadline - start) / 1e9);
 }

@@ -536,8 +536,17 @@ static double hs_limit(const char *proto, const char *kalg, int t)
  * A path's handshakes over the limit, round by round (the sign and TLS
  * children of one round ran back to back): median of hs_i / limit_i.
  */
+static double hs_over_limit_p(const char *pre, const char *who,
+                              const char *proto, const char *kalg, int t);
+
 static double hs_over_limit(const char *who, const char *proto,
                             const char *kalg, int t)
+{
+    return hs_over_limit_p("", who, proto, kalg, t);
+}
+
+static double hs_over_limit_p(const char *pre, const char *who,
+                              const char *proto, const char *kalg, int t)
 {
     const char *salg = strcmp(kalg, "rsa") == 0 ? "rsa2048-pss"
                                                 : "ecdsa-p256";
@@ -546,19 +555,22 @@ static double hs_over_limit(const char *who, const char *proto,
     char n[96];
     int i;
 
-    snprintf(n, sizeof(n), "tls.%s.%s.%s.t%d", who, proto, kalg, t);
+    snprintf(n, sizeof(n), "%stls.%s.%s.%s.t%d", pre, who, proto, kalg, t);
     x = series_get(n, 0);
-    snprintf(n, sizeof(n), "tls.sw.%s.%s.t%d", proto, kalg, t);
+    snprintf(n, sizeof(n), "%stls.sw.%s.%s.t%d", pre, proto, kalg, t);
     hs = series_get(n, 0);
-    snprintf(n, sizeof(n), "sign.sw.%s.t%d", salg, t);
+    snprintf(n, sizeof(n), "%ssign.sw.%s.t%d", pre, salg, t);
     sw = series_get(n, 0);
-    snprintf(n, sizeof(n), "sign.raw.%s.t%d", salg, t);
+    snprintf(n, sizeof(n), "%ssign.raw.%s.t%d", pre, salg, t);
     raw = series_get(n, 0);
-    if (x == NULL || hs == NULL || sw == NULL || raw == NULL || x->n == 0) {
+    if (x == NULL || hs == NULL || sw == NULL || raw == NULL || x->n == 0
+        || hs->n == 0 || sw->n == 0 || raw->n == 0) {
         return NAN;
     }
     if (x->n != hs->n || x->n != sw->n || x->n != raw->n) {
-        return median_of(x->v, x->n) / hs_limit(proto, kalg, t);
+        return median_of(x->v, x->n)
+               * (1.0 / median_of(hs->v, hs->n) - 1.0 / median_of(sw->v, sw->n)
+                  + 1.0 / median_of(raw->v, raw->n));
     }
     for (i = 0; i < x->n; i++) {
         lim = 1.0 / (1.0 / hs->v[i] - 1.0 / sw->v[i] + 1.0 / raw->v[i]);
@@ -618,6 +630,72 @@ static void table_tls(void)
                 snprintf(rn, sizeof(rn), "tls.%s.%s.t%d.keyhold_over_libp11",
                          pr[p], ka[k], t);
                 ratio_add(rn, r3, NAN, 0);
+            }
+        }
+    }
+}
+
+/*
+ * The same ratios from per-CPU-second rates: a thread's own CPU time does
+ * not stretch when other processes take the cores, so on a loaded machine
+ * these show the overhead keyhold adds per operation. They leave out time
+ * spent waiting (locks, preemption): the wall-clock tables stay the
+ * headline, and at 2 threads only these say nothing about scaling.
+ */
+static void table_cpu(void)
+{
+    static const char *const pr[2] = { "tls13", "tls12" };
+    static const char *const ka[2] = { "ecdsa", "rsa" };
+    char a1[96], a2[96], a3[96], rn[96];
+    double r1, r2, r3;
+    int a, p, k, t;
+
+    if (series_get("cpu.sign.raw.ecdsa-p256.t1", 0) == NULL) {
+        return;
+    }
+    fprintf(out, "\nThe same ratios per CPU-second of the measuring threads "
+                 "(load-independent view of overhead)\n");
+    fprintf(out, "%-22s %7s %7s %7s\n", "row", "kh/lim", "p11/lim",
+            "kh/p11");
+    for (a = 0; a < KHB_NALG; a++) {
+        for (t = 1; t <= 2; t++) {
+            snprintf(a1, sizeof(a1), "cpu.sign.keyhold.%s.t%d",
+                     khb_alg_name[a], t);
+            snprintf(a2, sizeof(a2), "cpu.sign.libp11.%s.t%d",
+                     khb_alg_name[a], t);
+            snprintf(a3, sizeof(a3), "cpu.sign.raw.%s.t%d", khb_alg_name[a],
+                     t);
+            r1 = pratio(a1, a3);
+            r2 = pratio(a2, a3);
+            r3 = pratio(a1, a2);
+            fprintf(out, "sign %-14s t%d", khb_alg_name[a], t);
+            rcell(r1);
+            rcell(r2);
+            rcell(r3);
+            fprintf(out, "%s\n", verdict(r1, 0.97, 0));
+            snprintf(rn, sizeof(rn), "cpu.sign.%s.t%d.keyhold_over_limit",
+                     khb_alg_name[a], t);
+            ratio_add(rn, r1, 0.97, 0);
+        }
+    }
+    for (p = 0; p < 2; p++) {
+        for (k = 0; k < 2; k++) {
+            for (t = 1; t <= 2; t++) {
+                snprintf(a1, sizeof(a1), "cpu.tls.keyhold.%s.%s.t%d", pr[p],
+                         ka[k], t);
+                snprintf(a2, sizeof(a2), "cpu.tls.libp11.%s.%s.t%d", pr[p],
+                         ka[k], t);
+                r1 = hs_over_limit_p("cpu.", "keyhold", pr[p], ka[k], t);
+                r2 = hs_over_limit_p("cpu.", "libp11", pr[p], ka[k], t);
+                r3 = pratio(a1, a2);
+                fprintf(out, "%s %-13s t%d", pr[p], ka[k], t);
+                rcell(r1);
+                rcell(r2);
+                rcell(r3);
+                fprintf(out, "%s\n", verdict(r1, 0.97, 0));
+                snprintf(rn, sizeof(rn), "cpu.tls.%s.%s.t%d.keyhold_over_limit",
+                         pr[p], ka[k], t);
+                ratio_add(rn, r1, 0.97, 0);
             }
         }
     }
@@ -1042,6 +1120,7 @@ static int driver(const char *json)
             m.load_end[0], (double)(khb_now_ns() - t0) / 1e9);
     table_sign();
     table_tls();
+    table_cpu();
     table_scaling();
     table_startup();
     table_footprint();

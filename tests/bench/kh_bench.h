@@ -62,6 +62,9 @@ int khb_profile_hs(const char *variant, const char *kalg, long n);
 
 /* Prints one result line for the driver: "R <name> <value>". */
 void khb_result(const char *name, double value);
+/* A rate from the last khb_measure(): "R name v" and, per CPU-second of
+ * the measuring threads, "R cpu.name v". */
+void khb_rate(const char *name, double value);
 /* Tells the driver a path is unavailable: "U <path> <reason>". */
 void khb_unavailable(const char *path, const char *reason);
 /* The driver's round number (KHB_ROUND), to rotate the order of paths. */
