@@ -9,7 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$KEYHOLD"
 
-kh_softhsm_token tok
+kh_softhsm_token tok Kh-Pin-7719
 kh_test_ca "$T/ca"
 export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
 unset KEYHOLD_PIN_FILE CREDENTIALS_DIRECTORY || true
