@@ -29,6 +29,14 @@ FUZZ_SRC_est := provision/est_parse.c
 FUZZ_NAMES += est
 endif
 
+ifneq ($(wildcard engine/tpm/tpm_keyfile.c),)
+FUZZ_SRC_tpmkey := engine/tpm/tpm_keyfile.c
+FUZZ_NAMES += tpmkey
+$(BUILD)/fuzz/obj/tests/fuzz/fuzz_tpmkey.o: FUZZ_CFLAGS += -Iengine/tpm $(TSS_CFLAGS)
+$(BUILD)/fuzz/obj/engine/tpm/tpm_keyfile.o: FUZZ_CFLAGS += -Iengine/tpm $(TSS_CFLAGS)
+FUZZ_LIBS_tpmkey := $(TSS_LIBS)
+endif
+
 FUZZ_BINS := $(foreach n,$(FUZZ_NAMES),$(BUILD)/fuzz/fuzz_$(n))
 
 $(BUILD)/fuzz/obj/%.o: %.c
@@ -41,7 +49,7 @@ $(BUILD)/fuzz/fuzz_$(1): $(BUILD)/fuzz/obj/tests/fuzz/fuzz_$(1).o \
 		$(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(FUZZ_SRC_$(1)))
 	$$(E) "  FUZZLD  $$@"
 	$$(Q)$$(FUZZ_CC) $$(FUZZ_FLAGS) -o $$@ $$^ $$(DEP_LIBS) $$(CURL_LIBS) \
-	    -ldl -lpthread
+	    $$(FUZZ_LIBS_$(1)) -ldl -lpthread
 endef
 $(foreach n,$(FUZZ_NAMES),$(eval $(call kh_fuzz_link,$(n))))
 
