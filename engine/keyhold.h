@@ -45,6 +45,9 @@
 struct kh_prov_ctx {
     const OSSL_CORE_HANDLE *handle;
     OSSL_LIB_CTX *libctx;          /* own library context (core BIOs) */
+    OSSL_LIB_CTX *app_libctx;      /* the application's (never fetched
+                                      from; see provider.c); NULL is the
+                                      default context */
     OSSL_PROVIDER *deflt;          /* default provider inside libctx */
     OSSL_FUNC_core_new_error_fn *core_new_error;
     OSSL_FUNC_core_set_error_debug_fn *core_set_error_debug;

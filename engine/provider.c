@@ -121,10 +121,44 @@ static int kh_get_params(void *provctx, OSSL_PARAM params[])
     return 1;
 }
 
+/*
+ * Algorithm order. libcrypto answers a fetch without a property query
+ * ("EC", "RSA", "ECDSA") with the first implementation it stored, and it
+ * stores them in the order it walks the providers: activation order, or
+ * name order once anything has looked a provider up by name (the store is
+ * sorted then). With keyhold activated first, its EC keymgmt would answer
+ * libssl's TLS group check (dropping P-256/P-384 from TLS 1.2) and
+ * EVP_PKEY_CTX_new_from_name("EC") for software keys. So, on the first
+ * query, keyhold asks the core for the default provider by name, which
+ * sorts the provider list ("default" before "keyhold") for every later
+ * walk; a keymgmt list handed out in that first walk is not stored
+ * (no_cache), so it is stored again, after default's, in the next one.
+ */
+static int kh_first_query = 1;
+
+/* Returns 1 when the caller must answer "nothing, do not cache" this once. */
+static int settle_order(KH_PROV_CTX *prov, int operation_id)
+{
+    if (!__atomic_exchange_n(&kh_first_query, 0, __ATOMIC_ACQ_REL)) {
+        return 0;
+    }
+    /* NULL is the default library context here, as for every caller. */
+    if (OSSL_PROVIDER_available(prov->app_libctx, "default")) {
+        KH_debug("first query (operation %d): provider list sorted",
+                 operation_id);
+    }
+    return operation_id == OSSL_OP_KEYMGMT || operation_id == OSSL_OP_SIGNATURE
+           || operation_id == OSSL_OP_ASYM_CIPHER;
+}
+
 static const OSSL_ALGORITHM *kh_query(void *provctx, int operation_id,
                                       int *no_cache)
 {
     *no_cache = 0;
+    if (settle_order(provctx, operation_id)) {
+        *no_cache = 1;
+        return NULL;
+    }
     switch (operation_id) {
     case OSSL_OP_KEYMGMT:
         return kh_keymgmt;
@@ -329,6 +363,10 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
             break;
         case OSSL_FUNC_CORE_VSET_ERROR:
             prov->core_vset_error = OSSL_FUNC_core_vset_error(d);
+            break;
+        case OSSL_FUNC_CORE_GET_LIBCTX:
+            prov->app_libctx = (OSSL_LIB_CTX *)OSSL_FUNC_core_get_libctx(d)(
+                handle);
             break;
         default:
             break;
