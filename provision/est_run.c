@@ -159,19 +159,28 @@ static int new_key(KH_CTX *ctx, KH_IDENTITY *id, char **uri, char *err,
     return KH_EXIT_OK;
 }
 
-/* Destroys the key a rekey replaced (after health check and reload). */
+/*
+ * After a rekey passed its health check and the reload hooks: destroys the
+ * key it replaced (|uri|, NULL when it is kept) and any key of this
+ * identity nothing references any more (a crash right after keygen).
+ */
 static void retire_key(KH_CTX *ctx, KH_IDENTITY *id, const char *uri)
 {
-    char hex[130], pin[KH_PIN_MAX + 1], e2[KH_ERR_MAX];
+    char hex[130] = "", pin[KH_PIN_MAX + 1], e2[KH_ERR_MAX];
     size_t pinlen = 0;
     KH_TOKEN *t = NULL;
     int rc;
 
-    if (uri == NULL || strncmp(uri, "pkcs11:", 7) != 0
-        || !kh_uri_key_id(uri, hex, sizeof(hex))) {
-        if (uri != NULL && kh_tpm_key_destroy != NULL) {
-            kh_tpm_key_destroy(ctx, id, uri, e2, sizeof(e2));
+    if (uri != NULL && strncmp(uri, "pkcs11:", 7) != 0) {
+        if (kh_tpm_key_destroy != NULL
+            && kh_tpm_key_destroy(ctx, id, uri, e2, sizeof(e2))
+               == KH_EXIT_OK) {
+            kh_audit(ctx, "key-destroy", id->name, NULL, "ok",
+                     "replaced by rekey");
         }
+        return;
+    }
+    if (uri != NULL && !kh_uri_key_id(uri, hex, sizeof(hex))) {
         return;
     }
     rc = kh_token_open_identity(ctx, id, &t, e2, sizeof(e2));
@@ -183,14 +192,20 @@ static void retire_key(KH_CTX *ctx, KH_IDENTITY *id, const char *uri)
         rc = kh_token_login(t, pin, pinlen, e2, sizeof(e2));
     }
     OPENSSL_cleanse(pin, sizeof(pin));
-    if (rc == KH_EXIT_OK) {
+    if (rc == KH_EXIT_OK && uri != NULL) {
         rc = kh_token_destroy_id(t, hex, NULL, e2, sizeof(e2));
+        if (rc == KH_EXIT_OK) {
+            kh_audit(ctx, "key-destroy", id->name, hex, "ok",
+                     "replaced by rekey");
+        }
+    }
+    if (rc == KH_EXIT_OK) {
+        rc = kh_identity_clean_orphans(ctx, id, t, e2, sizeof(e2));
     }
     kh_token_close(t);
-    if (rc == KH_EXIT_OK) {
-        kh_audit(ctx, "key-destroy", id->name, hex, "ok", "replaced by rekey");
-    } else {
-        kh_warn(ctx, "%s: old key %s not destroyed: %s", id->name, hex, e2);
+    if (rc != KH_EXIT_OK) {
+        kh_warn(ctx, "%s: old key %s not destroyed: %s", id->name,
+                hex[0] ? hex : "(orphans)", e2);
     }
 }
 
@@ -519,9 +534,11 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
         goto end;
     }
     kh_crash_point("est-hooks");
-    if (mode == KH_EST_REKEY && old_uri != NULL && strcmp(old_uri, uri) != 0
-        && !kh_id_get_bool(id, "rekey-keep-old", 0)) {
-        retire_key(ctx, id, old_uri);
+    if (mode == KH_EST_REKEY) {
+        int keep = kh_id_get_bool(id, "rekey-keep-old", 0);
+
+        retire_key(ctx, id, old_uri != NULL && strcmp(old_uri, uri) != 0
+                                && !keep ? old_uri : NULL);
     }
     {
         char nab[64] = "";
