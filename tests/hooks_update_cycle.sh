@@ -38,6 +38,9 @@ cat "$T/post.out"
 grep -q "recording: same key" "$T/post.out" || kh_fail "post-update did not prove recording's key"
 grep -q "serves the identity's certificate" "$T/post.out" || kh_fail "endpoint not checked"
 [ "$(kh_hooks_count_objects)" = "$objs_before" ] || kh_fail "token objects changed across the update"
+for op in pre-update post-update; do
+    grep "\"$op\"" "$KEYHOLD_STATE_DIR/audit.log" | grep -q '"ok"' || kh_fail "no $op audit record"
+done
 
 kh_log "boot check and server check on the updated appliance"
 "$HOOKS/boot-check" >"$T/boot.out" 2>&1 || { cat "$T/boot.out"; kh_fail "boot-check failed on working identities"; }
