@@ -19,8 +19,15 @@ kh_hooks_identity management mgmt.localhost
 
 port=$(kh_free_port)
 kh_hooks_nginx "$port" recording
-export KEYHOLD_ENDPOINTS="recording=127.0.0.1:$port"
-export KEYHOLD_RESTART_CMD="$KH_NGINX_RESTART"
+# Settings the way an appliance has them: /etc/default/keyhold (KEY=value,
+# never run as shell code).
+cat >"$KEYHOLD_HOOKS_CONF" <<CONF
+# keyhold hooks settings
+KEYHOLD_ENDPOINTS="recording=127.0.0.1:$port"
+KEYHOLD_RESTART_CMD=$KH_NGINX_RESTART
+KEYHOLD_HOOK_TIMEOUT='60'
+KEYHOLD_UNKNOWN=\$(touch $T/ran-shell-code)
+CONF
 
 kh_log "pre-update"
 "$HOOKS/pre-update" || kh_fail "pre-update failed on working identities"
@@ -37,6 +44,7 @@ kh_log "post-update"
 cat "$T/post.out"
 grep -q "recording: same key" "$T/post.out" || kh_fail "post-update did not prove recording's key"
 grep -q "serves the identity's certificate" "$T/post.out" || kh_fail "endpoint not checked"
+[ ! -e "$T/ran-shell-code" ] || kh_fail "the settings file was run as shell code"
 [ "$(kh_hooks_count_objects)" = "$objs_before" ] || kh_fail "token objects changed across the update"
 for op in pre-update post-update; do
     grep "\"$op\"" "$KEYHOLD_STATE_DIR/audit.log" | grep -q '"ok"' || kh_fail "no $op audit record"
