@@ -12,7 +12,7 @@ KH_DATADIR ?= $(PREFIX)/share/keyhold
 SYSUSERSDIR ?= $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/null || echo /usr/lib/sysusers.d)
 TMPFILESDIR ?= $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null || echo /usr/lib/tmpfiles.d)
 
-FWH_UNITS_IN := keyhold-boot.service keyhold-renew.service
+FWH_UNITS_IN := keyhold-boot.service keyhold-renew.service keyhold-factory-reset.service
 FWH_UNITS_PLAIN := keyhold-renew.timer keyhold-ready.target
 FWH_HOOKS := boot-check server-check pre-update post-update field-rekey factory-reset
 FWH_OUT := $(BUILD)/firmware-hooks

@@ -20,6 +20,7 @@ make -C "$KH_TOP" -s --no-print-directory BUILD="$BUILD" install PREFIX=/usr DES
     >"$T/install.log" 2>&1 || { cat "$T/install.log"; kh_fail "make install failed"; }
 
 for f in "$UNITDIR/keyhold-boot.service" "$UNITDIR/keyhold-renew.service" \
+    "$UNITDIR/keyhold-factory-reset.service" \
     "$UNITDIR/keyhold-renew.timer" "$UNITDIR/keyhold-ready.target" \
     /etc/keyhold/openssl.cnf /usr/share/keyhold/systemd/keyhold-server.conf \
     /usr/lib/sysusers.d/keyhold.conf /usr/lib/tmpfiles.d/keyhold.conf /usr/bin/keyhold; do
@@ -48,7 +49,8 @@ done
 verify() {
     SYSTEMD_LOG_LEVEL=notice systemd-analyze verify --man=no --root="$R" "$@" >"$T/verify.out" 2>&1
 }
-verify keyhold-boot.service keyhold-renew.service keyhold-renew.timer keyhold-ready.target ||
+verify keyhold-boot.service keyhold-renew.service keyhold-renew.timer keyhold-ready.target \
+    keyhold-factory-reset.service ||
     { cat "$T/verify.out"; kh_fail "systemd-analyze verify refused the units"; }
 # Warnings (unknown keys, bad values) do not change the exit code: none allowed.
 if [ -s "$T/verify.out" ]; then cat "$T/verify.out"; kh_fail "systemd-analyze verify warned"; fi
@@ -80,18 +82,26 @@ grep -q "/usr/bin/keyhold" "$T/verify.out" || { cat "$T/verify.out"; kh_fail "ve
 mv "$R/usr/bin/keyhold.away" "$R/usr/bin/keyhold"
 
 # Properties the issue asks for, read back as systemd parses them.
-for u in keyhold-boot.service keyhold-renew.service; do
+for u in keyhold-boot.service keyhold-renew.service keyhold-factory-reset.service; do
     f=$R$UNITDIR/$u
     for want in '^ProtectSystem=strict$' '^PrivateTmp=yes$' '^NoNewPrivileges=yes$' \
-        '^CapabilityBoundingSet=$' '^SuccessExitStatus=5 75$' '^ReadWritePaths=/var/lib/keyhold$' \
-        '^TimeoutStartSec=[0-9]'; do
+        '^CapabilityBoundingSet=$' '^ReadWritePaths=/var/lib/keyhold$' '^TimeoutStartSec=[0-9]'; do
         grep -q "$want" "$f" || kh_fail "$u lacks $want"
     done
-    # Nothing else is writable: every ReadWritePaths is state, token or metrics.
+    # Nothing else is writable: every ReadWritePaths is state, token or
+    # metrics (and the configuration for the reset, which removes it).
+    extra='=-/var/lib/prometheus/node-exporter$'
+    [ "$u" != keyhold-factory-reset.service ] || extra='=-/etc/keyhold$'
     if grep '^ReadWritePaths=' "$f" | grep -v -e '=/var/lib/keyhold$' -e '=-/var/lib/softhsm/tokens$' \
-        -e '=-/var/lib/prometheus/node-exporter$'; then
+        -e "$extra"; then
         kh_fail "$u has another writable path"
     fi
+    case $u in
+    keyhold-factory-reset.service)
+        grep -q '^ConditionPathExists=/var/lib/keyhold/.factory-reset$' "$f" || kh_fail "$u runs without a reset mark"
+        ;;
+    *) grep -q '^SuccessExitStatus=5 75$' "$f" || kh_fail "$u lacks SuccessExitStatus=5 75" ;;
+    esac
     systemd-analyze security --offline=true --threshold=30 --root="$R" "$u" >"$T/sec.out" 2>&1 ||
         { tail -n 30 "$T/sec.out"; kh_fail "$u: exposure above 3.0"; }
     kh_log "$u: $(grep 'Overall exposure' "$T/sec.out" | sed 's/.*: //')"
