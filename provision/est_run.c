@@ -258,7 +258,7 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
     X509_REQ *csr = NULL;
     char *uri = NULL, *old_uri = NULL;
     time_t now = time(NULL);
-    int rc, reenroll, trust_first = 0;
+    int rc, reenroll, trust_first = 0, audited = 0;
     KH_INSTALL_REQ req;
 
     memset(&e, 0, sizeof(e));
@@ -501,6 +501,7 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
     req.ca = ca;
     req.key_uri = uri;
     req.op = op;
+    audited = 1;    /* kh_identity_install writes the audit record */
     rc = kh_identity_install(ctx, id, &req, err, errlen);
     if (rc != KH_EXIT_OK) {
         goto end;
@@ -554,6 +555,16 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
     }
     rc = KH_EXIT_OK;
 end:
+    if (!audited) {
+        char hex[130] = "";
+
+        if (uri != NULL) {
+            kh_uri_key_id(uri, hex, sizeof(hex));
+        }
+        kh_audit(ctx, csr_out != NULL ? "rekey-csr" : op, id->name, hex,
+                 rc == KH_EXIT_OK ? "ok" : "failed",
+                 rc == KH_EXIT_OK ? csr_out : err);
+    }
     if (csr_out == NULL || rc != KH_EXIT_OK) {
         report(ctx, id, op, uri, pub, csr, cert, rc == KH_EXIT_OK ? "ok"
                                                                   : err);
