@@ -590,3 +590,12 @@ kh_r_renew_refused() {
         || { cat "$T/status.$mode.json"; kh_fail "$mode: status shows no next attempt"; }
     kh_log "$mode: refused ($re), old identity kept, retry scheduled"
 }
+
+# Restarts keyhold-estd with extra arguments and points identity NAME at it
+# (a restarted server listens on a new port): kh_r_estd_restart NAME ARGS...
+kh_r_estd_restart() {
+    local name=$1; shift
+    kh_estd_stop
+    kh_estd_start "$@"
+    sed -i "s|^est-url = .*|est-url = $KH_ESTD_URL/.well-known/est|" "$KEYHOLD_CONF_DIR/$name.conf"
+}
