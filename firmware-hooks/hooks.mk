@@ -40,17 +40,17 @@ $(FWH_STAMP):
 $(FWH_OUT)/units/%: firmware-hooks/units/%.in firmware-hooks/units/hardening.inc $(FWH_STAMP)
 	@mkdir -p $(dir $@)
 	$(E) "  GEN     $@"
-	$(Q)$(FWH_SUBST) >$@.tmp && mv $@.tmp $@
+	$(Q)$(FWH_SUBST) >$@.tmp.$$$$ && mv $@.tmp.$$$$ $@
 
 $(FWH_OUT)/hooks/%: firmware-hooks/hooks/%.in $(FWH_STAMP)
 	@mkdir -p $(dir $@)
 	$(E) "  GEN     $@"
-	$(Q)$(FWH_SUBST) >$@.tmp && chmod 0755 $@.tmp && mv $@.tmp $@
+	$(Q)$(FWH_SUBST) >$@.tmp.$$$$ && chmod 0755 $@.tmp.$$$$ && mv $@.tmp.$$$$ $@
 
 $(FWH_OUT)/openssl.cnf: firmware-hooks/openssl.cnf.in $(FWH_STAMP)
 	@mkdir -p $(dir $@)
 	$(E) "  GEN     $@"
-	$(Q)$(FWH_SUBST) >$@.tmp && mv $@.tmp $@
+	$(Q)$(FWH_SUBST) >$@.tmp.$$$$ && mv $@.tmp.$$$$ $@
 
 install-hooks: $(FWH_GEN)
 	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(HOOKSDIR) \
