@@ -65,7 +65,10 @@ int cmd_rekey(KH_CTX *ctx, int argc, char **argv)
         kh_err(ctx, "rekey: %s", err);
         return rc;
     }
-    rc = kh_lock(ctx, name, &lockfd, err, sizeof(err));
+    rc = kh_require_manage(ctx, "rekey", err, sizeof(err));
+    if (rc == KH_EXIT_OK) {
+        rc = kh_lock(ctx, name, &lockfd, err, sizeof(err));
+    }
     if (rc == KH_EXIT_OK) {
         rc = kh_state_prepare(ctx, name, err, sizeof(err));
     }

@@ -134,7 +134,10 @@ static int renew_one(KH_CTX *ctx, const char *name, int force, int all)
 
         snprintf(err + n, sizeof(err) - n, " (next attempt %s)", when);
     }
+    goto print;
 fail:
+    kh_audit(ctx, "renew", name, NULL, "failed", err);
+print:
     kh_est_print_err(ctx, "renew", name, err);
 end:
     X509_free(cur);
@@ -170,6 +173,15 @@ int cmd_renew(KH_CTX *ctx, int argc, char **argv)
     if ((all && optind != argc) || (!all && optind + 1 != argc)) {
         fputs(usage, stderr);
         return KH_EXIT_USAGE;
+    }
+    {
+        char err[KH_ERR_MAX];
+        int rc0 = kh_require_manage(ctx, "renew", err, sizeof(err));
+
+        if (rc0 != KH_EXIT_OK) {
+            kh_err(ctx, "renew: %s", err);
+            return rc0;
+        }
     }
     if (!all) {
         if (!kh_name_valid(argv[optind])) {

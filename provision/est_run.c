@@ -209,6 +209,54 @@ static void retire_key(KH_CTX *ctx, KH_IDENTITY *id, const char *uri)
     }
 }
 
+/* rekey --csr-out: the pending key (made now or by an earlier run) and its
+ * CSR; the identity in service is not touched. */
+static int offline_csr(KH_CTX *ctx, KH_IDENTITY *id, const char *csr_out,
+                       char *err, size_t errlen)
+{
+    KH_STATUS_REC st;
+    EVP_PKEY *pkey = NULL;
+    X509_REQ *csr = NULL;
+    char *uri = NULL, hex[130] = "";
+    int rc;
+
+    kh_status_read(ctx, id->name, &st);
+    if (st.pending_key_uri[0] != '\0') {
+        uri = strdup(st.pending_key_uri);
+        fprintf(stderr, "keyhold: rekey %s: reusing the new key made by an "
+                "earlier run\n", id->name);
+        rc = uri != NULL ? KH_EXIT_OK
+                         : kh_seterr(err, errlen, KH_EXIT_BROKEN,
+                                     "out of memory");
+    } else {
+        rc = new_key(ctx, id, &uri, err, errlen);
+    }
+    if (rc == KH_EXIT_OK) {
+        rc = kh_identity_load_key(ctx, id, uri, &pkey, err, errlen);
+    }
+    if (rc == KH_EXIT_OK) {
+        rc = kh_identity_make_csr(ctx, id, pkey, &csr, err, errlen);
+    }
+    if (rc == KH_EXIT_OK) {
+        rc = kh_csr_write(csr, csr_out, err, errlen);
+    }
+    if (rc == KH_EXIT_OK) {
+        fprintf(stderr, "keyhold: rekey %s: CSR for the new key written to "
+                "%s; install its certificate with keyhold install %s CERT\n",
+                id->name, csr_out, id->name);
+    }
+    if (uri != NULL) {
+        kh_uri_key_id(uri, hex, sizeof(hex));
+    }
+    kh_audit(ctx, "rekey-csr", id->name, hex,
+             rc == KH_EXIT_OK ? "ok" : "failed",
+             rc == KH_EXIT_OK ? csr_out : err);
+    X509_REQ_free(csr);
+    EVP_PKEY_free(pkey);
+    free(uri);
+    return rc;
+}
+
 static void report(KH_CTX *ctx, const KH_IDENTITY *id, const char *op,
                    const char *uri, EVP_PKEY *pub, X509_REQ *csr, X509 *cert,
                    const char *outcome)
@@ -264,6 +312,10 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
     memset(&e, 0, sizeof(e));
     memset(&req, 0, sizeof(req));
     password[0] = '\0';
+    if (mode == KH_EST_REKEY && csr_out != NULL) {
+        /* air-gapped: no EST settings, no network */
+        return offline_csr(ctx, id, csr_out, err, errlen);
+    }
     if (url == NULL) {
         return kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: no EST server "
                          "configured (run keyhold enroll %s --est URL ...)",
@@ -540,6 +592,9 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
 
         retire_key(ctx, id, old_uri != NULL && strcmp(old_uri, uri) != 0
                                 && !keep ? old_uri : NULL);
+    } else if (strncmp(uri, "pkcs11:", 7) == 0) {
+        /* keys left by a rekey killed right after keygen */
+        retire_key(ctx, id, NULL);
     }
     {
         char nab[64] = "";

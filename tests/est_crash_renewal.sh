@@ -36,6 +36,13 @@ for step in rekey-keygen est-csr est-response checked written switched links est
     kh_log "rekey killed at $step"
     crash rekey "$step"
 done
+kh_log "a key left by a rekey killed after keygen goes with the next renewal"
+"$KEYHOLD" renew cam --force >/dev/null 2>&1 || kh_fail "renew"
+[ "$(p11keys)" = 1 ] || kh_fail "renew left $(p11keys) keys"
+crash rekey rekey-keygen
+[ "$(p11keys)" = 2 ] || kh_fail "expected an orphan after keygen, got $(p11keys) keys"
+"$KEYHOLD" renew cam --force >/dev/null 2>&1 || kh_fail "renew after keygen crash"
+[ "$(p11keys)" = 1 ] || kh_fail "orphan key survived the renewal"
 "$KEYHOLD" rekey cam >/dev/null 2>&1 || kh_fail "rekey after the crashes"
 kh_est_works cam
 [ "$(p11keys)" = 1 ] || kh_fail "orphan keys left: $(p11keys) keys for cam"

@@ -78,4 +78,18 @@ openssl x509 -req -in "$T/r2.csr" "${KH_PROV[@]}" -CA "$d/ca.pem" -CAkey "$KH_ES
 [ "$(openssl x509 -in "$KEYHOLD_STATE_DIR/cam/cert.pem" -noout -pubkey)" = \
   "$(openssl req -in "$T/r2.csr" -noout -pubkey)" ] || kh_fail "not switched to the pending key"
 kh_est_works cam
+
+kh_log "offline rekey of an identity that never spoke EST (air-gapped site)"
+kh_est_identity air air.example
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:air.example\n' >"$T/ext-air"
+openssl x509 -req -in "$KEYHOLD_STATE_DIR/air/request.csr" "${KH_PROV[@]}" -CA "$d/ca.pem" \
+    -CAkey "$KH_ESTD_CA_KEY" -CAcreateserial -days 30 -extfile "$T/ext-air" -out "$T/air1.pem" 2>/dev/null
+"$KEYHOLD" install air "$T/air1.pem" --ca "$d/ca.pem" >/dev/null || kh_fail "install air"
+kh_estd_stop
+"$KEYHOLD" rekey air --csr-out "$T/air.csr" || kh_fail "offline rekey needs no EST server"
+openssl req -in "$T/air.csr" -noout -verify 2>/dev/null || kh_fail "air CSR does not verify"
+openssl x509 -req -in "$T/air.csr" "${KH_PROV[@]}" -CA "$d/ca.pem" -CAkey "$KH_ESTD_CA_KEY" \
+    -CAcreateserial -days 30 -extfile "$T/ext-air" -out "$T/air2.pem" 2>/dev/null
+"$KEYHOLD" install air "$T/air2.pem" --ca "$d/ca.pem" >/dev/null || kh_fail "install air rekeyed"
+kh_est_works air
 kh_log "ok"
