@@ -4,8 +4,9 @@
 # a SoftHSM token: a TPM identity with a persistent key handle beside a
 # token identity. pre-update -> new rootfs -> post-update proves both; after
 # a TPM reset (swtpm restarted on its state) it still does; with the TPM
-# gone post-update fails loudly for the TPM identity only. factory-reset
-# then evicts the persistent handle and leaves nothing: no keyhold handle in
+# gone post-update fails loudly for the TPM identity only. An air-gapped
+# field-rekey gives it a new persistent key. factory-reset then evicts the
+# persistent handles and leaves nothing: no keyhold handle in
 # `tpm2_getcap handles-persistent`, no key file, status lists nothing.
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
@@ -48,10 +49,25 @@ grep -qE "cam: (KEY MISSING|KEY CHANGED|VERIFY FAILED)" "$T/must_fail.out" || kh
 grep -q "recording: same key" "$T/must_fail.out" || kh_fail "token identity not proven beside the TPM failure"
 kh_swtpm_start "$KH_SWTPM_DIR"
 
-kh_log "factory-reset evicts the persistent handle and leaves nothing"
+kh_log "air-gapped field-rekey of the TPM identity: a new persistent key"
+"$HOOKS/field-rekey" cam --csr-out "$T/cam-new.csr" >"$T/rk1.out" 2>&1 || { cat "$T/rk1.out"; kh_fail "field-rekey cam --csr-out failed"; }
+kh_ca_sign "$T/ca" "$T/cam-new.csr" "$T/cam-new.pem" "DNS:cam.localhost" 7 || kh_fail "CA sign"
+"$HOOKS/field-rekey" cam --install "$T/cam-new.pem" >"$T/rk2.out" 2>&1 || { cat "$T/rk2.out"; kh_fail "field-rekey cam --install failed"; }
+cat "$T/rk2.out"
+new_uri=$("$KEYHOLD" status cam --json | sed -n 's/.*"key_uri": "\([^"]*\)".*/\1/p')
+"$KEYHOLD" status cam --json | grep -q "\"key_uri\": \"tpm2:handle=" || kh_fail "rekeyed TPM key is not persistent"
+"$KEYHOLD" verify cam >/dev/null 2>&1 || kh_fail "rekeyed TPM identity does not verify"
+[ "$(openssl x509 -in "$T/cam-new.pem" -noout -pubkey)" != "$(openssl x509 -in "$T/cam.pem" -noout -pubkey)" ] ||
+    kh_fail "TPM rekey kept the old key"
+kh_log "cam now at ${new_uri:-?}; persistent: $(tpm2_getcap handles-persistent | tr '\n' ' ')"
+
+kh_log "factory-reset evicts the persistent handles and leaves nothing"
 "$HOOKS/factory-reset" --yes >"$T/reset.out" 2>&1 || { cat "$T/reset.out"; kh_fail "factory-reset failed"; }
 cat "$T/reset.out"
-if tpm2_getcap handles-persistent | grep -qi "$handle"; then kh_fail "$handle still persistent"; fi
+if tpm2_getcap handles-persistent | grep -qi '0x810000[2-3]'; then
+    tpm2_getcap handles-persistent
+    kh_fail "a keyhold persistent handle is left"
+fi
 [ -z "$(find "$KEYHOLD_STATE_DIR" -name '*.tss')" ] || kh_fail "TPM key files left"
 out=$("$KEYHOLD" status --json)
 [ "$(printf '%s' "$out" | tr -d ' \n\t')" = "[]" ] || kh_fail "status still lists: $out"
