@@ -59,6 +59,9 @@ for i in $(seq 1 150); do
     ls "$T/spool/pending/" 2>/dev/null | grep -q . && break
     sleep 0.1
 done
+kh_log "meanwhile a second run (the technician) finds the identity busy"
+kh_must_fail 75 -- "$KEYHOLD" renew cam --force
+[ "$(ls "$T/spool/pending/" | wc -l)" = 1 ] || kh_fail "the busy run reached the CA"
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 [ "$(kh_est_cert_fp cam)" = "$fp" ] || kh_fail "identity changed"

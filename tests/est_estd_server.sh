@@ -127,4 +127,26 @@ base=$KH_ESTD_URL/.well-known/est
 [ "$("${C[@]}" -u dev1:secret-dev1 --cert "$T/boot.pem" --key "$T/boot.key" -o /dev/null -w '%{http_code}' \
     "${P[@]}" "$base/simpleenroll")" = 200 ] || kh_fail "both refused"
 kh_no_secrets "$d/estd.log" secret-dev1
+
+kh_log "TLS key in the token too (pkcs11: URI), and a factory station with a CA key file"
+kh_estd_stop
+kh_p11tool_keygen estca tls 02 EC:prime256v1
+kh_p11_pubkey estca 02 "$T/tlspub.pem"
+openssl x509 -req -in "$d/tls.csr" -force_pubkey "$T/tlspub.pem" -CA "$d/tls-ca.pem" \
+    -CAkey "$d/tls-ca.key" -CAcreateserial -days 30 -extfile "$d/tls.ext" -out "$T/tls-tok.pem" 2>/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$T/swca.key" 2>/dev/null
+openssl req -new -x509 -key "$T/swca.key" -subj "/CN=factory station CA" -days 30 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" -out "$T/swca.pem"
+port2=$(kh_free_port)
+kh_bg "$KEYHOLD_ESTD" --listen "[::1]:$port2" --tls-cert "$T/tls-tok.pem" \
+    --tls-key "pkcs11:token=estca;object=tls;type=private?pin-source=file:$T/estca.pin" \
+    --ca-cert "$T/swca.pem" --ca-key "$T/swca.key" --allow-anonymous --log "$d/estd2.log"
+kh_wait_port "$port2"
+for v in 1.2 1.3; do
+    "${C[@]}" --tlsv$v --tls-max $v --resolve "localhost:$port2:::1" -o "$T/e2.b64" "${P[@]}" \
+        "https://localhost:$port2/.well-known/est/simpleenroll" || kh_fail "TLS $v with the token key"
+    base64 -d "$T/e2.b64" | openssl pkcs7 -inform DER -print_certs -out "$T/e2.pem"
+    openssl verify -CAfile "$T/swca.pem" "$T/e2.pem" >/dev/null || kh_fail "file CA did not issue"
+done
+openssl x509 -in "$T/e2.pem" -noout -text | grep -q "ecdsa-with-SHA384" || kh_fail "P-384 CA not SHA-384"
 kh_log "ok"
