@@ -512,15 +512,6 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
         goto end;
     }
     kh_crash_point("est-csr");
-    if (csr_out != NULL) {
-        rc = kh_csr_write(csr, csr_out, err, errlen);
-        if (rc == KH_EXIT_OK) {
-            fprintf(stderr, "keyhold: rekey %s: CSR for the new key written "
-                    "to %s; install its certificate with keyhold install %s "
-                    "CERT\n", id->name, csr_out, id->name);
-        }
-        goto end;
-    }
 
     rc = kh_est_enroll(&e, reenroll, csr, &cert, &extra, err, errlen);
     if (rc != KH_EXIT_OK) {
@@ -616,14 +607,10 @@ end:
         if (uri != NULL) {
             kh_uri_key_id(uri, hex, sizeof(hex));
         }
-        kh_audit(ctx, csr_out != NULL ? "rekey-csr" : op, id->name, hex,
-                 rc == KH_EXIT_OK ? "ok" : "failed",
-                 rc == KH_EXIT_OK ? csr_out : err);
+        kh_audit(ctx, op, id->name, hex, rc == KH_EXIT_OK ? "ok" : "failed",
+                 rc == KH_EXIT_OK ? NULL : err);
     }
-    if (csr_out == NULL || rc != KH_EXIT_OK) {
-        report(ctx, id, op, uri, pub, csr, cert, rc == KH_EXIT_OK ? "ok"
-                                                                  : err);
-    }
+    report(ctx, id, op, uri, pub, csr, cert, rc == KH_EXIT_OK ? "ok" : err);
     OPENSSL_cleanse(password, sizeof(password));
     X509_REQ_free(csr);
     EVP_PKEY_free(pub);

@@ -97,19 +97,25 @@ static void usage(FILE *f)
 
 void estd_log(ESTD_SERVER *srv, const char *fmt, ...)
 {
-    char ts[32];
+    char ts[32], line[2048];
     struct tm tm;
     time_t now = time(NULL);
     va_list ap;
+    size_t i;
 
     gmtime_r(&now, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    pthread_mutex_lock(&srv->log_lock);
-    fprintf(srv->log, "%s keyhold-estd: ", ts);
     va_start(ap, fmt);
-    vfprintf(srv->log, fmt, ap);
+    vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    fputc('\n', srv->log);
+    /* user names, paths and subjects come from clients: one line each */
+    for (i = 0; line[i] != '\0'; i++) {
+        if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] == 0x7f) {
+            line[i] = '?';
+        }
+    }
+    pthread_mutex_lock(&srv->log_lock);
+    fprintf(srv->log, "%s keyhold-estd: %s\n", ts, line);
     fflush(srv->log);
     pthread_mutex_unlock(&srv->log_lock);
 }
@@ -431,6 +437,7 @@ static int serve(ESTD_SERVER *srv, int lfd)
 {
     struct sigaction sa;
     pthread_attr_t attr;
+    int waited;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_stop;
@@ -487,7 +494,19 @@ static int serve(ESTD_SERVER *srv, int lfd)
     }
     pthread_attr_destroy(&attr);
     estd_log(srv, "stopping");
-    return 0;
+    /* let the connections being served finish (each is bounded by the
+     * I/O timeout) before the TLS context and the CA key go away */
+    pthread_mutex_lock(&slot_lock);
+    for (waited = 0; srv->active > 0 && waited < 4 * srv->cfg.io_timeout;
+         waited++) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&slot_cond, &slot_lock, &ts);
+    }
+    pthread_mutex_unlock(&slot_lock);
+    return srv->active > 0 ? -1 : 0;
 }
 
 static int parse_long(const char *s, long min, long max, long *out)
@@ -788,11 +807,19 @@ int main(int argc, char **argv)
     estd_log(&srv, "listening on %s (CA %s, key %s)", c->listen, c->ca_cert,
              c->ca_key);
     rc = serve(&srv, lfd);
+    if (rc < 0) {
+        /* threads still hold the server: no cleanup under their feet */
+        estd_log(&srv, "connections still open at exit");
+        fflush(NULL);
+        _exit(0);
+    }
 end:
     if (lfd >= 0) {
         close(lfd);
     }
-    ERR_print_errors_fp(stderr);
+    if (rc != 0) {
+        ERR_print_errors_fp(stderr);
+    }
     server_free(&srv);
     return rc;
 bad:
