@@ -64,6 +64,7 @@ step "$(openssl x509 -in "$STATE/web.pem" -noout -subject -issuer | tr '\n' ' ')
 say "Installing the certificate (key match, chain, host name, validity checked first)"
 run "$KEYHOLD" install web "$STATE/web.pem" --ca "$STATE/ca/ca.pem" || kh_fail "install failed"
 run "$KEYHOLD" status web || kh_fail "status is not ok"
+run "$KEYHOLD" verify web || kh_fail "verify failed"
 W=$KEYHOLD_STATE_DIR/web
 step "servers use the stable paths $W/cert.pem, fullchain.pem, key.pem"
 step "key.pem is a key reference: it names the key and holds no key material:"
