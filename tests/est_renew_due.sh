@@ -36,13 +36,15 @@ faketime -f "+22d" "$KEYHOLD" renew --all >/dev/null || kh_fail "second run"
 [ "$(reenrolls)" = 1 ] || kh_fail "second run renewed again"
 
 kh_log "busy: another run holds long's lock -> exit 75, untouched"
-(exec 9>>"$KEYHOLD_STATE_DIR/long/.lock"; flock -n 9 && exec sleep 30) &
+(exec 9>>"$KEYHOLD_STATE_DIR/long/.lock"; flock 9 && exec sleep 30) &
 holder=$!
 KH_BG_PIDS+=($holder)
-for i in $(seq 1 50); do
-    flock -n "$KEYHOLD_STATE_DIR/long/.lock" true 2>/dev/null || break
+held=0
+for i in $(seq 1 100); do
+    if ! flock -n "$KEYHOLD_STATE_DIR/long/.lock" true 2>/dev/null; then held=1; break; fi
     sleep 0.1
 done
+[ "$held" = 1 ] || kh_fail "the lock holder never got the lock"
 kh_must_fail 75 -- "$KEYHOLD" renew long --force
 [ "$(reenrolls)" = 1 ] || kh_fail "a busy identity reached the CA"
 [ "$(kh_est_cert_fp long)" = "$fpl" ] || kh_fail "busy identity changed"
@@ -67,4 +69,15 @@ faketime -f "+70d" "$KEYHOLD" renew long --force >/dev/null || kh_fail "renew af
 "$KEYHOLD" status long --json >"$T/st.json" || true
 jq -e 'if type == "array" then .[0] else . end | (.last_error // "") == ""' "$T/st.json" >/dev/null \
     || { cat "$T/st.json"; kh_fail "error not cleared"; }
+
+kh_log "host names changed (set-hosts): due at once, enrolled again with the new names"
+"$KEYHOLD" set-hosts short --host short.example --san dns:short2.example >/dev/null || kh_fail "set-hosts"
+before=$(grep -c "simpleenroll -> 200 issued /CN=short.example .* to user dev1" "$d/estd.log" || true)
+"$KEYHOLD" renew short 2>&1 | tee "$T/h.out" || kh_fail "renew after set-hosts"
+grep -q "host names changed" "$T/h.out" || kh_fail "no word about the host names"
+[ "$(grep -c "simpleenroll -> 200 issued /CN=short.example .* to user dev1" "$d/estd.log")" -gt "$before" ] \
+    || kh_fail "not enrolled with the bootstrap credentials"
+openssl x509 -in "$KEYHOLD_STATE_DIR/short/cert.pem" -noout -ext subjectAltName | grep -q "DNS:short2.example" \
+    || kh_fail "new name missing"
+kh_est_works short
 kh_log "ok"
