@@ -111,7 +111,7 @@ for i in $(seq 1 12); do
 done
 for p in "${pids[@]}"; do wait "$p" || kh_fail "a concurrent client failed"; done
 for i in $(seq 1 12); do cmp -s "$T/par.$i" "$T/cacerts.b64" || kh_fail "client $i got another answer"; done
-for i in $(seq 1 50); do
+for i in $(seq 1 200); do
     grep -q "TLS handshake failed" "$d/estd.log" && break
     sleep 0.1
 done
