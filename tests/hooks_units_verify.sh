@@ -15,9 +15,22 @@ R=$T/root
 UNITDIR=$(pkg-config --variable=systemdsystemunitdir systemd)
 HOOKS=$R/usr/lib/keyhold/hooks
 
+# `make install` must not rebuild anything here: other tests are using the
+# build at this moment, and a source edited since the build would relink
+# keyhold.so under them. Every built target is marked old (-o), so install
+# copies what the build made.
+printf 'kh-print-all-targets:\n\t@echo $(ALL_TARGETS)\n' >"$T/print.mk"
+built=$(make -C "$KH_TOP" -s --no-print-directory BUILD="$BUILD" -f Makefile -f "$T/print.mk" \
+    kh-print-all-targets) || kh_fail "cannot list the build's targets"
+keep=()
+for f in $built; do
+    [ -e "$f" ] || kh_fail "not built: $f (run make)"
+    keep+=(-o "$f")
+done
 kh_log "make install PREFIX=/usr DESTDIR=$R"
-make -C "$KH_TOP" -s --no-print-directory BUILD="$BUILD" install PREFIX=/usr DESTDIR="$R" \
+make -C "$KH_TOP" -s --no-print-directory BUILD="$BUILD" "${keep[@]}" install PREFIX=/usr DESTDIR="$R" \
     >"$T/install.log" 2>&1 || { cat "$T/install.log"; kh_fail "make install failed"; }
+if grep -E '^ *(CC|LD|AR) ' "$T/install.log"; then kh_fail "make install rebuilt something"; fi
 
 for f in "$UNITDIR/keyhold-boot.service" "$UNITDIR/keyhold-renew.service" \
     "$UNITDIR/keyhold-factory-reset.service" \
