@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Scenario 28: installing a generation writes each file to a temporary
+# name, fsyncs it, renames it into place and fsyncs the directory (seen
+# with strace), and a new generation is on disk before `current` points at
+# it; nginx reloading in a loop while renewals switch generations never
+# loads a half-written or mismatched pair: every reload succeeds and every
+# handshake verifies.
+# timeout: 300
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/est_lib.sh"
+kh_need "$BUILD/tests/kh-hsloop"
+
+kh_estd_setup
+kh_estd_start
+kh_est_identity cam cam1.example --san ip:127.0.0.1
+kh_est_enroll cam >"$T/enroll.out" 2>&1 || { cat "$T/enroll.out"; kh_fail "enroll"; }
+
+# 1. The write order, as the kernel sees it.
+strace -f -y -qq -e trace=openat,fsync,fdatasync,rename,renameat,renameat2,symlink,symlinkat \
+    -o "$T/strace.log" "$KEYHOLD" renew cam --force >/dev/null 2>&1 || kh_fail "renew under strace"
+python3 - "$T/strace.log" "$KEYHOLD_STATE_DIR" <<'PY' || kh_fail "install order is not temp -> fsync -> rename -> fsync(dir)"
+import os, re, sys
+log, state = sys.argv[1], sys.argv[2]
+lines = open(log).read().splitlines()
+fsyncs = []   # (index, path)
+renames = []  # (index, old, new)
+for i, l in enumerate(lines):
+    m = re.search(r'f(?:data)?sync\(\d+<([^>]*)>\)\s*=\s*0', l)
+    if m:
+        fsyncs.append((i, m.group(1)))
+    m = re.search(r'rename(?:at2?)?\((?:[^,]*, )?"([^"]+)", (?:[^,]*, )?"([^"]+)"', l)
+    if m and ' = 0' in l:
+        renames.append((i, m.group(1), m.group(2)))
+bad = 0
+checked = 0
+for i, old, new in renames:
+    if not os.path.abspath(new).startswith(os.path.abspath(state)):
+        continue
+    checked += 1
+    d = os.path.dirname(os.path.abspath(new))
+    is_link = os.path.islink(new) or os.path.islink(os.path.join(d, os.path.basename(new)))
+    before = [p for j, p in fsyncs if j < i and os.path.abspath(p) == os.path.abspath(old)]
+    after = [p for j, p in fsyncs if j > i and os.path.abspath(p) == d]
+    if not is_link and not before:
+        print("no fsync of %s before it was renamed to %s" % (old, new)); bad += 1
+    if not after:
+        print("no fsync of directory %s after renaming %s" % (d, new)); bad += 1
+# The switch: every file created in the new generation, and the
+# generation's directory, reach the disk before `current` points at it.
+cur = [(i, new) for i, old, new in renames if os.path.basename(new) == "current"]
+if not cur:
+    print("no switch of 'current' seen"); bad += 1
+for i, new in cur:
+    gen = os.path.realpath(new)
+    created = set()
+    for j, l in enumerate(lines[:i]):
+        m = re.search(r'openat\([^"]*"([^"]+)", [^)]*O_CREAT[^)]*\)\s*=\s*\d+', l)
+        if m and os.path.abspath(m.group(1)).startswith(gen + "/"):
+            created.add(os.path.abspath(m.group(1)))
+    synced = set(os.path.abspath(p) for j, p in fsyncs if j < i)
+    for f in sorted(created):
+        if f not in synced:
+            print("%s was not fsynced before the switch" % f); bad += 1
+    if gen not in synced:
+        print("directory %s was not fsynced before the switch" % gen); bad += 1
+    print("switch to %s: %d new files, all fsynced first" % (os.path.basename(gen), len(created)))
+print("%d renames into the state directory checked" % checked)
+sys.exit(1 if bad or checked == 0 else 0)
+PY
+kh_log "every file and link renamed into place was fsynced first, and its directory after"
+
+# 2. nginx reloading in a loop while renewals switch generations.
+cnf=$(KH_CNF_EXTRA="pin-source = file:$T/app.pin" kh_openssl_cnf last)
+port=$(kh_r_port)
+d=$T/nginx
+mkdir -p "$d/tmp" "$d/logs"
+cat >"$d/nginx.conf" <<NGX
+user root;
+worker_processes 2;
+daemon off;
+pid $T/nginx.pid;
+error_log $d/logs/error.log notice;
+env SOFTHSM2_CONF;
+events { worker_connections 32; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port ssl;
+        ssl_certificate $KEYHOLD_STATE_DIR/cam/fullchain.pem;
+        ssl_certificate_key $KEYHOLD_STATE_DIR/cam/key.pem;
+        location / { return 200 "keyhold\n"; }
+    }
+}
+NGX
+OPENSSL_CONF=$cnf nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" >"$d/logs/stdout.log" 2>&1 </dev/null &
+kh_wait_port "$port"
+: >"$T/stop"
+(
+    n=0
+    while [ -e "$T/stop" ] && [ $n -lt 600 ]; do
+        OPENSSL_CONF=$cnf nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" -s reload 2>>"$T/reload.err" || true
+        "$BUILD/tests/kh-hsloop" -p "$port" -C "$KH_ESTD_DIR/ca.pem" -H cam1.example -n 3 -k >>"$T/hs.out" 2>&1 \
+            || echo "HANDSHAKE FAILED" >>"$T/hs.out"
+        n=$((n + 1))
+        sleep 0.05
+    done
+) &
+loop=$!
+KH_BG_PIDS+=("$loop")
+for i in $(seq 1 10); do
+    "$KEYHOLD" renew cam --force >"$T/renew.out" 2>&1 || { cat "$T/renew.out"; kh_fail "renew $i during the reload loop"; }
+done
+rm -f "$T/stop"
+wait "$loop" || true
+reloads=$(grep -c "reconfiguring" "$d/logs/error.log" || true)
+kh_log "$reloads reloads, $(grep -c '^handshakes' "$T/hs.out") handshake batches during 10 renewals"
+if grep -E '\[emerg\]|\[crit\]|\[alert\]|mismatch' "$d/logs/error.log"; then
+    kh_fail "nginx met a partial or mismatched pair"
+fi
+if grep -q "HANDSHAKE FAILED" "$T/hs.out"; then
+    grep -v '^handshakes: 3/3' "$T/hs.out" | head -20
+    kh_fail "a handshake failed while generations switched"
+fi
+[ "$reloads" -ge 5 ] || kh_fail "only $reloads reloads happened"
+kh_log "scenario 28 ok"
