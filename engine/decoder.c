@@ -1,13 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Decoder for the PEM key reference ("KEYHOLD KEY REFERENCE"): a file that
- * names a hardware key by URI. An application that only reads a key file
- * (nginx ssl_certificate_key, PEM_read_bio_PrivateKey, openssl -key) gets
- * the hardware key when keyhold is loaded.
+ * Decoder for the key reference ("KEYHOLD KEY REFERENCE" PEM, DER body
+ * KeyholdKeyReference ::= SEQUENCE { version INTEGER (1), uri UTF8String }):
+ * a file that names a hardware key by URI. An application that only reads a
+ * key file (nginx ssl_certificate_key, PEM_read_bio_PrivateKey, openssl
+ * -key/-in through OSSL_STORE) gets the hardware key when keyhold is loaded.
  *
- * Footprint: the decoder sees PEM input of every private key decode, so it
- * looks at the first PEM header line only and steps aside at once (empty
- * result, no error) unless the label is ours.
+ * The default provider's PEM-to-DER step turns any PEM block into DER; this
+ * decoder takes DER input only, with its own structure name, so it is
+ * skipped whenever a caller names another structure (certificate public
+ * keys, PKCS#8) or wants no private key, and otherwise looks at six bytes
+ * before stepping aside: other decodes pay next to nothing.
+ *
+ * Two consumers, two shapes of answer. A key decoder (PEM_read_bio_*,
+ * OSSL_DECODER_CTX_new_for_pkey) builds the key from an object reference
+ * with keyhold's keymgmt. OSSL_STORE's file: loader instead hands the
+ * decoded object to the store core, which in OpenSSL 3.0 resolves references
+ * only with the loader's own provider (default) and so cannot use one from
+ * keyhold. When the reference is refused, the same object is offered again
+ * by value (the DER reference itself): the store core then runs a key
+ * decoder over it, which comes back here and succeeds by reference.
  */
 #include <string.h>
 
@@ -15,15 +27,14 @@
 #include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
 #include <openssl/core_object.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 
 #include "keyhold.h"
 #include "kh_keyref.h"
 #include "kh_uri.h"
 
-#define KH_REF_BEGIN "-----BEGIN " KH_KEYREF_PEM_LABEL "-----"
-#define KH_REF_END "-----END " KH_KEYREF_PEM_LABEL "-----"
-#define KH_REF_MAX_PEM (KH_KEYREF_MAX_URI * 2 + 256)
+#define KH_REF_DER_MAX (KH_KEYREF_MAX_URI + 16)
 
 typedef struct kh_dec_ctx {
     KH_PROV_CTX *prov;
@@ -34,7 +45,10 @@ static OSSL_FUNC_decoder_newctx_fn dec_newctx_rsa;
 static OSSL_FUNC_decoder_newctx_fn dec_newctx_ec;
 static OSSL_FUNC_decoder_freectx_fn dec_freectx;
 static OSSL_FUNC_decoder_does_selection_fn dec_does_selection;
-static OSSL_FUNC_decoder_decode_fn dec_decode;
+static OSSL_FUNC_decoder_decode_fn dec_decode_der;
+static OSSL_FUNC_decoder_decode_fn dec_decode_pem;
+static OSSL_FUNC_decoder_newctx_fn pem_newctx;
+static OSSL_FUNC_decoder_freectx_fn pem_freectx;
 static OSSL_FUNC_decoder_export_object_fn dec_export_object;
 
 static void *dec_newctx(void *provctx, int type)
@@ -70,54 +84,61 @@ static int dec_does_selection(void *provctx, int selection)
            || (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0;
 }
 
-static void chomp(char *s)
-{
-    size_t n = strlen(s);
-
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '
-                     || s[n - 1] == '\t')) {
-        s[--n] = '\0';
-    }
-}
-
 /*
- * Reads the reference block into |mem| when the first non-empty line is our
- * BEGIN line. Returns 1 ours, 0 not ours, -1 ours but malformed/too big.
+ * Reads the input when it starts like a key reference: SEQUENCE, INTEGER 1,
+ * UTF8String. Returns the length read, 0 when it is not one (or too big).
  */
-static int read_block(BIO *in, BIO *mem)
+static size_t read_ref(BIO *in, unsigned char *buf, size_t bufsize)
 {
-    char line[256];
-    int i, n, total = 0;
+    size_t got = 0, total, hdr;
+    int n;
 
-    for (i = 0; i < 4; i++) {
-        n = BIO_gets(in, line, sizeof(line));
+    while (got < 6) {
+        n = BIO_read(in, buf + got, (int)(6 - got));
         if (n <= 0) {
             return 0;
         }
-        chomp(line);
-        if (line[0] != '\0') {
-            break;
-        }
+        got += (size_t)n;
     }
-    if (i == 4 || strcmp(line, KH_REF_BEGIN) != 0) {
+
+    if (buf[0] != 0x30) {
         return 0;
     }
-    BIO_printf(mem, "%s\n", line);
-    for (;;) {
-        n = BIO_gets(in, line, sizeof(line));
-        if (n <= 0) {
-            return -1; /* no END line */
-        }
-        total += n;
-        if (total > KH_REF_MAX_PEM) {
-            return -1;
-        }
-        chomp(line);
-        BIO_printf(mem, "%s\n", line);
-        if (strcmp(line, KH_REF_END) == 0) {
-            return 1;
-        }
+    if (buf[1] < 0x80) {
+        total = 2 + (size_t)buf[1];
+        hdr = 2;
+    } else if (buf[1] == 0x81) {
+        total = 3 + (size_t)buf[2];
+        hdr = 3;
+    } else if (buf[1] == 0x82) {
+        total = 4 + ((size_t)buf[2] << 8) + buf[3];
+        hdr = 4;
+    } else {
+        return 0;
     }
+    /* version INTEGER 1 and the UTF8String tag must follow the header */
+    if (total > bufsize || total < hdr + 4) {
+        return 0;
+    }
+    while (got < total && got < hdr + 4) {
+        n = BIO_read(in, buf + got, (int)(hdr + 4 - got));
+        if (n <= 0) {
+            return 0;
+        }
+        got += (size_t)n;
+    }
+    if (got < hdr + 4 || buf[hdr] != 0x02 || buf[hdr + 1] != 0x01
+        || buf[hdr + 2] != 0x01 || buf[hdr + 3] != 0x0c) {
+        return 0;
+    }
+    while (got < total) {
+        n = BIO_read(in, buf + got, (int)(total - got));
+        if (n <= 0) {
+            return 0;
+        }
+        got += (size_t)n;
+    }
+    return got;
 }
 
 static int resolve(KH_PROV_CTX *prov, const char *uri,
@@ -135,66 +156,198 @@ static int resolve(KH_PROV_CTX *prov, const char *uri,
     return 0;
 }
 
-static int dec_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
-                      OSSL_CALLBACK *data_cb, void *data_cbarg,
-                      OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+/*
+ * Reads a PEM key reference block when the input starts with its BEGIN
+ * line (what keyhold writes; identity.pem has the reference first). The
+ * label check costs one small read for every other PEM input.
+ * Returns 1 with *uri, 0 not ours, -1 ours but bad (error raised).
+ */
+static int read_pem_ref(KH_PROV_CTX *prov, BIO *in, char **uri)
 {
-    KH_DEC_CTX *ctx = vctx;
-    KH_PROV_CTX *prov = ctx->prov;
-    BIO *in = NULL, *mem = NULL;
-    char *uri = NULL;
-    char err[256];
-    KH_KEY *key = NULL;
-    int ok = 0, rc;
+    static const char begin[] = "-----BEGIN " KH_KEYREF_PEM_LABEL "-----";
+    char head[sizeof(begin)], err[256];
+    BIO *mem = NULL;
+    char buf[1024];
+    size_t got = 0, total;
+    int n, rc = -1;
 
-    in = BIO_new_from_core_bio(prov->libctx, cin);
+    while (got < sizeof(begin) - 1) {
+        n = BIO_read(in, head + got, (int)(sizeof(begin) - 1 - got));
+        if (n <= 0) {
+            return 0;
+        }
+        got += (size_t)n;
+    }
+    if (memcmp(head, begin, sizeof(begin) - 1) != 0) {
+        return 0;
+    }
     mem = BIO_new(BIO_s_mem());
-    if (in == NULL || mem == NULL) {
+    if (mem == NULL || BIO_write(mem, head, (int)got) != (int)got) {
         goto end;
     }
-    rc = read_block(in, mem);
-    if (rc == 0) {
-        ok = 1; /* not ours: empty result, let other decoders try */
-        goto end;
+    total = got;
+    while ((n = BIO_read(in, buf, sizeof(buf))) > 0) {
+        total += (size_t)n;
+        if (total > 65536 || BIO_write(mem, buf, n) != n) {
+            KH_raise(prov, KH_R_KEY_REFERENCE, "key reference file too large");
+            goto end;
+        }
     }
-    if (rc < 0) {
-        KH_raise(prov, KH_R_KEY_REFERENCE,
-                 "truncated or oversized key reference");
-        goto end;
-    }
-    if (!kh_keyref_pem_read(mem, &uri, err, sizeof(err))) {
+    if (!kh_keyref_pem_read(mem, uri, err, sizeof(err))) {
         KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
         goto end;
     }
+    rc = 1;
+end:
+    BIO_free(mem);
+    return rc;
+}
+
+/* Resolves |uri| and hands the key on (see the top of the file). */
+static int produce(KH_DEC_CTX *ctx, const char *uri, OSSL_CALLBACK *data_cb,
+                   void *data_cbarg, OSSL_PASSPHRASE_CALLBACK *pw_cb,
+                   void *pw_cbarg)
+{
+    KH_PROV_CTX *prov = ctx->prov;
+    OSSL_PARAM params[5];
+    int objtype = OSSL_OBJECT_PKEY;
+    unsigned char *der = NULL;
+    size_t derlen = 0;
+    char err[256];
+    KH_KEY *key = NULL;
+    KH_OBJ_REF ref;
+    int ok = 0;
+
     KH_debug("key reference names %s", uri);
     if (!resolve(prov, uri, pw_cb, pw_cbarg, &key)) {
-        goto end;
+        return 0;
     }
     if (key->type != ctx->type) {
         ok = 1; /* the decoder for the other key type produces it */
         goto end;
     }
-    {
-        OSSL_PARAM params[4];
-        int objtype = OSSL_OBJECT_PKEY;
-        KH_OBJ_REF ref;
-
-        ref.magic = KH_KEYREF_MAGIC;
-        ref.key = key;
-        params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &objtype);
-        params[1] = OSSL_PARAM_construct_utf8_string(
-            OSSL_OBJECT_PARAM_DATA_TYPE, (char *)kh_key_type_name(key), 0);
-        params[2] = OSSL_PARAM_construct_octet_string(
-            OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof(ref));
-        params[3] = OSSL_PARAM_construct_end();
-        ok = data_cb(params, data_cbarg);
+    ref.magic = KH_KEYREF_MAGIC;
+    ref.key = key;
+    params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &objtype);
+    params[1] = OSSL_PARAM_construct_utf8_string(
+        OSSL_OBJECT_PARAM_DATA_TYPE, (char *)kh_key_type_name(key), 0);
+    params[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE,
+                                                  &ref, sizeof(ref));
+    params[3] = OSSL_PARAM_construct_end();
+    ERR_set_mark();
+    ok = data_cb(params, data_cbarg);
+    ERR_pop_to_mark();
+    if (ok) {
+        goto end;
     }
+    /* Refused by reference (OSSL_STORE file: loader): offer it by value. */
+    if (!kh_keyref_der_encode(uri, &der, &derlen, err, sizeof(err))) {
+        KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
+        goto end;
+    }
+    params[2] = OSSL_PARAM_construct_utf8_string(
+        OSSL_OBJECT_PARAM_DATA_STRUCTURE, "keyhold-key-reference", 0);
+    params[3] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, der,
+                                                  derlen);
+    params[4] = OSSL_PARAM_construct_end();
+    ok = data_cb(params, data_cbarg);
 end:
+    OPENSSL_free(der);
     kh_key_free(key);
+    return ok;
+}
+
+static int dec_decode_der(void *vctx, OSSL_CORE_BIO *cin, int selection,
+                          OSSL_CALLBACK *data_cb, void *data_cbarg,
+                          OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+{
+    KH_DEC_CTX *ctx = vctx;
+    KH_PROV_CTX *prov = ctx->prov;
+    unsigned char der[KH_REF_DER_MAX];
+    BIO *in = NULL;
+    char *uri = NULL;
+    char err[256];
+    size_t derlen;
+    int ok = 0;
+
+    in = BIO_new_from_core_bio(prov->libctx, cin);
+    if (in == NULL) {
+        goto end;
+    }
+    derlen = read_ref(in, der, sizeof(der));
+    if (derlen == 0) {
+        ok = 1; /* not ours: empty result, other decoders go on */
+        goto end;
+    }
+    if (!kh_keyref_der_decode(der, derlen, &uri, err, sizeof(err))) {
+        KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
+        goto end;
+    }
+    ok = produce(ctx, uri, data_cb, data_cbarg, pw_cb, pw_cbarg);
+end:
     OPENSSL_free(uri);
-    BIO_free(mem);
     BIO_free(in);
     return ok;
+}
+
+/*
+ * PEM step, named "DER" like the default provider's PEM-to-DER decoder (which
+ * passes on known labels only): it turns a key reference PEM block into its
+ * DER body, tagged with keyhold's structure name, for the DER step above.
+ * Being a "DER" producer puts it in every chain that reads PEM, including
+ * OSSL_STORE's file: loader; it steps aside after comparing the first line.
+ */
+static int dec_decode_pem(void *vctx, OSSL_CORE_BIO *cin, int selection,
+                          OSSL_CALLBACK *data_cb, void *data_cbarg,
+                          OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+{
+    KH_PROV_CTX *prov = vctx;
+    OSSL_PARAM params[4];
+    int objtype = OSSL_OBJECT_PKEY;
+    unsigned char *der = NULL;
+    size_t derlen = 0;
+    char err[256];
+    BIO *in;
+    char *uri = NULL;
+    int ok = 0, rc;
+
+    in = BIO_new_from_core_bio(prov->libctx, cin);
+    if (in == NULL) {
+        return 0;
+    }
+    rc = read_pem_ref(prov, in, &uri);
+    if (rc == 0) {
+        ok = 1; /* not ours */
+        goto end;
+    }
+    if (rc < 0) {
+        goto end;
+    }
+    if (!kh_keyref_der_encode(uri, &der, &derlen, err, sizeof(err))) {
+        KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
+        goto end;
+    }
+    params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &objtype);
+    params[1] = OSSL_PARAM_construct_utf8_string(
+        OSSL_OBJECT_PARAM_DATA_STRUCTURE, "keyhold-key-reference", 0);
+    params[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, der,
+                                                  derlen);
+    params[3] = OSSL_PARAM_construct_end();
+    ok = data_cb(params, data_cbarg);
+end:
+    OPENSSL_free(der);
+    OPENSSL_free(uri);
+    BIO_free(in);
+    return ok;
+}
+
+static void *pem_newctx(void *provctx)
+{
+    return provctx;
+}
+
+static void pem_freectx(void *vctx)
+{
 }
 
 /* Private keys are not exported to other providers (see keymgmt.c). */
@@ -208,17 +361,26 @@ static int dec_export_object(void *vctx, const void *reference,
 #define DEC_COMMON \
     { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx }, \
     { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection }, \
-    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode }, \
     { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object }
 
 const OSSL_DISPATCH kh_rsa_keyref_decoder_functions[] = {
     { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_newctx_rsa },
+    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode_der },
     DEC_COMMON,
     { 0, NULL }
 };
 
 const OSSL_DISPATCH kh_ec_keyref_decoder_functions[] = {
     { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_newctx_ec },
+    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode_der },
     DEC_COMMON,
+    { 0, NULL }
+};
+
+const OSSL_DISPATCH kh_keyref_pem_decoder_functions[] = {
+    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))pem_newctx },
+    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))pem_freectx },
+    { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection },
+    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode_pem },
     { 0, NULL }
 };

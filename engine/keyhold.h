@@ -98,6 +98,7 @@ extern const OSSL_DISPATCH kh_rsa_asym_cipher_functions[];
 extern const OSSL_DISPATCH kh_p11_store_functions[];
 extern const OSSL_DISPATCH kh_rsa_keyref_decoder_functions[];
 extern const OSSL_DISPATCH kh_ec_keyref_decoder_functions[];
+extern const OSSL_DISPATCH kh_keyref_pem_decoder_functions[];
 extern const OSSL_DISPATCH kh_rsa_text_encoder_functions[];
 extern const OSSL_DISPATCH kh_ec_text_encoder_functions[];
 

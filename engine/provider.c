@@ -56,7 +56,7 @@ static const OSSL_ALGORITHM kh_encoder[] = {
 
 /* Filled at init: the TPM entries join only when that backend is linked. */
 static OSSL_ALGORITHM kh_store[3];
-static OSSL_ALGORITHM kh_decoder[5];
+static OSSL_ALGORITHM kh_decoder[7];
 
 static const OSSL_ITEM kh_reasons[] = {
     { KH_R_INTERNAL, "internal error" },
@@ -136,19 +136,44 @@ static int kh_get_params(void *provctx, OSSL_PARAM params[])
  */
 static int kh_first_query = 1;
 
-/* Returns 1 when the caller must answer "nothing, do not cache" this once. */
+struct walk_order {
+    KH_PROV_CTX *prov;
+    int pos, default_pos, keyhold_pos;
+};
+
+static int walk_cb(OSSL_PROVIDER *p, void *arg)
+{
+    struct walk_order *w = arg;
+
+    if (strcmp(OSSL_PROVIDER_get0_name(p), "default") == 0) {
+        w->default_pos = w->pos;
+    }
+    if (OSSL_PROVIDER_get0_provider_ctx(p) == w->prov) {
+        w->keyhold_pos = w->pos;
+    }
+    w->pos++;
+    return 1;
+}
+
+/*
+ * On the first query: sort the core's provider list and tell whether the
+ * walk in progress visits keyhold before default. If so, the algorithms
+ * handed out now must not be cached, or they would answer unqualified
+ * fetches for good.
+ */
 static int settle_order(KH_PROV_CTX *prov, int operation_id)
 {
+    struct walk_order w = { prov, 0, -1, -1 };
+
     if (!__atomic_exchange_n(&kh_first_query, 0, __ATOMIC_ACQ_REL)) {
         return 0;
     }
     /* NULL is the default library context here, as for every caller. */
-    if (OSSL_PROVIDER_available(prov->app_libctx, "default")) {
-        KH_debug("first query (operation %d): provider list sorted",
-                 operation_id);
-    }
-    return operation_id == OSSL_OP_KEYMGMT || operation_id == OSSL_OP_SIGNATURE
-           || operation_id == OSSL_OP_ASYM_CIPHER;
+    OSSL_PROVIDER_do_all(prov->app_libctx, walk_cb, &w);
+    (void)OSSL_PROVIDER_available(prov->app_libctx, "default");
+    KH_debug("first query (operation %d): walk order default %d keyhold %d",
+             operation_id, w.default_pos, w.keyhold_pos);
+    return w.default_pos > w.keyhold_pos && w.keyhold_pos >= 0;
 }
 
 static const OSSL_ALGORITHM *kh_query(void *provctx, int operation_id,
@@ -157,7 +182,6 @@ static const OSSL_ALGORITHM *kh_query(void *provctx, int operation_id,
     *no_cache = 0;
     if (settle_order(provctx, operation_id)) {
         *no_cache = 1;
-        return NULL;
     }
     switch (operation_id) {
     case OSSL_OP_KEYMGMT:
@@ -234,18 +258,22 @@ static void fill_tables(void)
 
     i = 0;
     /*
-     * Decoders are named after the key type they produce; each claims only
-     * PEM input with its own label, so other decodes pay one PEM header
-     * comparison at most.
+     * The key reference: a PEM step (named "DER", as OpenSSL's own PEM to
+     * DER decoder, so that every PEM-reading chain includes it) and a DER
+     * step per key type, which claims only keyhold's structure. Both look
+     * at a few bytes of other input and step aside.
      */
     kh_decoder[i++] = (OSSL_ALGORITHM){ "RSA:rsaEncryption:1.2.840.113549.1.1.1",
-                                        KH_PROPS ",input=pem",
+                                        KH_PROPS ",input=der,structure=keyhold-key-reference",
                                         kh_rsa_keyref_decoder_functions,
                                         "keyhold key reference" };
     kh_decoder[i++] = (OSSL_ALGORITHM){ "EC:id-ecPublicKey:1.2.840.10045.2.1",
-                                        KH_PROPS ",input=pem",
+                                        KH_PROPS ",input=der,structure=keyhold-key-reference",
                                         kh_ec_keyref_decoder_functions,
                                         "keyhold key reference" };
+    kh_decoder[i++] = (OSSL_ALGORITHM){ "DER", KH_PROPS ",input=pem",
+                                        kh_keyref_pem_decoder_functions,
+                                        "keyhold key reference PEM to DER" };
     if (kh_tpm_rsa_decoder_functions != NULL) {
         kh_decoder[i++] = (OSSL_ALGORITHM){
             "RSA:rsaEncryption:1.2.840.113549.1.1.1",
