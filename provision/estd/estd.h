@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <time.h>
 #include <openssl/evp.h>
+#include <openssl/provider.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -90,6 +91,8 @@ typedef struct estd_server {
     X509 *other_ca_cert;
     EVP_PKEY *other_ca_key;
     volatile int active;          /* connections being served */
+    OSSL_PROVIDER *prov_default;
+    OSSL_PROVIDER *prov_keyhold;
 } ESTD_SERVER;
 
 /* One HTTP request, as far as EST needs it. */

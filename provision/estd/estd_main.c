@@ -222,14 +222,16 @@ static void load_providers(ESTD_SERVER *srv)
             }
         }
     }
-    if (OSSL_PROVIDER_load(NULL, "default") == NULL) {
+    srv->prov_default = OSSL_PROVIDER_load(NULL, "default");
+    if (srv->prov_default == NULL) {
         estd_log(srv, "cannot load OpenSSL's default provider");
     }
     if (dir != NULL) {
         OSSL_PROVIDER_set_default_search_path(NULL, dir);
     }
     ERR_set_mark();
-    if (OSSL_PROVIDER_load(NULL, "keyhold") == NULL) {
+    srv->prov_keyhold = OSSL_PROVIDER_load(NULL, "keyhold");
+    if (srv->prov_keyhold == NULL) {
         estd_log(srv, "keyhold provider not loaded (%s): token keys "
                  "unavailable", dir != NULL ? dir : "default path");
     }
@@ -618,6 +620,12 @@ static void server_free(ESTD_SERVER *srv)
     X509_STORE_free(srv->reenroll_store);
     X509_free(srv->other_ca_cert);
     EVP_PKEY_free(srv->other_ca_key);
+    if (srv->prov_keyhold != NULL) {
+        OSSL_PROVIDER_unload(srv->prov_keyhold);
+    }
+    if (srv->prov_default != NULL) {
+        OSSL_PROVIDER_unload(srv->prov_default);
+    }
     if (srv->log != NULL && srv->log != stderr) {
         fclose(srv->log);
     }
