@@ -26,10 +26,13 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <openssl/bn.h>
@@ -71,6 +74,8 @@ static struct {
     int explicit_tcti;
     int hold;                   /* keep the connection between operations */
     char tcti[512];
+    char lockpath[600];         /* cross-process lock (no resource manager) */
+    int lockfd;
     TSS2_TCTI_CONTEXT *tcti_ctx;
     ESYS_CONTEXT *esys;
     unsigned long gen;
@@ -80,7 +85,7 @@ static struct {
     TPMS_CONTEXT *primary;      /* saved owner-hierarchy storage key */
     int primary_rsa;            /* 1: the TPM has no ECC, RSA SRK used */
     struct kh_tpm_key *loaded;  /* MRU list of loaded transient keys */
-} g = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} g = { .lock = PTHREAD_MUTEX_INITIALIZER, .lockfd = -1 };
 
 /* Standard storage key templates (TCG key files: ECC P-256 first). */
 #define SRK_ATTRS (TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED \
@@ -277,6 +282,25 @@ static void configure_locked(const char *tcti)
     if (v != NULL && (*v == '0' || *v == '1')) {
         g.hold = *v == '1';
     }
+    v = getenv("KEYHOLD_TPM_LOCK");
+    if (v != NULL && *v != '\0') {
+        snprintf(g.lockpath, sizeof(g.lockpath), "%s", v);
+    } else {
+        unsigned long h = 5381;
+        const char *c;
+
+        /* One lock per TPM: a hash of the TCTI string names it. */
+        for (c = g.tcti; *c != '\0'; c++) {
+            h = h * 33 + (unsigned char)*c;
+        }
+        snprintf(g.lockpath, sizeof(g.lockpath), "%s/keyhold-tpm-%08lx.lock",
+                 access("/run/lock", W_OK) == 0 ? "/run/lock" : "/tmp",
+                 h & 0xffffffffUL);
+    }
+    if (g.lockfd >= 0) {
+        close(g.lockfd);
+        g.lockfd = -1;
+    }
     /*
      * tpm2-tss logs every failed TPM command to stderr unless told
      * otherwise; keyhold reports errors itself and must print nothing.
@@ -316,6 +340,11 @@ static void atfork_child(void)
                 close(h[i].fd);
             }
         }
+    }
+    /* flock() locks belong to the open file: the child needs its own. */
+    if (g.lockfd >= 0) {
+        close(g.lockfd);
+        g.lockfd = -1;
     }
     g.tcti_ctx = NULL;          /* leaked on purpose, see above */
     g.esys = NULL;
@@ -450,11 +479,51 @@ void kh_tpm_release(void)
 typedef struct {
     sigset_t old;
     int pending_before;
+    int xlocked;
 } SIGPIPE_GUARD;
+
+/*
+ * A TPM without a resource manager interleaves the commands of several
+ * connections (swtpm switches to a new connection between commands), so
+ * keyhold processes take an exclusive flock() for each operation's
+ * connect..flush..disconnect. Other programs do not take it: see
+ * docs/tpm.md. Failing to open the lock file only loses that protection.
+ */
+static void xproc_lock(SIGPIPE_GUARD *s)
+{
+    s->xlocked = 0;
+    configure_locked(NULL);
+    if (g.hold) {
+        return;
+    }
+    if (g.lockfd < 0) {
+        g.lockfd = open(g.lockpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                        0666);
+        if (g.lockfd >= 0) {
+            /* Servers that drop privileges must still open it. */
+            fchmod(g.lockfd, 0666);
+        }
+    }
+    if (g.lockfd >= 0) {
+        while (flock(g.lockfd, LOCK_EX) != 0 && errno == EINTR) {
+        }
+        s->xlocked = 1;
+    }
+}
+
+static void xproc_unlock(SIGPIPE_GUARD *s)
+{
+    if (s->xlocked && g.lockfd >= 0) {
+        flock(g.lockfd, LOCK_UN);
+    }
+    s->xlocked = 0;
+}
 
 static void sigpipe_block(SIGPIPE_GUARD *s)
 {
     sigset_t set, pend;
+
+    xproc_lock(s);
 
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
@@ -476,6 +545,7 @@ static void sigpipe_restore(SIGPIPE_GUARD *s)
         }
     }
     pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+    xproc_unlock(s);
 }
 
 /* ---- loading --------------------------------------------------------- */
