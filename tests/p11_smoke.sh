@@ -15,6 +15,7 @@ grep -A3 "keyhold" "$T/providers.txt" | grep -q "status: active" \
     || kh_fail "keyhold not active"
 
 kh_log "token with an EC P-256 key made by pkcs11-tool"
+kh_softhsm_setup
 kh_softhsm_token smoke
 kh_p11tool_keygen smoke smoke-ec 5a01 EC:prime256v1
 pkcs11-tool --module "$SOFTHSM_MODULE" --token-label smoke --read-object \

@@ -35,6 +35,7 @@ struct kh_p11_module {
     pthread_mutex_t lock;
     KH_P11_TOKEN *tokens;
     char *softhsm_conf;       /* SOFTHSM2_CONF seen at load (see p11.c) */
+    int opened;               /* sessions opened since C_Initialize */
 };
 
 struct kh_p11_token {
@@ -53,6 +54,9 @@ struct kh_p11_token {
     int logged_in;
     char *pin;                /* secure heap, KH_PIN_MAX + 1, or NULL */
     size_t pinlen;
+    CK_RV last_open_rv;       /* last C_OpenSession failure */
+    unsigned char bad_pin[32]; /* salted hash of a PIN the token refused */
+    int has_bad_pin;
 };
 
 struct kh_p11_key {

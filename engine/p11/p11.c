@@ -16,6 +16,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/params.h>
 
 #include "internal.h"
@@ -220,6 +221,7 @@ int kh_p11_module_ready(KH_PROV_CTX *prov, KH_P11_MODULE *mod)
                  mod->path, kh_ckr_name(rv));
         goto end;
     }
+    __atomic_store_n(&mod->opened, 0, __ATOMIC_RELAXED);
     KH_debug("module %s initialised (generation %u, %s)", mod->path, gen,
              rv == CKR_OK ? "CKR_OK" : "already initialised");
     __atomic_store_n(&mod->gen, gen, __ATOMIC_RELEASE);
@@ -450,8 +452,61 @@ static int token_rediscover(KH_PROV_CTX *prov, KH_P11_TOKEN *tok)
 static CK_RV open_session(KH_P11_TOKEN *tok, CK_SLOT_ID slot,
                           CK_SESSION_HANDLE *sess)
 {
-    return tok->mod->fl->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL,
-                                       sess);
+    CK_RV rv = tok->mod->fl->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL,
+                                           NULL, sess);
+
+    if (rv == CKR_OK) {
+        __atomic_add_fetch(&tok->mod->opened, 1, __ATOMIC_RELAXED);
+    } else {
+        tok->last_open_rv = rv;
+    }
+    return rv;
+}
+
+static int is_lost_token(CK_RV rv)
+{
+    return rv == CKR_SLOT_ID_INVALID || rv == CKR_TOKEN_NOT_PRESENT
+           || rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_RECOGNIZED;
+}
+
+/*
+ * A module initialised moments ago (first use in a forked child) may not
+ * see a token that another process is writing at the same time (SoftHSM
+ * reads its token files at C_Initialize). While nothing has been opened
+ * since that C_Initialize, initialising again is harmless: do it and look
+ * for the token again by its attributes. Returns 1 found, 0 not yet, -1
+ * not allowed (sessions in use) or failed.
+ */
+static int module_fresh_reinit(KH_PROV_CTX *prov, KH_P11_TOKEN *tok)
+{
+    KH_P11_MODULE *mod = tok->mod;
+    CK_C_INITIALIZE_ARGS args;
+    CK_RV rv;
+    int ok = 0;
+
+    pthread_mutex_lock(&mod->lock);
+    if (__atomic_load_n(&mod->opened, __ATOMIC_RELAXED) != 0) {
+        pthread_mutex_unlock(&mod->lock);
+        return -1;
+    }
+    mod->fl->C_Finalize(NULL);
+    memset(&args, 0, sizeof(args));
+    args.flags = CKF_OS_LOCKING_OK;
+    rv = mod->fl->C_Initialize(&args);
+    ok = rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED;
+    pthread_mutex_unlock(&mod->lock);
+    KH_debug("module %s initialised again to find %s: %s", mod->path,
+             tok->label, kh_ckr_name(rv));
+    if (!ok) {
+        return -1;
+    }
+    pthread_mutex_lock(&tok->lock);
+    tok->npool = 0;
+    tok->login_session = CK_INVALID_HANDLE;
+    tok->logged_in = 0;
+    tok->present = 0;
+    pthread_mutex_unlock(&tok->lock);
+    return token_rediscover(prov, tok);
 }
 
 /*
@@ -466,6 +521,7 @@ static int login_locked(KH_PROV_CTX *prov, KH_P11_TOKEN *tok, const char *pin,
     CK_SESSION_INFO si;
     char desc[160];
     CK_RV rv;
+    int i;
 
     kh_p11_token_describe(tok, desc, sizeof(desc));
     if (tok->login_session != CK_INVALID_HANDLE
@@ -488,7 +544,15 @@ static int login_locked(KH_PROV_CTX *prov, KH_P11_TOKEN *tok, const char *pin,
         tok->logged_in = 1;
         return 1;
     }
-    rv = fl->C_GetTokenInfo(tok->slot, &ti);
+    /* SoftHSM answers CKR_GENERAL_ERROR while another process rewrites the
+     * token file (sibling workers logging in at once): a few short waits. */
+    for (i = 0;; i++) {
+        rv = fl->C_GetTokenInfo(tok->slot, &ti);
+        if (rv != CKR_GENERAL_ERROR || i >= 5) {
+            break;
+        }
+        usleep(10000 * (i + 1));
+    }
     if (rv != CKR_OK) {
         KH_raise(prov, KH_R_MODULE, "%s: C_GetTokenInfo: %s", desc,
                  kh_ckr_name(rv));
@@ -662,8 +726,8 @@ end:
     return ok;
 }
 
-CK_RV kh_p11_session_get(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
-                         CK_SESSION_HANDLE *sess)
+static CK_RV session_get_once(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
+                              CK_SESSION_HANDLE *sess)
 {
     CK_SLOT_ID slot;
     CK_RV rv;
@@ -684,9 +748,12 @@ CK_RV kh_p11_session_get(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
     if (!tok->logged_in && tok->pin != NULL
         && (tok->flags & CKF_LOGIN_REQUIRED)) {
         /* First use after fork or recovery: log in again, no prompt. */
+        tok->last_open_rv = CKR_OK;
         if (!login_locked(prov, tok, tok->pin, tok->pinlen)) {
+            rv = is_lost_token(tok->last_open_rv) ? tok->last_open_rv
+                                                  : CKR_USER_NOT_LOGGED_IN;
             pthread_mutex_unlock(&tok->lock);
-            return CKR_USER_NOT_LOGGED_IN;
+            return rv;
         }
     }
     if (tok->npool > 0) {
@@ -701,6 +768,26 @@ CK_RV kh_p11_session_get(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
         KH_debug("C_OpenSession: %s", kh_ckr_name(rv));
     }
     return rv;
+}
+
+CK_RV kh_p11_session_get(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
+                         CK_SESSION_HANDLE *sess)
+{
+    CK_RV rv;
+    int attempt;
+
+    /* Bounded: a few fresh initialisations, never a loop of logins. */
+    for (attempt = 0;; attempt++) {
+        ERR_set_mark();
+        rv = session_get_once(prov, tok, sess);
+        if (rv == CKR_OK || !is_lost_token(rv) || attempt >= 6
+            || module_fresh_reinit(prov, tok) < 0) {
+            ERR_clear_last_mark();
+            return rv;
+        }
+        ERR_pop_to_mark();
+        usleep(10000 * (attempt + 1));
+    }
 }
 
 void kh_p11_session_put(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess)
@@ -787,6 +874,7 @@ int kh_p11_recover(KH_PROV_CTX *prov, KH_P11_TOKEN *tok, CK_RV rv)
         break;
     case CKR_DEVICE_REMOVED:
     case CKR_TOKEN_NOT_PRESENT:
+    case CKR_SLOT_ID_INVALID:
     case CKR_DEVICE_ERROR:
         pthread_mutex_lock(&tok->lock);
         tok->present = 0;

@@ -412,7 +412,8 @@ static int is_session_error(CK_RV rv)
     return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED
            || rv == CKR_CRYPTOKI_NOT_INITIALIZED
            || rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_DEVICE_REMOVED
-           || rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_DEVICE_ERROR;
+           || rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_DEVICE_ERROR
+           || rv == CKR_SLOT_ID_INVALID;
 }
 
 typedef CK_RV op_fn(CK_FUNCTION_LIST_PTR fl, CK_SESSION_HANDLE sess,
@@ -489,6 +490,9 @@ static CK_RV run_op(KH_P11_KEY *k, op_fn *op, CK_MECHANISM *mech,
             }
             sess = CK_INVALID_HANDLE;
             if (attempt == 0 && kh_p11_recover(k->prov, tok, rv)) {
+                /* Handles do not survive a new login or initialisation. */
+                __atomic_store_n(&k->handle, CK_INVALID_HANDLE,
+                                 __ATOMIC_RELAXED);
                 continue;
             }
             return rv;

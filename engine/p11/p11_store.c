@@ -136,13 +136,87 @@ static const char *module_path_of(KH_PROV_CTX *prov, const KH_P11_URI *u)
     return KH_DEFAULT_P11_MODULE;
 }
 
-/* Finds the one token the URI names; lists candidates when several. */
+static CK_ULONG obj_template(const KH_P11_URI *u, CK_OBJECT_CLASS *cls,
+                             CK_ATTRIBUTE *tmpl);
+static void describe_obj(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
+                         CK_OBJECT_HANDLE h, char *buf, size_t len);
+
+/*
+ * Keys the URI names that are visible without logging in: public keys and
+ * certificates, counted by distinct CKA_ID (a key pair and its certificate
+ * are one candidate). Private keys are usually invisible before login, and
+ * a login must not be spent on a URI that turns out to be ambiguous.
+ * Returns the count (0 when the token has no public twins), -1 on error.
+ */
+static int public_candidates(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
+                             const KH_P11_URI *u, char *list, size_t listlen)
+{
+    static const CK_OBJECT_CLASS classes[2] = { CKO_PUBLIC_KEY,
+                                                CKO_CERTIFICATE };
+    unsigned char ids[MAX_OBJS][64];
+    size_t idlens[MAX_OBJS], nids = 0, off = 0, i, c;
+    CK_SESSION_HANDLE sess = CK_INVALID_HANDLE;
+    CK_OBJECT_HANDLE objs[MAX_OBJS];
+    CK_ULONG n, nt, j;
+    char desc[300];
+
+    if (list != NULL && listlen > 0) {
+        list[0] = '\0';
+    }
+    if (kh_p11_session_get(prov, tok, &sess) != CKR_OK) {
+        return -1;
+    }
+    for (c = 0; c < 2; c++) {
+        CK_OBJECT_CLASS cls = classes[c];
+        CK_ATTRIBUTE tmpl[3];
+
+        nt = obj_template(u, &cls, tmpl);
+        if (kh_p11_find_objects(tok, sess, tmpl, nt, objs, MAX_OBJS, &n)
+            != CKR_OK) {
+            continue;
+        }
+        for (j = 0; j < n && nids < MAX_OBJS; j++) {
+            unsigned char id[64];
+            CK_ATTRIBUTE a = { CKA_ID, id, sizeof(id) };
+
+            if (tok->mod->fl->C_GetAttributeValue(sess, objs[j], &a, 1)
+                    != CKR_OK
+                || a.ulValueLen > sizeof(id)) {
+                continue;
+            }
+            for (i = 0; i < nids; i++) {
+                if (idlens[i] == a.ulValueLen
+                    && memcmp(ids[i], id, a.ulValueLen) == 0) {
+                    break;
+                }
+            }
+            if (i < nids) {
+                continue;
+            }
+            memcpy(ids[nids], id, a.ulValueLen);
+            idlens[nids++] = a.ulValueLen;
+            if (list != NULL && off < listlen) {
+                describe_obj(tok, sess, objs[j], desc, sizeof(desc));
+                off += (size_t)snprintf(list + off, listlen - off, "%s%s",
+                                        off ? "; " : "", desc);
+            }
+        }
+    }
+    kh_p11_session_put(tok, sess);
+    return (int)nids;
+}
+
+/*
+ * Finds the one token the URI names. When several match, the one that
+ * holds the key (seen through its public twins, without login) is taken;
+ * otherwise the error lists the candidates.
+ */
 static KH_P11_TOKEN *find_token(KH_PROV_CTX *prov, const KH_P11_URI *u,
                                 const char *uri)
 {
     KH_P11_MODULE *mod;
-    KH_P11_TOKEN *found[MAX_TOKENS];
-    size_t n = 0, i;
+    KH_P11_TOKEN *found[MAX_TOKENS], *with = NULL;
+    size_t n = 0, i, nwith = 0;
     char list[1024], desc[160];
     size_t off = 0;
 
@@ -165,23 +239,46 @@ static KH_P11_TOKEN *find_token(KH_PROV_CTX *prov, const KH_P11_URI *u,
                  mod->path, uri);
         return NULL;
     }
-    if (n > 1) {
-        list[0] = '\0';
-        for (i = 0; i < n && i < MAX_TOKENS; i++) {
+    if (n == 1) {
+        return found[0];
+    }
+    if (n > MAX_TOKENS) {
+        n = MAX_TOKENS;
+    }
+    list[0] = '\0';
+    for (i = 0; i < n; i++) {
+        int c = (u->object != NULL || u->has_id)
+                    ? public_candidates(prov, found[i], u, NULL, 0) : 0;
+
+        if (c > 0) {
+            with = found[i];
+            nwith++;
+        }
+        if (c > 0) {
             kh_p11_token_describe(found[i], desc, sizeof(desc));
-            off += (size_t)snprintf(list + off, off < sizeof(list)
-                                                    ? sizeof(list) - off : 0,
-                                    "%s%s", i ? "; " : "", desc);
-            if (off >= sizeof(list)) {
-                break;
+            if (off < sizeof(list)) {
+                off += (size_t)snprintf(list + off, sizeof(list) - off,
+                                        "%s%s", off ? "; " : "", desc);
             }
         }
-        KH_raise(prov, KH_R_AMBIGUOUS,
-                 "%zu tokens match %s: %s (add token= or serial= to the URI)",
-                 n, uri, list);
-        return NULL;
     }
-    return found[0];
+    if (nwith == 1) {
+        return with;
+    }
+    if (nwith == 0) {
+        /* nothing visible without login: every matching token is listed */
+        off = 0;
+        list[0] = '\0';
+        for (i = 0; i < n && off < sizeof(list); i++) {
+            kh_p11_token_describe(found[i], desc, sizeof(desc));
+            off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+                                    i ? "; " : "", desc);
+        }
+    }
+    KH_raise(prov, KH_R_AMBIGUOUS,
+             "%zu tokens match %s: %s (add token= or serial= to the URI)",
+             nwith > 1 ? nwith : n, uri, list);
+    return NULL;
 }
 
 static void describe_obj(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
@@ -418,6 +515,17 @@ static int gather(P11_STORE *st, OSSL_PASSPHRASE_CALLBACK *pw_cb,
     tok = find_token(prov, u, st->uri);
     if (tok == NULL) {
         return 0;
+    }
+    if (want_priv && kh_p11_token_needs_login(tok)) {
+        char list[1024];
+        int c = public_candidates(prov, tok, u, list, sizeof(list));
+
+        if (c > 1) {
+            KH_raise(prov, KH_R_AMBIGUOUS,
+                     "%d keys match %s: %s (add object= or id= to the URI; "
+                     "not logged in)", c, st->uri, list);
+            return 0;
+        }
     }
     if (want_priv
         && !kh_p11_token_login(prov, tok, u, pw_cb, pw_cbarg)) {
