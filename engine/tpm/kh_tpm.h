@@ -52,9 +52,9 @@ void kh_tpm_configure(const char *tcti);
 const char *kh_tpm_tcti(void);
 
 /*
- * Drops the connection when no key holds it (the CLI calls this before
- * letting the provider talk to a TPM that serves one connection at a time,
- * such as swtpm without a resource manager).
+ * Drops the connection (and the cached storage key context) when no key
+ * holds it: the CLI calls this before letting the provider talk to a TPM
+ * that serves one connection at a time, the provider at teardown.
  */
 void kh_tpm_release(void);
 

@@ -468,6 +468,11 @@ void kh_tpm_release(void)
 {
     pthread_mutex_lock(&g.lock);
     maybe_release_locked();
+    if (g.keys == 0) {
+        /* Only a cache; the module may be unloaded after this. */
+        Esys_Free(g.primary);
+        g.primary = NULL;
+    }
     pthread_mutex_unlock(&g.lock);
 }
 
