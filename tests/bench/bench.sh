@@ -78,8 +78,15 @@ for k in ec rsa; do
     cert hw-$k "$T/sw-$k.key" "$T/hw-$k.pub.pem"
 done
 
+# The provider as built when the bench starts: a private copy, so a
+# rebuild of build/keyhold.so during the run cannot pull it away.
+mkdir -p "$T/prov"
+if [ -f "$BUILD/keyhold.so" ]; then
+    cp "$BUILD/keyhold.so" "$T/prov/keyhold.so"
+fi
+
 export KHB_DIR=$T KHB_MODULE=$MODULE KHB_TOKEN=bench KHB_PIN=$PIN
-export KHB_PROVIDER_DIR=$BUILD KHB_LIBP11_ENGINE=$ENGINE
+export KHB_PROVIDER_DIR=$T/prov KHB_LIBP11_ENGINE=$ENGINE
 "$KHB" keyref "pkcs11:token=bench;object=bench-ec;type=private?module-path=$MODULE&pin-source=file:$T/pin" \
     "$T/ec.keyref.pem"
 
@@ -88,15 +95,24 @@ export KHB_PROVIDER_DIR=$BUILD KHB_LIBP11_ENGINE=$ENGINE
 unset KHB_TPM_TCTI
 if [ "${BENCH_TPM:-1}" = 1 ] && ls "$TOP"/engine/tpm/*.c >/dev/null 2>&1 \
     && command -v swtpm >/dev/null; then
-    port=$(( 24000 + RANDOM % 20000 ))
     mkdir -p "$T/tpm"
-    swtpm socket --tpm2 --server type=tcp,port=$port,bindaddr=127.0.0.1 \
-        --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 --tpmstate dir="$T/tpm" \
-        --flags not-need-init,startup-clear >"$T/swtpm.log" 2>&1 &
-    SWTPM_PID=$!
-    for _ in $(seq 1 100); do
-        ss -Htln "sport = :$port" | grep -q . && break
-        sleep 0.05
+    # A free port pair; another test may take it first, so retry (bounded).
+    for _ in 1 2 3 4 5; do
+        port=$(( 24000 + RANDOM % 20000 ))
+        if ss -Htln "sport = :$port or sport = :$((port + 1))" | grep -q .; then
+            continue
+        fi
+        swtpm socket --tpm2 --server type=tcp,port=$port,bindaddr=127.0.0.1 \
+            --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 --tpmstate dir="$T/tpm" \
+            --flags not-need-init,startup-clear >"$T/swtpm.log" 2>&1 &
+        SWTPM_PID=$!
+        for _ in $(seq 1 100); do
+            ss -Htln "sport = :$port" | grep -q . && break
+            kill -0 "$SWTPM_PID" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -0 "$SWTPM_PID" 2>/dev/null && break
+        SWTPM_PID=
     done
     export TPM2OPENSSL_TCTI="swtpm:host=127.0.0.1,port=$port"
     export TPM2TOOLS_TCTI=$TPM2OPENSSL_TCTI
