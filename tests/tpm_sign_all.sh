@@ -3,7 +3,8 @@
 # Every TPM signature keyhold offers, through OSSL_STORE and tpm2: URIs,
 # verified by the default provider with the exported public key: ECDSA
 # P-256/P-384 with SHA-256/384/512, RSA-2048 PKCS#1 v1.5 and PSS (salt =
-# digest length, the TPM's rule and TLS 1.3's), digest-sign and prehashed;
+# digest length, the TPM's rule and TLS 1.3's), RSA-3072, digest-sign and
+# prehashed;
 # a key file and a persistent handle. The must-fail twin: an RSA-PSS salt
 # the TPM cannot make is refused by name, not signed wrongly.
 . "$(dirname "$0")/lib.sh"
@@ -39,6 +40,13 @@ for uri in "tpm2:file=$T/rsa-2048.tss" "tpm2:handle=0x81000020"; do
     done
 done
 kh_log "RSA-2048 PKCS#1 v1.5 and PSS (file and persistent handle) verified"
+
+"$KT" create --alg rsa-3072 --out "$T/rsa-3072.tss"
+"$SIGNTEST" -k "tpm2:file=$T/rsa-3072.tss" -L last -P "$BUILD" -d sha384 -p pss -s digest -m both \
+    || kh_fail "RSA-3072 PSS"
+"$SIGNTEST" -k "tpm2:file=$T/rsa-3072.tss" -L last -P "$BUILD" -d sha256 -p pkcs1 -m both \
+    || kh_fail "RSA-3072 PKCS#1"
+kh_log "RSA-3072 PKCS#1 v1.5 and PSS verified"
 
 # The openssl CLI on the same keys, verified by openssl without keyhold.
 echo "keyhold tpm message" >"$T/msg"
