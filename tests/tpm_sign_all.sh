@@ -4,9 +4,8 @@
 # verified by the default provider with the exported public key: ECDSA
 # P-256/P-384 with SHA-256/384/512, RSA-2048 PKCS#1 v1.5 and PSS (salt =
 # digest length, the TPM's rule and TLS 1.3's), RSA-3072, digest-sign and
-# prehashed;
-# a key file and a persistent handle. The must-fail twin: an RSA-PSS salt
-# the TPM cannot make is refused by name, not signed wrongly.
+# prehashed, a key file and a persistent handle. The must-fail twin: an
+# RSA-PSS salt the TPM cannot make is refused by name, not signed wrongly.
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$BUILD/keyhold-tpm" "$BUILD/tests/kh-signtest"
 kh_swtpm_start
