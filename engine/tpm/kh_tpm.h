@@ -143,6 +143,15 @@ int kh_tpm_handle_exists(uint32_t handle, char *err, size_t errlen);
 int kh_tpm_pem_write(const char *path, const unsigned char *der,
                      size_t derlen, char *err, size_t errlen);
 
+/*
+ * The TPM's identity for provisioning reports: "sha256:HEX" of the
+ * SubjectPublicKeyInfo of the endorsement key made with the TCG default
+ * EK template (ECC P-256, or RSA-2048 without ECC), as tpm2_createek makes
+ * it. |out| needs 72 bytes.
+ */
+enum kh_tpm_rc kh_tpm_ek_id(char *out, size_t outlen, char *err,
+                            size_t errlen);
+
 /* Lockout state (for status/doctor): counter, max tries, in lockout. */
 enum kh_tpm_rc kh_tpm_da_info(uint32_t *counter, uint32_t *max_tries,
                               int *in_lockout, char *err, size_t errlen);

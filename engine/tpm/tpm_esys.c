@@ -40,6 +40,7 @@
 #include <openssl/ec.h>
 #include <openssl/obj_mac.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
@@ -2017,4 +2018,122 @@ end:
         OPENSSL_clear_free(der, (size_t)derlen);
     }
     return prc;
+}
+
+/* ---- endorsement key identity ---------------------------------------- */
+
+/*
+ * The TPM's identity for reports: the SHA-256 of the SubjectPublicKeyInfo
+ * of its endorsement key, made with the TCG EK Credential Profile's
+ * default ECC NIST P-256 template (as `tpm2_createek -G ecc` does), or the
+ * RSA-2048 one on a TPM without ECC. The EK is re-derived from the
+ * endorsement seed each time, so the value is stable for the TPM's life.
+ */
+static const TPM2B_DIGEST ek_policy = {
+    .size = 32,
+    .buffer = { 0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90,
+                0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24, 0xfd, 0x52, 0xd7, 0x6e,
+                0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14,
+                0x69, 0xaa },
+};
+
+#define EK_ATTRS (TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT \
+                  | TPMA_OBJECT_SENSITIVEDATAORIGIN \
+                  | TPMA_OBJECT_ADMINWITHPOLICY | TPMA_OBJECT_RESTRICTED \
+                  | TPMA_OBJECT_DECRYPT)
+
+struct ek_arg {
+    TPM2B_PUBLIC pub;
+};
+
+static enum kh_tpm_rc ek_fn(void *varg, char *err, size_t errlen)
+{
+    struct ek_arg *a = varg;
+    static const TPM2B_SENSITIVE_CREATE sens = { .size = 0 };
+    static const TPM2B_DATA outside = { .size = 0 };
+    static const TPML_PCR_SELECTION pcrs = { .count = 0 };
+    TPM2B_PUBLIC tmpl;
+    TPM2B_PUBLIC *out = NULL;
+    ESYS_TR ek = ESYS_TR_NONE;
+    TSS2_RC rc;
+
+    memset(&tmpl, 0, sizeof(tmpl));
+    tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
+    tmpl.publicArea.objectAttributes = EK_ATTRS;
+    tmpl.publicArea.authPolicy = ek_policy;
+    if (tpm_has_ecc_locked()) {
+        tmpl.publicArea.type = TPM2_ALG_ECC;
+        tmpl.publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_AES;
+        tmpl.publicArea.parameters.eccDetail.symmetric.keyBits.aes = 128;
+        tmpl.publicArea.parameters.eccDetail.symmetric.mode.aes = TPM2_ALG_CFB;
+        tmpl.publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
+        tmpl.publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+        tmpl.publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+        tmpl.publicArea.unique.ecc.x.size = 32;
+        tmpl.publicArea.unique.ecc.y.size = 32;
+    } else {
+        tmpl.publicArea.type = TPM2_ALG_RSA;
+        tmpl.publicArea.parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_AES;
+        tmpl.publicArea.parameters.rsaDetail.symmetric.keyBits.aes = 128;
+        tmpl.publicArea.parameters.rsaDetail.symmetric.mode.aes = TPM2_ALG_CFB;
+        tmpl.publicArea.parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
+        tmpl.publicArea.parameters.rsaDetail.keyBits = 2048;
+        tmpl.publicArea.unique.rsa.size = 256;
+    }
+    for (;;) {
+        rc = Esys_CreatePrimary(g.esys, ESYS_TR_RH_ENDORSEMENT,
+                                ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                &sens, &tmpl, &outside, &pcrs, &ek, &out,
+                                NULL, NULL, NULL);
+        if (rc_is_objmem(rc) && evict_one_locked(NULL)) {
+            continue;
+        }
+        break;
+    }
+    if (rc != TSS2_RC_SUCCESS) {
+        return fail(rc, err, errlen, "creating the endorsement key");
+    }
+    a->pub = *out;
+    Esys_Free(out);
+    Esys_FlushContext(g.esys, ek);
+    return KH_TPM_OK;
+}
+
+enum kh_tpm_rc kh_tpm_ek_id(char *out, size_t outlen, char *err,
+                            size_t errlen)
+{
+    struct ek_arg a;
+    EVP_PKEY *pk = NULL;
+    unsigned char *der = NULL, md[32];
+    unsigned int mdlen = 0;
+    enum kh_tpm_rc rc;
+    int len, i;
+
+    memset(&a, 0, sizeof(a));
+    if (outlen < 7 + 2 * sizeof(md) + 1) {
+        snprintf(err, errlen, "buffer too small");
+        return KH_TPM_ERR_INPUT;
+    }
+    rc = run_mgmt(ek_fn, &a, err, errlen);
+    if (rc != KH_TPM_OK) {
+        return rc;
+    }
+    pk = kh_tpm_pub_to_pkey(&a.pub, NULL, NULL, err, errlen);
+    len = pk != NULL ? i2d_PUBKEY(pk, &der) : -1;
+    if (len <= 0 || !EVP_Digest(der, (size_t)len, md, &mdlen, EVP_sha256(),
+                                NULL)) {
+        rc = KH_TPM_ERR;
+        if (pk != NULL) {
+            snprintf(err, errlen, "cannot encode the endorsement key");
+        }
+        goto end;
+    }
+    memcpy(out, "sha256:", 7);
+    for (i = 0; i < (int)mdlen; i++) {
+        snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
+    }
+end:
+    OPENSSL_free(der);
+    EVP_PKEY_free(pk);
+    return rc;
 }

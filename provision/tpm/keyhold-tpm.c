@@ -10,6 +10,7 @@
  *   keyhold-tpm seal --in FILE --out FILE [--pcrs 0,7]
  *   keyhold-tpm unseal FILE          (writes the secret to stdout)
  *   keyhold-tpm da                   (dictionary-attack counter/lockout)
+ *   keyhold-tpm ek-id                (SHA-256 of the endorsement key's SPKI)
  *   keyhold-tpm sign-loop [-n N] [-P provider-dir] URI...
  *        loads every URI through the keyhold provider, then signs and
  *        verifies N rounds over all keys in one process
@@ -60,7 +61,7 @@ static int usage(void)
             "       keyhold-tpm evict|exists 0x81...\n"
             "       keyhold-tpm seal --in FILE --out FILE [--pcrs 0,7]\n"
             "       keyhold-tpm unseal FILE\n"
-            "       keyhold-tpm da\n"
+            "       keyhold-tpm da | ek-id\n"
             "       keyhold-tpm sign-loop [-n N] [-P provider-dir] URI...\n");
     return 1;
 }
@@ -495,6 +496,16 @@ int main(int argc, char **argv)
         ret = cmd_unseal(argc - 1, argv + 1);
     } else if (strcmp(argv[1], "da") == 0) {
         ret = cmd_da();
+    } else if (strcmp(argv[1], "ek-id") == 0) {
+        char id[80], err[512];
+        enum kh_tpm_rc rc = kh_tpm_ek_id(id, sizeof(id), err, sizeof(err));
+
+        if (rc != KH_TPM_OK) {
+            fprintf(stderr, "keyhold-tpm: ek-id: %s\n", err);
+        } else {
+            printf("%s\n", id);
+        }
+        ret = exit_of(rc);
     } else if (strcmp(argv[1], "sign-loop") == 0) {
         ret = cmd_sign_loop(argc - 1, argv + 1);
     } else if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
