@@ -109,6 +109,8 @@ static int renew_one(KH_CTX *ctx, const char *name, int force, int all)
         if (why == NULL && now < due) {
             fmt_time(due, when, sizeof(when));
             printf("%s: not due (renewal from %s)\n", name, when);
+            /* the timer's run is also the recovery after a crash */
+            kh_est_clean_orphans(ctx, id);
             rc = KH_EXIT_OK;
             goto end;
         }

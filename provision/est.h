@@ -88,6 +88,9 @@ int kh_est_run(struct kh_ctx *ctx, struct kh_identity *id,
 /* Prints "keyhold: OP NAME: ERR" (without repeating NAME). */
 void kh_est_print_err(struct kh_ctx *ctx, const char *op, const char *name,
                       const char *err);
+/* Destroys keys of the identity that nothing references (left by a run
+ * killed right after keygen); the caller holds the identity's lock. */
+void kh_est_clean_orphans(struct kh_ctx *ctx, struct kh_identity *id);
 /* Records a failed attempt with its backoff (status.json). */
 void kh_est_record_failure(struct kh_ctx *ctx, const char *name,
                            const char *err);

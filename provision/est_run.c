@@ -164,7 +164,8 @@ static int new_key(KH_CTX *ctx, KH_IDENTITY *id, char **uri, char *err,
  * key it replaced (|uri|, NULL when it is kept) and any key of this
  * identity nothing references any more (a crash right after keygen).
  */
-static void retire_key(KH_CTX *ctx, KH_IDENTITY *id, const char *uri)
+static void retire_key(KH_CTX *ctx, KH_IDENTITY *id, const char *uri,
+                       int quiet)
 {
     char hex[130] = "", pin[KH_PIN_MAX + 1], e2[KH_ERR_MAX];
     size_t pinlen = 0;
@@ -203,9 +204,11 @@ static void retire_key(KH_CTX *ctx, KH_IDENTITY *id, const char *uri)
         rc = kh_identity_clean_orphans(ctx, id, t, e2, sizeof(e2));
     }
     kh_token_close(t);
-    if (rc != KH_EXIT_OK) {
+    if (rc != KH_EXIT_OK && !quiet) {
         kh_warn(ctx, "%s: old key %s not destroyed: %s", id->name,
                 hex[0] ? hex : "(orphans)", e2);
+    } else if (rc != KH_EXIT_OK) {
+        kh_dbg(ctx, "%s: orphan keys not checked: %s", id->name, e2);
     }
 }
 
@@ -582,10 +585,10 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
         int keep = kh_id_get_bool(id, "rekey-keep-old", 0);
 
         retire_key(ctx, id, old_uri != NULL && strcmp(old_uri, uri) != 0
-                                && !keep ? old_uri : NULL);
+                                && !keep ? old_uri : NULL, 0);
     } else if (strncmp(uri, "pkcs11:", 7) == 0) {
         /* keys left by a rekey killed right after keygen */
-        retire_key(ctx, id, NULL);
+        retire_key(ctx, id, NULL, 1);
     }
     {
         char nab[64] = "";
@@ -655,4 +658,14 @@ void kh_est_record_failure(KH_CTX *ctx, const char *name, const char *err)
                              kh_renew_backoff(time(NULL), st.failures + 1,
                                               cur));
     X509_free(cur);
+}
+
+void kh_est_clean_orphans(KH_CTX *ctx, KH_IDENTITY *id)
+{
+    const char *backend = kh_id_get(id, "backend");
+
+    if (backend != NULL && strcmp(backend, "tpm2") == 0) {
+        return;
+    }
+    retire_key(ctx, id, NULL, 1);
 }
