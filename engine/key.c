@@ -5,10 +5,12 @@
  * Keys are immutable once built and shared by reference (dup = up_ref).
  */
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
+#include <openssl/objects.h>
 
 #include "keyhold.h"
 
@@ -139,4 +141,43 @@ const char *kh_md_name_from_nid(int nid)
     default:
         return NULL;
     }
+}
+
+static const int md_cache_nids[KH_MD_CACHE] = {
+    NID_sha1, NID_sha224, NID_sha256, NID_sha384, NID_sha512,
+    NID_sha3_256, NID_sha3_384, NID_sha3_512
+};
+
+/* Fetching is costly next to a signature; each digest is fetched once. */
+void kh_md_cache_fill(KH_PROV_CTX *prov)
+{
+    int i;
+
+    for (i = 0; i < KH_MD_CACHE; i++) {
+        prov->md_cache[i] = EVP_MD_fetch(prov->libctx,
+                                         kh_md_name_from_nid(md_cache_nids[i]),
+                                         NULL);
+    }
+}
+
+void kh_md_cache_free(KH_PROV_CTX *prov)
+{
+    int i;
+
+    for (i = 0; i < KH_MD_CACHE; i++) {
+        EVP_MD_free(prov->md_cache[i]);
+        prov->md_cache[i] = NULL;
+    }
+}
+
+EVP_MD *kh_md_get(KH_PROV_CTX *prov, int nid)
+{
+    int i;
+
+    for (i = 0; i < KH_MD_CACHE; i++) {
+        if (md_cache_nids[i] == nid && prov->md_cache[i] != NULL) {
+            return EVP_MD_up_ref(prov->md_cache[i]) ? prov->md_cache[i] : NULL;
+        }
+    }
+    return EVP_MD_fetch(prov->libctx, kh_md_name_from_nid(nid), NULL);
 }

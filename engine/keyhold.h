@@ -62,6 +62,9 @@ struct kh_prov_ctx {
     size_t cfg_pinlen;
     int debug;
     int p11_registered;
+    /* digests fetched once from libctx (sig.c): SHA-1, SHA-2, SHA-3 */
+#define KH_MD_CACHE 8
+    EVP_MD *md_cache[KH_MD_CACHE];
 };
 
 /* Errors: raised once, where found; the text never holds a PIN. */
@@ -110,6 +113,7 @@ extern const OSSL_DISPATCH kh_ec_text_encoder_functions[];
 extern const OSSL_DISPATCH kh_tpm_store_functions[] __attribute__((weak));
 extern const OSSL_DISPATCH kh_tpm_rsa_decoder_functions[] __attribute__((weak));
 extern const OSSL_DISPATCH kh_tpm_ec_decoder_functions[] __attribute__((weak));
+extern const OSSL_DISPATCH kh_tpm_pem_decoder_functions[] __attribute__((weak));
 int kh_tpm_resolve(KH_PROV_CTX *prov, const char *uri,
                    OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
                    KH_KEY **key) __attribute__((weak));
@@ -134,5 +138,9 @@ int kh_key_get_params_pub(const KH_KEY *key, OSSL_PARAM params[]);
 /* Helpers shared by sig.c and cipher.c */
 int kh_md_nid_from_name(const char *name);
 const char *kh_md_name_from_nid(int nid);
+/* A new reference to the digest for |nid| from the provider's cache. */
+EVP_MD *kh_md_get(KH_PROV_CTX *prov, int nid);
+void kh_md_cache_fill(KH_PROV_CTX *prov);
+void kh_md_cache_free(KH_PROV_CTX *prov);
 
 #endif

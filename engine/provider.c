@@ -56,7 +56,7 @@ static const OSSL_ALGORITHM kh_encoder[] = {
 
 /* Filled at init: the TPM entries join only when that backend is linked. */
 static OSSL_ALGORITHM kh_store[3];
-static OSSL_ALGORITHM kh_decoder[7];
+static OSSL_ALGORITHM kh_decoder[8];
 
 static const OSSL_ITEM kh_reasons[] = {
     { KH_R_INTERNAL, "internal error" },
@@ -217,6 +217,7 @@ static void prov_free(KH_PROV_CTX *prov)
     if (prov->p11_registered) {
         kh_p11_teardown(prov);
     }
+    kh_md_cache_free(prov);
     OSSL_PROVIDER_unload(prov->deflt);
     OSSL_LIB_CTX_free(prov->libctx);
     OPENSSL_free(prov->module_path);
@@ -277,14 +278,21 @@ static void fill_tables(void)
     if (kh_tpm_rsa_decoder_functions != NULL) {
         kh_decoder[i++] = (OSSL_ALGORITHM){
             "RSA:rsaEncryption:1.2.840.113549.1.1.1",
-            KH_PROPS ",input=pem,structure=tss2",
+            KH_PROPS ",input=der,structure=tss2",
             kh_tpm_rsa_decoder_functions, "TSS2 PRIVATE KEY" };
     }
     if (kh_tpm_ec_decoder_functions != NULL) {
         kh_decoder[i++] = (OSSL_ALGORITHM){
             "EC:id-ecPublicKey:1.2.840.10045.2.1",
-            KH_PROPS ",input=pem,structure=tss2",
+            KH_PROPS ",input=der,structure=tss2",
             kh_tpm_ec_decoder_functions, "TSS2 PRIVATE KEY" };
+    }
+    if (kh_tpm_pem_decoder_functions != NULL) {
+        /* Its own property, or the method store keeps one "DER" only. */
+        kh_decoder[i++] = (OSSL_ALGORITHM){ "DER",
+                                            KH_PROPS ",input=pem,label=tss2",
+                                            kh_tpm_pem_decoder_functions,
+                                            "TSS2 PRIVATE KEY PEM to DER" };
     }
     kh_decoder[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
 }
@@ -427,6 +435,7 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
         goto err;
     }
     capture_pin(prov);
+    kh_md_cache_fill(prov);
     kh_p11_init_prov(prov);
     prov->p11_registered = 1;
     fill_tables();

@@ -141,7 +141,7 @@ static int set_md(KH_SIG_CTX *ctx, const char *name, EVP_MD **slot, int *nid)
                  name != NULL ? name : "(null)");
         return 0;
     }
-    md = EVP_MD_fetch(ctx->prov->libctx, kh_md_name_from_nid(n), NULL);
+    md = kh_md_get(ctx->prov, n);
     if (md == NULL) {
         KH_raise(ctx->prov, KH_R_BAD_PARAM, "digest '%s' unavailable", name);
         return 0;

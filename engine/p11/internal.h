@@ -56,6 +56,7 @@ struct kh_p11_token {
     size_t pinlen;
     CK_RV last_open_rv;       /* last C_OpenSession failure */
     unsigned char bad_pin[32]; /* salted hash of a PIN the token refused */
+    unsigned char pin_salt[16];
     int has_bad_pin;
 };
 

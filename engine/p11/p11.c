@@ -17,7 +17,10 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/params.h>
+#include <openssl/rand.h>
 
 #include "internal.h"
 #include "kh_p11util.h"
@@ -509,6 +512,28 @@ static int module_fresh_reinit(KH_PROV_CTX *prov, KH_P11_TOKEN *tok)
     return token_rediscover(prov, tok);
 }
 
+/* Salted hash of a PIN, kept to recognise a PIN the token refused. */
+static int pin_hash(KH_PROV_CTX *prov, KH_P11_TOKEN *tok, const char *pin,
+                    size_t pinlen, unsigned char out[32])
+{
+    EVP_MD *md = kh_md_get(prov, NID_sha256);
+    unsigned int len = 0;
+    int ok;
+
+    ok = md != NULL;
+    if (ok) {
+        EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+        ok = c != NULL && EVP_DigestInit_ex2(c, md, NULL)
+             && EVP_DigestUpdate(c, tok->pin_salt, sizeof(tok->pin_salt))
+             && EVP_DigestUpdate(c, pin, pinlen)
+             && EVP_DigestFinal_ex(c, out, &len) && len == 32;
+        EVP_MD_CTX_free(c);
+    }
+    EVP_MD_free(md);
+    return ok;
+}
+
 /*
  * With tok->lock held: log in with |pin|. Checks the PIN counters first
  * and never spends the last try. One C_Login, never a loop.
@@ -519,6 +544,7 @@ static int login_locked(KH_PROV_CTX *prov, KH_P11_TOKEN *tok, const char *pin,
     CK_FUNCTION_LIST_PTR fl = tok->mod->fl;
     CK_TOKEN_INFO ti;
     CK_SESSION_INFO si;
+    unsigned char h[32];
     char desc[160];
     CK_RV rv;
     int i;
@@ -577,8 +603,28 @@ static int login_locked(KH_PROV_CTX *prov, KH_P11_TOKEN *tok, const char *pin,
                  "URI or the provider config)", desc);
         return 0;
     }
+    if (tok->has_bad_pin && pin_hash(prov, tok, pin, pinlen, h)
+        && CRYPTO_memcmp(h, tok->bad_pin, sizeof(h)) == 0) {
+        /* The token refused this very PIN before: never spend a try on
+         * it again (a server retrying each handshake would lock it). */
+        KH_raise(prov, KH_R_LOGIN,
+                 "%s: this PIN was already refused (CKR_PIN_INCORRECT); not "
+                 "trying it again (fix the PIN source)", desc);
+        OPENSSL_cleanse(h, sizeof(h));
+        return 0;
+    }
     rv = fl->C_Login(tok->login_session, CKU_USER, (CK_UTF8CHAR_PTR)pin,
                      (CK_ULONG)pinlen);
+    if (rv == CKR_PIN_INCORRECT) {
+        if (!tok->has_bad_pin) {
+            RAND_bytes_ex(prov->libctx, tok->pin_salt, sizeof(tok->pin_salt),
+                          0);
+        }
+        tok->has_bad_pin = pin_hash(prov, tok, pin, pinlen, tok->bad_pin);
+    } else if (rv == CKR_OK) {
+        tok->has_bad_pin = 0;
+    }
+    OPENSSL_cleanse(h, sizeof(h));
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
         const char *hint = kh_ckr_hint(rv);
 
