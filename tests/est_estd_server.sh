@@ -149,4 +149,21 @@ for v in 1.2 1.3; do
     openssl verify -CAfile "$T/swca.pem" "$T/e2.pem" >/dev/null || kh_fail "file CA did not issue"
 done
 openssl x509 -in "$T/e2.pem" -noout -text | grep -q "ecdsa-with-SHA384" || kh_fail "P-384 CA not SHA-384"
+
+kh_log "CA key URI without pin-source: the PIN comes from --pin-file"
+port3=$(kh_free_port)
+kh_bg "$KEYHOLD_ESTD" --listen "127.0.0.1:$port3" --tls-cert "$d/tls.pem" --tls-key "$d/tls.key" \
+    --ca-cert "$d/ca.pem" --ca-key "pkcs11:token=estca;object=ca;type=private" \
+    --pin-file "$T/estca.pin" --allow-anonymous --log "$d/estd3.log"
+kh_wait_port "$port3"
+"${C[@]}" --resolve "localhost:$port3:127.0.0.1" -o "$T/e3.b64" "${P[@]}" \
+    "https://localhost:$port3/.well-known/est/simpleenroll" || kh_fail "enrol with --pin-file"
+base64 -d "$T/e3.b64" | openssl pkcs7 -inform DER -print_certs | openssl verify -CAfile "$d/ca.pem" >/dev/null \
+    || kh_fail "token CA (PIN from --pin-file) did not issue"
+kh_log "a wrong PIN: the server refuses to start, saying so"
+(umask 077; printf '9999' >"$T/bad.pin")
+kh_must_fail_clean 1 -- timeout 20 "$KEYHOLD_ESTD" --listen "127.0.0.1:$(kh_free_port)" --tls-cert "$d/tls.pem" \
+    --tls-key "$d/tls.key" --ca-cert "$d/ca.pem" --ca-key "pkcs11:token=estca;object=ca;type=private" \
+    --pin-file "$T/bad.pin" --allow-anonymous
+kh_expect_output "PIN"
 kh_log "ok"

@@ -184,12 +184,18 @@ EVP_PKEY *estd_load_key(const char *uri, const char *pin_file, char *err,
         OSSL_STORE_INFO_free(info);
     }
     if (key == NULL) {
-        unsigned long e = ERR_peek_last_error();
+        const char *data = NULL;
+        int flags = 0;
+        unsigned long e = ERR_peek_last_error_data(&data, &flags);
+        const char *why = e != 0 ? ERR_reason_error_string(e) : NULL;
 
-        snprintf(err, errlen, "no private key found in '%s'%s%s", uri,
-                 e != 0 ? ": " : "",
-                 e != 0 && ERR_reason_error_string(e) != NULL
-                     ? ERR_reason_error_string(e) : "");
+        /* the provider's text (e.g. "C_Login: CKR_PIN_INCORRECT ...") says
+         * more than the reason code */
+        if (data != NULL && (flags & ERR_TXT_STRING) && *data != '\0') {
+            why = data;
+        }
+        snprintf(err, errlen, "no private key from '%s'%s%s", uri,
+                 why != NULL ? ": " : "", why != NULL ? why : "");
     }
 end:
     OSSL_STORE_close(st);
@@ -825,7 +831,7 @@ end:
     if (lfd >= 0) {
         close(lfd);
     }
-    if (rc != 0) {
+    if (rc != 0 && getenv("KEYHOLD_DEBUG") != NULL) {
         ERR_print_errors_fp(stderr);
     }
     server_free(&srv);
