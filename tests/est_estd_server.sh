@@ -160,6 +160,22 @@ kh_wait_port "$port3"
     "https://localhost:$port3/.well-known/est/simpleenroll" || kh_fail "enrol with --pin-file"
 base64 -d "$T/e3.b64" | openssl pkcs7 -inform DER -print_certs | openssl verify -CAfile "$d/ca.pem" >/dev/null \
     || kh_fail "token CA (PIN from --pin-file) did not issue"
+kh_log "an RSA CA key in the token signs too (PKCS#1 v1.5 through the provider)"
+kh_p11tool_keygen estca rsaca 03 rsa:2048
+rk="pkcs11:token=estca;object=rsaca;type=private?pin-source=file:$T/estca.pin"
+openssl req -new -x509 "${KH_PROV[@]}" -key "$rk" -subj "/CN=RSA token CA" -days 30 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+    -out "$T/rsaca.pem" || kh_fail "RSA CA certificate"
+port4=$(kh_free_port)
+kh_bg "$KEYHOLD_ESTD" --listen "127.0.0.1:$port4" --tls-cert "$d/tls.pem" --tls-key "$d/tls.key" \
+    --ca-cert "$T/rsaca.pem" --ca-key "$rk" --allow-anonymous --log "$d/estd4.log"
+kh_wait_port "$port4"
+"${C[@]}" --resolve "localhost:$port4:127.0.0.1" -o "$T/e4.b64" "${P[@]}" \
+    "https://localhost:$port4/.well-known/est/simpleenroll" || kh_fail "enrol at the RSA CA"
+base64 -d "$T/e4.b64" | openssl pkcs7 -inform DER -print_certs -out "$T/e4.pem"
+openssl verify -CAfile "$T/rsaca.pem" "$T/e4.pem" >/dev/null || kh_fail "RSA token CA did not issue"
+openssl x509 -in "$T/e4.pem" -noout -text | grep -q sha256WithRSAEncryption || kh_fail "not RSA-signed"
+
 kh_log "a wrong PIN: the server refuses to start, saying so"
 (umask 077; printf '9999' >"$T/bad.pin")
 kh_must_fail_clean 1 -- timeout 20 "$KEYHOLD_ESTD" --listen "127.0.0.1:$(kh_free_port)" --tls-cert "$d/tls.pem" \

@@ -71,6 +71,18 @@ kh_expect_output "redirect"
 [ "$(grep -c "cacerts -> 200" "$d/estd.log" || true)" = "$before" ] || kh_fail "the redirect was followed"
 unchanged "redirect"
 
+kh_log "a CA label in the URL: served when it matches, 404 named otherwise"
+kh_estd_stop
+kh_estd_start --label cams
+setcfg est-url "https://localhost:$KH_ESTD_PORT/.well-known/est/cams"
+"$KEYHOLD" renew cam --force >/dev/null || kh_fail "renew through the label"
+grep -q "GET /.well-known/est/cams/cacerts -> 200" "$KH_ESTD_DIR/estd.log" || kh_fail "label not used"
+fp=$(kh_est_cert_fp cam)
+setcfg est-url "https://localhost:$KH_ESTD_PORT/.well-known/est/doors"
+kh_must_fail_clean 4 -- "$KEYHOLD" renew cam --force
+kh_expect_output "404"
+unchanged "other label"
+
 kh_log "plain http is refused"
 kh_must_fail 1 -- "$KEYHOLD" enroll cam --est "http://localhost:$KH_ESTD_PORT"
 kh_expect_output "https"
