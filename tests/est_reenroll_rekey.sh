@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Re-enrolment authenticated by the identity's own hardware key over TLS
 # client auth (keyhold renew and, as interop, openssl s_client with the
-# key named by the identity's key reference), then rekey: a new key in the token, the old one destroyed
+# identity's PEM key reference), then rekey: a new key in the token, the old one destroyed
 # once the new identity works; and the two-step offline rekey.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
@@ -33,7 +33,7 @@ grep -q "simplereenroll -> 200 issued /CN=cam1.example .* to /CN=cam1.example" "
     || kh_fail "same-key renewal changed the key"
 kh_est_works cam
 
-kh_log "interop: openssl s_client authenticates with the identity's token key and re-enrols"
+kh_log "interop: openssl s_client authenticates with the PEM key reference and re-enrols"
 "$KEYHOLD" csr cam -o "$T/cam.csr" >/dev/null || kh_fail "keyhold csr"
 openssl req -in "$T/cam.csr" -outform DER | base64 >"$T/cam.b64"
 {
@@ -46,7 +46,7 @@ before=$(grep -c "simplereenroll -> 200" "$d/estd.log")
 cnf=$(KH_CNF_EXTRA="pin-source = file:$T/app.pin" kh_openssl_cnf last)
 OPENSSL_CONF=$cnf openssl s_client -quiet -connect "127.0.0.1:$KH_ESTD_PORT" \
     -servername localhost -verify_return_error -CAfile "$d/tls-ca.pem" \
-    -cert "$KEYHOLD_STATE_DIR/cam/cert.pem" -key "$("$BUILD/tests/kh-keyref" -r "$KEYHOLD_STATE_DIR/cam/key.pem")" \
+    -cert "$KEYHOLD_STATE_DIR/cam/cert.pem" -key "$KEYHOLD_STATE_DIR/cam/key.pem" \
     <"$T/req.http" >"$T/resp.http" 2>"$T/s_client.err" || true
 grep -q "^HTTP/1.1 200" "$T/resp.http" || { cat "$T/s_client.err" "$T/resp.http"; kh_fail "s_client re-enrolment"; }
 [ "$(grep -c "simplereenroll -> 200" "$d/estd.log")" -gt "$before" ] || kh_fail "estd did not issue"
