@@ -12,7 +12,7 @@ export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
 # $KH_ESTD_DIR/dev1.pw), all valid for years so faketime can move ahead.
 kh_estd_setup() {
     local d=$KH_ESTD_DIR
-    kh_need "$KEYHOLD" "$KEYHOLD_ESTD" "$BUILD/keyhold.so" "$BUILD/tests/kh-keyref"
+    kh_need "$KEYHOLD" "$KEYHOLD_ESTD" "$BUILD/keyhold.so"
     mkdir -p "$d" "$KEYHOLD_CONF_DIR" "$KEYHOLD_STATE_DIR"
     [ -n "${SOFTHSM2_CONF:-}" ] || kh_softhsm_setup
     kh_softhsm_token estca 1234 5678
