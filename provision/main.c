@@ -148,6 +148,13 @@ int main(int argc, char **argv)
         rc = commands[c].fn(&ctx, argc - i, argv + i);
     }
     fflush(stdout);
-    /* the provider stays loaded until exit: OpenSSL's cleanup unloads it */
+    /* keys and contexts are freed by now: unload before libcrypto's own
+     * exit-time cleanup, so the provider's teardown runs in order */
+    if (ctx.prov_keyhold != NULL) {
+        OSSL_PROVIDER_unload(ctx.prov_keyhold);
+    }
+    if (ctx.prov_default != NULL) {
+        OSSL_PROVIDER_unload(ctx.prov_default);
+    }
     return rc;
 }

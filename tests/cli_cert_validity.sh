@@ -10,7 +10,7 @@ kh_cli_env
 kh_cli_identity rec cam1.example.com
 snap=$(kh_cli_snapshot rec)
 
-KH_SAN=DNS:cam1.example.com faketime -f "-20d" openssl x509 -req -in "$T/rec.csr" \
+KH_SAN=DNS:cam1.example.com faketime -f "-20d" /usr/bin/openssl x509 -req -in "$T/rec.csr" \
     -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" -CAcreateserial -days 7 \
     -extfile "$T/ca/ext-server.cnf" -out "$T/expired.pem" 2>/dev/null || kh_fail "sign expired"
 kh_must_fail_clean 2 -- "$KEYHOLD" install rec "$T/expired.pem"
@@ -18,14 +18,14 @@ kh_expect_output "validity check failed"
 kh_expect_output "expired"
 kh_cli_still_works rec "$snap"
 
-KH_SAN=DNS:cam1.example.com faketime -f "+2d" openssl x509 -req -in "$T/rec.csr" \
+KH_SAN=DNS:cam1.example.com faketime -f "+2d" /usr/bin/openssl x509 -req -in "$T/rec.csr" \
     -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" -CAcreateserial -days 7 \
     -extfile "$T/ca/ext-server.cnf" -out "$T/future.pem" 2>/dev/null || kh_fail "sign future"
 kh_must_fail_clean 2 -- "$KEYHOLD" install rec "$T/future.pem"
 kh_expect_output "not yet valid"
 kh_cli_still_works rec "$snap"
 
-KH_SAN=DNS:cam1.example.com faketime -f "+120" openssl x509 -req -in "$T/rec.csr" \
+KH_SAN=DNS:cam1.example.com faketime -f "+120" /usr/bin/openssl x509 -req -in "$T/rec.csr" \
     -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" -CAcreateserial -days 7 \
     -extfile "$T/ca/ext-server.cnf" -out "$T/skew.pem" 2>/dev/null || kh_fail "sign skew"
 "$KEYHOLD" install rec "$T/skew.pem" || kh_fail "not-before within the skew refused"
