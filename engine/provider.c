@@ -290,7 +290,7 @@ static void fill_tables(void)
     if (kh_tpm_pem_decoder_functions != NULL) {
         /* Its own property, or the method store keeps one "DER" only. */
         kh_decoder[i++] = (OSSL_ALGORITHM){ "DER",
-                                            KH_PROPS ",input=pem,label=tss2",
+                                            KH_PROPS ",input=pem,structure=tss2",
                                             kh_tpm_pem_decoder_functions,
                                             "TSS2 PRIVATE KEY PEM to DER" };
     }

@@ -649,21 +649,63 @@ const OSSL_DISPATCH kh_tpm_store_functions[] = {
     { 0, NULL }
 };
 
-/* ---- decoder: TSS2 PRIVATE KEY PEM ----------------------------------- */
+/* ---- decoders: TSS2 PRIVATE KEY ---------------------------------------
+ *
+ * Two steps, like OpenSSL's own PEM keys: a PEM step named "DER" (the
+ * default provider's PEM-to-DER passes on known labels only) turns a
+ * "TSS2 PRIVATE KEY" block into its DER body with the structure name
+ * "tss2"; a DER step per key type, claiming only that structure, makes the
+ * key. Each steps aside after a glance (a label, eight bytes), so other
+ * decodes in the application pay next to nothing.
+ *
+ * PEM_read_bio_PrivateKey (nginx) takes the key by reference, built with
+ * keyhold's keymgmt. OSSL_STORE's file: loader (openssl -key FILE) cannot
+ * in OpenSSL 3.0 (it resolves references with its own provider only): when
+ * the reference is refused the DER is offered again by value, and the
+ * store core's key decoder comes back here and succeeds by reference.
+ */
+#define TSS2_DER_MAX (16 * 1024)
+#define TSS2_STRUCTURE "tss2"
 
-static OSSL_FUNC_decoder_newctx_fn td_newctx;
+typedef struct tpm_dec_ctx {
+    KH_PROV_CTX *prov;
+    int type;
+} TPM_DEC_CTX;
+
+static OSSL_FUNC_decoder_newctx_fn td_rsa_newctx;
+static OSSL_FUNC_decoder_newctx_fn td_ec_newctx;
 static OSSL_FUNC_decoder_freectx_fn td_freectx;
 static OSSL_FUNC_decoder_does_selection_fn td_does_selection;
-static OSSL_FUNC_decoder_decode_fn td_rsa_decode;
-static OSSL_FUNC_decoder_decode_fn td_ec_decode;
+static OSSL_FUNC_decoder_decode_fn td_der_decode;
+static OSSL_FUNC_decoder_newctx_fn tp_newctx;
+static OSSL_FUNC_decoder_freectx_fn tp_freectx;
+static OSSL_FUNC_decoder_decode_fn tp_pem_decode;
+static OSSL_FUNC_decoder_export_object_fn td_export_object;
 
-static void *td_newctx(void *provctx)
+static void *td_newctx(void *provctx, int type)
 {
-    return provctx;
+    TPM_DEC_CTX *ctx = OPENSSL_zalloc(sizeof(*ctx));
+
+    if (ctx != NULL) {
+        ctx->prov = provctx;
+        ctx->type = type;
+    }
+    return ctx;
+}
+
+static void *td_rsa_newctx(void *provctx)
+{
+    return td_newctx(provctx, EVP_PKEY_RSA);
+}
+
+static void *td_ec_newctx(void *provctx)
+{
+    return td_newctx(provctx, EVP_PKEY_EC);
 }
 
 static void td_freectx(void *ctx)
 {
+    OPENSSL_free(ctx);
 }
 
 static int td_does_selection(void *provctx, int selection)
@@ -672,71 +714,75 @@ static int td_does_selection(void *provctx, int selection)
            || (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0;
 }
 
-/*
- * Claims only PEM blocks labelled "TSS2 PRIVATE KEY" holding a key of
- * |type|; anything else returns 1 with no object, so that the next
- * decoder gets its turn.
- */
-static int td_decode(KH_PROV_CTX *prov, OSSL_CORE_BIO *cin, int type,
-                     OSSL_CALLBACK *data_cb, void *data_cbarg,
-                     OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+/* Reads up to |max| bytes (fewer only at the end of the input). */
+static int read_upto(BIO *in, unsigned char *buf, int max)
 {
-    BIO *in = NULL, *mem = NULL;
-    char *name = NULL, *header = NULL;
-    unsigned char *data = NULL;
-    long len = 0;
-    char buf[16 * 1024];
-    int buflen;
+    int n = 0, r;
+
+    while (n < max) {
+        r = BIO_read(in, buf + n, max - n);
+        if (r <= 0) {
+            break;
+        }
+        n += r;
+    }
+    return n;
+}
+
+/* Reads the whole input into |buf| (|max| bytes): -1 when it is larger. */
+static int read_all(BIO *in, unsigned char *buf, int max)
+{
+    unsigned char extra;
+    int n = read_upto(in, buf, max);
+
+    return n == max && BIO_read(in, &extra, 1) > 0 ? -1 : n;
+}
+
+/* SEQUENCE { OBJECT IDENTIFIER 2.23.133.10.1.3 or .5, ...: a TSS2 key. */
+static int looks_tss2(const unsigned char *der, int len)
+{
+    static const unsigned char oid[] = { 0x06, 0x06, 0x67, 0x81, 0x05, 0x0a,
+                                         0x01 };
+    int hdr;
+
+    if (len < 12 || der[0] != 0x30) {
+        return 0;
+    }
+    hdr = der[1] < 0x80 ? 2 : der[1] == 0x81 ? 3 : der[1] == 0x82 ? 4 : 0;
+    if (hdr == 0 || len < hdr + 8) {
+        return 0;
+    }
+    return memcmp(der + hdr, oid, sizeof(oid)) == 0
+           && (der[hdr + 7] == 0x03 || der[hdr + 7] == 0x05);
+}
+
+static int td_der_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
+                         OSSL_CALLBACK *data_cb, void *data_cbarg,
+                         OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+{
+    TPM_DEC_CTX *ctx = vctx;
+    KH_PROV_CTX *prov = ctx->prov;
+    BIO *in = NULL;
+    unsigned char *der = NULL;
+    int derlen, objtype = OSSL_OBJECT_PKEY, ok = 1;
     KH_TPM_KEY *k = NULL;
     KH_KEY *key = NULL;
     KH_OBJ_REF ref;
-    OSSL_PARAM params[4];
-    int objtype = OSSL_OBJECT_PKEY, ok = 1;
+    OSSL_PARAM params[5];
     enum kh_tpm_rc rc;
     char err[512];
 
     in = BIO_new_from_core_bio(prov->libctx, cin);
-    if (in == NULL) {
-        return 0;
-    }
-    /*
-     * Look for our label before parsing anything: every PEM decode in the
-     * application passes through here, and only TSS2 keys are ours.
-     */
-    buflen = 0;
-    while (buflen < (int)sizeof(buf) - 1) {
-        int r = BIO_read(in, buf + buflen, (int)sizeof(buf) - 1 - buflen);
-
-        if (r <= 0) {
-            break;
-        }
-        buflen += r;
-    }
-    if (buflen <= 0) {
-        goto end;
-    }
-    buf[buflen] = '\0';
-    if (strstr(buf, "-----BEGIN " KH_TPM_PEM_LABEL "-----") == NULL) {
-        goto end;
-    }
-    if (buflen >= (int)sizeof(buf) - 1) {
-        KH_raise(prov, KH_R_KEY_REFERENCE, "TSS2 PRIVATE KEY: file too "
-                 "large");
+    der = OPENSSL_malloc(TSS2_DER_MAX);
+    if (in == NULL || der == NULL) {
         ok = 0;
         goto end;
     }
-    mem = BIO_new_mem_buf(buf, buflen);
-    ERR_set_mark();
-    if (mem == NULL || !PEM_read_bio(mem, &name, &header, &data, &len)
-        || strcmp(name, KH_TPM_PEM_LABEL) != 0) {
-        ERR_pop_to_mark();
-        KH_raise(prov, KH_R_KEY_REFERENCE, "TSS2 PRIVATE KEY: truncated or "
-                 "malformed PEM");
-        ok = 0;
-        goto end;
+    derlen = read_all(in, der, TSS2_DER_MAX);
+    if (derlen <= 0 || !looks_tss2(der, derlen)) {
+        goto end;               /* not ours: other decoders go on */
     }
-    ERR_pop_to_mark();
-    rc = kh_tpm_key_from_der(data, (size_t)len, &k, err, sizeof(err));
+    rc = kh_tpm_key_from_der(der, (size_t)derlen, &k, err, sizeof(err));
     if (rc != KH_TPM_OK) {
         KH_raise(prov, rc == KH_TPM_ERR_INPUT ? KH_R_KEY_REFERENCE
                                               : reason_of(rc, KH_R_KEY_REFERENCE),
@@ -744,8 +790,8 @@ static int td_decode(KH_PROV_CTX *prov, OSSL_CORE_BIO *cin, int type,
         ok = 0;
         goto end;
     }
-    if (kh_tpm_key_type(k) != type) {
-        goto end;               /* the other key type's decoder claims it */
+    if (kh_tpm_key_type(k) != ctx->type) {
+        goto end;               /* the other key type's decoder makes it */
     }
     kh_tpm_configure(NULL);
     if (!key_auth(prov, k, NULL, pw_cb, pw_cbarg)) {
@@ -766,17 +812,102 @@ static int td_decode(KH_PROV_CTX *prov, OSSL_CORE_BIO *cin, int type,
     params[2] = OSSL_PARAM_construct_octet_string(
         OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof(ref));
     params[3] = OSSL_PARAM_construct_end();
+    ERR_set_mark();
+    ok = data_cb(params, data_cbarg);
+    ERR_pop_to_mark();
+    if (ok) {
+        goto end;
+    }
+    /* Refused by reference (OSSL_STORE file: loader): offer it by value. */
+    params[2] = OSSL_PARAM_construct_utf8_string(
+        OSSL_OBJECT_PARAM_DATA_STRUCTURE, TSS2_STRUCTURE, 0);
+    params[3] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, der,
+                                                  (size_t)derlen);
+    params[4] = OSSL_PARAM_construct_end();
     ok = data_cb(params, data_cbarg);
 end:
     kh_key_free(key);
     kh_tpm_key_free(k);
+    OPENSSL_free(der);
+    BIO_free(in);
+    return ok;
+}
+
+/*
+ * The PEM step: only a block labelled "TSS2 PRIVATE KEY" at the start of
+ * the input is ours; its DER body goes on, tagged "tss2".
+ */
+static int tp_pem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
+                         OSSL_CALLBACK *data_cb, void *data_cbarg,
+                         OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+{
+    static const char label[] = "-----BEGIN " KH_TPM_PEM_LABEL "-----";
+    KH_PROV_CTX *prov = vctx;
+    BIO *in = NULL, *mem = NULL;
+    char *buf = NULL, *name = NULL, *header = NULL;
+    unsigned char *data = NULL;
+    long len = 0;
+    int buflen, objtype = OSSL_OBJECT_PKEY, ok = 1;
+    OSSL_PARAM params[4];
+
+    in = BIO_new_from_core_bio(prov->libctx, cin);
+    buf = OPENSSL_malloc(TSS2_DER_MAX * 2 + 1);
+    if (in == NULL || buf == NULL) {
+        ok = 0;
+        goto end;
+    }
+    /* A glance first: most PEM input in an application is not ours. */
+    buflen = read_upto(in, (unsigned char *)buf, (int)sizeof(label) - 1);
+    if (buflen != (int)sizeof(label) - 1
+        || memcmp(buf, label, sizeof(label) - 1) != 0) {
+        goto end;
+    }
+    len = read_all(in, (unsigned char *)buf + buflen,
+                   TSS2_DER_MAX * 2 - buflen);
+    if (len < 0) {
+        KH_raise(prov, KH_R_KEY_REFERENCE, "TSS2 PRIVATE KEY: file too "
+                 "large");
+        ok = 0;
+        goto end;
+    }
+    buflen += (int)len;
+    mem = BIO_new_mem_buf(buf, buflen);
+    ERR_set_mark();
+    if (mem == NULL || !PEM_read_bio(mem, &name, &header, &data, &len)
+        || strcmp(name, KH_TPM_PEM_LABEL) != 0) {
+        ERR_pop_to_mark();
+        KH_raise(prov, KH_R_KEY_REFERENCE, "TSS2 PRIVATE KEY: truncated or "
+                 "malformed PEM");
+        ok = 0;
+        goto end;
+    }
+    ERR_pop_to_mark();
+    params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &objtype);
+    params[1] = OSSL_PARAM_construct_utf8_string(
+        OSSL_OBJECT_PARAM_DATA_STRUCTURE, TSS2_STRUCTURE, 0);
+    params[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA,
+                                                  data, (size_t)len);
+    params[3] = OSSL_PARAM_construct_end();
+    ok = data_cb(params, data_cbarg);
+end:
     OPENSSL_free(name);
     OPENSSL_free(header);
     OPENSSL_free(data);
+    if (buf != NULL) {
+        OPENSSL_clear_free(buf, TSS2_DER_MAX * 2 + 1);
+    }
     BIO_free(mem);
     BIO_free(in);
-    OPENSSL_cleanse(buf, sizeof(buf));
     return ok;
+}
+
+static void *tp_newctx(void *provctx)
+{
+    return provctx;
+}
+
+static void tp_freectx(void *ctx)
+{
 }
 
 /*
@@ -791,36 +922,27 @@ static int td_export_object(void *ctx, const void *reference,
     return 0;
 }
 
-static int td_rsa_decode(void *ctx, OSSL_CORE_BIO *cin, int selection,
-                         OSSL_CALLBACK *data_cb, void *data_cbarg,
-                         OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
-{
-    return td_decode(ctx, cin, EVP_PKEY_RSA, data_cb, data_cbarg, pw_cb,
-                     pw_cbarg);
-}
-
-static int td_ec_decode(void *ctx, OSSL_CORE_BIO *cin, int selection,
-                        OSSL_CALLBACK *data_cb, void *data_cbarg,
-                        OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
-{
-    return td_decode(ctx, cin, EVP_PKEY_EC, data_cb, data_cbarg, pw_cb,
-                     pw_cbarg);
-}
-
 const OSSL_DISPATCH kh_tpm_rsa_decoder_functions[] = {
-    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))td_newctx },
+    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))td_rsa_newctx },
     { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))td_freectx },
     { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))td_does_selection },
-    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))td_rsa_decode },
+    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))td_der_decode },
     { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))td_export_object },
     { 0, NULL }
 };
 
 const OSSL_DISPATCH kh_tpm_ec_decoder_functions[] = {
-    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))td_newctx },
+    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))td_ec_newctx },
     { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))td_freectx },
     { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))td_does_selection },
-    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))td_ec_decode },
+    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))td_der_decode },
     { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))td_export_object },
+    { 0, NULL }
+};
+
+const OSSL_DISPATCH kh_tpm_pem_decoder_functions[] = {
+    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))tp_newctx },
+    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))tp_freectx },
+    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))tp_pem_decode },
     { 0, NULL }
 };
