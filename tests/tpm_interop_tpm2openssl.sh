@@ -44,6 +44,10 @@ done
 openssl dgst -sha256 "${KH_PROV[@]}" -sign "tpm2:file=$T/peer-rsa.pem" -out "$T/msg.sig" "$T/msg"
 openssl dgst -sha256 -verify "$T/peer-rsa.pub" -signature "$T/msg.sig" "$T/msg" >/dev/null \
     || kh_fail "PKCS#1 signature with the tpm2-openssl RSA key does not verify"
+# The key file itself, without a URI and without any property query.
+openssl dgst -sha256 "${KH_PROV[@]}" -sign "$T/peer-ec.pem" -out "$T/msg2.sig" "$T/msg"
+openssl dgst -sha256 -verify "$T/peer-ec.pub" -signature "$T/msg2.sig" "$T/msg" >/dev/null \
+    || kh_fail "signature with the tpm2-openssl key file does not verify"
 kh_log "tpm2-openssl keys (EC, RSA, EC with auth) sign through keyhold"
 
 # Must fail: the auth value is needed and not given (no passphrase source).
