@@ -62,6 +62,8 @@ struct kh_backend_ops {
 
 #define KH_KEY_CAN_SIGN    0x1
 #define KH_KEY_CAN_DECRYPT 0x2
+#define KH_KEY_SOFTWARE    0x4  /* ops == NULL, pub holds a software key
+                                   pair (see keymgmt.c: key generation) */
 
 /*
  * A key as the provider's keymgmt holds it. A key with ops == NULL is a

@@ -35,7 +35,6 @@ static OSSL_FUNC_keymgmt_import_fn km_ec_import;
 static OSSL_FUNC_keymgmt_import_types_fn km_rsa_import_types;
 static OSSL_FUNC_keymgmt_import_types_fn km_ec_import_types;
 static OSSL_FUNC_keymgmt_export_fn km_export;
-static OSSL_FUNC_keymgmt_export_types_fn km_rsa_import_types;
 static OSSL_FUNC_keymgmt_get_params_fn km_get_params;
 static OSSL_FUNC_keymgmt_gettable_params_fn km_rsa_gettable_params;
 static OSSL_FUNC_keymgmt_gettable_params_fn km_ec_gettable_params;
@@ -62,7 +61,8 @@ static int km_has(const void *keydata, int selection)
     if (key == NULL) {
         return 0;
     }
-    if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0 && key->ops == NULL) {
+    if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0 && key->ops == NULL
+        && !(key->flags & KH_KEY_SOFTWARE)) {
         return 0;
     }
     if ((selection & (OSSL_KEYMGMT_SELECT_PUBLIC_KEY
@@ -110,12 +110,19 @@ static int km_import(KH_KEY *key, const char *type, int selection,
         KH_raise(prov, KH_R_BAD_PARAM, "key already holds data");
         return 0;
     }
-    if (OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_D) != NULL
-        || OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PRIV_KEY) != NULL) {
-        KH_raise(prov, KH_R_UNSUPPORTED,
-                 "keyhold holds hardware keys only; import of a software "
-                 "private key refused");
-        return 0;
+    if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0
+        && (OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_D) != NULL
+            || OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PRIV_KEY)
+                   != NULL)) {
+        /* A software key pair (see "Software keys" below). */
+        ctx = EVP_PKEY_CTX_new_from_name(prov->libctx, type, NULL);
+        if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0
+            || EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_KEYPAIR,
+                                 (OSSL_PARAM *)params) <= 0) {
+            goto end;
+        }
+        key->flags |= KH_KEY_SOFTWARE;
+        goto done;
     }
     if ((selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) != 0) {
         sel = EVP_PKEY_PUBLIC_KEY;
@@ -129,6 +136,7 @@ static int km_import(KH_KEY *key, const char *type, int selection,
         || EVP_PKEY_fromdata(ctx, &pk, sel, (OSSL_PARAM *)params) <= 0) {
         goto end;
     }
+done:
     key->pub = pk;
     key->type = strcmp(type, "RSA") == 0 ? EVP_PKEY_RSA : EVP_PKEY_EC;
     key->bits = EVP_PKEY_get_bits(pk);
@@ -273,6 +281,183 @@ static const char *km_rsa_query_name(int operation_id)
     return "RSA";
 }
 
+/*
+ * Software keys. keyhold holds hardware keys; its keymgmt only meets a
+ * software key when libcrypto hands it a generic request ("EC", "RSA")
+ * that the default provider should have answered: possible once, when the
+ * very first walk over the providers visits keyhold before default (see
+ * provider.c). Such requests are served in the provider's own library
+ * context and the result is an ordinary key pair that exports fully, so
+ * the default provider does the work from there.
+ */
+typedef struct kh_gen_ctx {
+    KH_PROV_CTX *prov;
+    EVP_PKEY_CTX *pctx;
+    int selection;
+} KH_GEN_CTX;
+
+static OSSL_FUNC_keymgmt_gen_init_fn km_rsa_gen_init;
+static OSSL_FUNC_keymgmt_gen_init_fn km_ec_gen_init;
+static OSSL_FUNC_keymgmt_gen_set_template_fn km_gen_set_template;
+static OSSL_FUNC_keymgmt_gen_set_params_fn km_gen_set_params;
+static OSSL_FUNC_keymgmt_gen_settable_params_fn km_rsa_gen_settable;
+static OSSL_FUNC_keymgmt_gen_settable_params_fn km_ec_gen_settable;
+static OSSL_FUNC_keymgmt_gen_fn km_gen;
+static OSSL_FUNC_keymgmt_gen_cleanup_fn km_gen_cleanup;
+static OSSL_FUNC_keymgmt_set_params_fn km_set_params;
+static OSSL_FUNC_keymgmt_settable_params_fn km_rsa_settable_params;
+static OSSL_FUNC_keymgmt_settable_params_fn km_ec_settable_params;
+
+static int gen_ctx_init(KH_GEN_CTX *g, EVP_PKEY_CTX *pctx)
+{
+    int rv;
+
+    EVP_PKEY_CTX_free(g->pctx);
+    g->pctx = pctx;
+    if (pctx == NULL) {
+        return 0;
+    }
+    if ((g->selection & OSSL_KEYMGMT_SELECT_KEYPAIR) != 0) {
+        rv = EVP_PKEY_keygen_init(pctx);
+    } else {
+        rv = EVP_PKEY_paramgen_init(pctx);
+    }
+    return rv > 0;
+}
+
+static void *km_gen_init(void *provctx, int selection,
+                         const OSSL_PARAM params[], const char *type)
+{
+    KH_PROV_CTX *prov = provctx;
+    KH_GEN_CTX *g = OPENSSL_zalloc(sizeof(*g));
+
+    if (g == NULL) {
+        return NULL;
+    }
+    g->prov = prov;
+    g->selection = selection;
+    if (!gen_ctx_init(g, EVP_PKEY_CTX_new_from_name(prov->libctx, type, NULL))
+        || !km_gen_set_params(g, params)) {
+        km_gen_cleanup(g);
+        return NULL;
+    }
+    return g;
+}
+
+static void *km_rsa_gen_init(void *provctx, int selection,
+                             const OSSL_PARAM params[])
+{
+    return km_gen_init(provctx, selection, params, "RSA");
+}
+
+static void *km_ec_gen_init(void *provctx, int selection,
+                            const OSSL_PARAM params[])
+{
+    return km_gen_init(provctx, selection, params, "EC");
+}
+
+static int km_gen_set_template(void *genctx, void *templ)
+{
+    KH_GEN_CTX *g = genctx;
+    KH_KEY *t = templ;
+
+    if (t == NULL || t->pub == NULL) {
+        return 0;
+    }
+    return gen_ctx_init(g, EVP_PKEY_CTX_new_from_pkey(g->prov->libctx,
+                                                      t->pub, NULL));
+}
+
+static int km_gen_set_params(void *genctx, const OSSL_PARAM params[])
+{
+    KH_GEN_CTX *g = genctx;
+
+    if (params == NULL || params[0].key == NULL) {
+        return 1;
+    }
+    return EVP_PKEY_CTX_set_params(g->pctx, params) > 0;
+}
+
+static const OSSL_PARAM *gen_settable_of(void *provctx, const char *type)
+{
+    KH_PROV_CTX *prov = provctx;
+    EVP_KEYMGMT *km = EVP_KEYMGMT_fetch(prov->libctx, type, NULL);
+    const OSSL_PARAM *p = NULL;
+
+    if (km != NULL) {
+        p = EVP_KEYMGMT_gen_settable_params(km);
+        EVP_KEYMGMT_free(km);
+    }
+    return p;
+}
+
+static const OSSL_PARAM *km_rsa_gen_settable(void *genctx, void *provctx)
+{
+    return gen_settable_of(provctx, "RSA");
+}
+
+static const OSSL_PARAM *km_ec_gen_settable(void *genctx, void *provctx)
+{
+    return gen_settable_of(provctx, "EC");
+}
+
+static void *km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg)
+{
+    KH_GEN_CTX *g = genctx;
+    EVP_PKEY *pk = NULL;
+    int keypair = (g->selection & OSSL_KEYMGMT_SELECT_KEYPAIR) != 0;
+
+    if (EVP_PKEY_generate(g->pctx, &pk) <= 0) {
+        return NULL;
+    }
+    return kh_key_new(g->prov, NULL, NULL, pk,
+                      keypair ? KH_KEY_SOFTWARE : 0, NULL);
+}
+
+static void km_gen_cleanup(void *genctx)
+{
+    KH_GEN_CTX *g = genctx;
+
+    if (g != NULL) {
+        EVP_PKEY_CTX_free(g->pctx);
+        OPENSSL_free(g);
+    }
+}
+
+/* Only keys that are not hardware keys take new values (TLS peer keys). */
+static int km_set_params(void *keydata, const OSSL_PARAM params[])
+{
+    KH_KEY *key = keydata;
+
+    if (key == NULL || key->pub == NULL || key->ops != NULL) {
+        return 0;
+    }
+    return EVP_PKEY_set_params(key->pub, (OSSL_PARAM *)params);
+}
+
+static const OSSL_PARAM *settable_of(void *provctx, const char *type)
+{
+    KH_PROV_CTX *prov = provctx;
+    EVP_KEYMGMT *km = EVP_KEYMGMT_fetch(prov->libctx, type, NULL);
+    const OSSL_PARAM *p = NULL;
+
+    if (km != NULL) {
+        p = EVP_KEYMGMT_settable_params(km);
+        EVP_KEYMGMT_free(km);
+    }
+    return p;
+}
+
+static const OSSL_PARAM *km_rsa_settable_params(void *provctx)
+{
+    return settable_of(provctx, "RSA");
+}
+
+static const OSSL_PARAM *km_ec_settable_params(void *provctx)
+{
+    return settable_of(provctx, "EC");
+}
+
 #define KM_COMMON \
     { OSSL_FUNC_KEYMGMT_NEW, (void (*)(void))km_new }, \
     { OSSL_FUNC_KEYMGMT_FREE, (void (*)(void))km_free }, \
@@ -281,7 +466,13 @@ static const char *km_rsa_query_name(int operation_id)
     { OSSL_FUNC_KEYMGMT_VALIDATE, (void (*)(void))km_validate }, \
     { OSSL_FUNC_KEYMGMT_EXPORT, (void (*)(void))km_export }, \
     { OSSL_FUNC_KEYMGMT_GET_PARAMS, (void (*)(void))km_get_params }, \
-    { OSSL_FUNC_KEYMGMT_DUP, (void (*)(void))km_dup }
+    { OSSL_FUNC_KEYMGMT_DUP, (void (*)(void))km_dup }, \
+    { OSSL_FUNC_KEYMGMT_SET_PARAMS, (void (*)(void))km_set_params }, \
+    { OSSL_FUNC_KEYMGMT_GEN_SET_TEMPLATE, \
+      (void (*)(void))km_gen_set_template }, \
+    { OSSL_FUNC_KEYMGMT_GEN_SET_PARAMS, (void (*)(void))km_gen_set_params }, \
+    { OSSL_FUNC_KEYMGMT_GEN, (void (*)(void))km_gen }, \
+    { OSSL_FUNC_KEYMGMT_GEN_CLEANUP, (void (*)(void))km_gen_cleanup }
 
 const OSSL_DISPATCH kh_rsa_keymgmt_functions[] = {
     KM_COMMON,
@@ -291,6 +482,11 @@ const OSSL_DISPATCH kh_rsa_keymgmt_functions[] = {
     { OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS,
       (void (*)(void))km_rsa_gettable_params },
     { OSSL_FUNC_KEYMGMT_LOAD, (void (*)(void))km_rsa_load },
+    { OSSL_FUNC_KEYMGMT_GEN_INIT, (void (*)(void))km_rsa_gen_init },
+    { OSSL_FUNC_KEYMGMT_GEN_SETTABLE_PARAMS,
+      (void (*)(void))km_rsa_gen_settable },
+    { OSSL_FUNC_KEYMGMT_SETTABLE_PARAMS,
+      (void (*)(void))km_rsa_settable_params },
     { OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME,
       (void (*)(void))km_rsa_query_name },
     { 0, NULL }
@@ -304,6 +500,11 @@ const OSSL_DISPATCH kh_ec_keymgmt_functions[] = {
     { OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS,
       (void (*)(void))km_ec_gettable_params },
     { OSSL_FUNC_KEYMGMT_LOAD, (void (*)(void))km_ec_load },
+    { OSSL_FUNC_KEYMGMT_GEN_INIT, (void (*)(void))km_ec_gen_init },
+    { OSSL_FUNC_KEYMGMT_GEN_SETTABLE_PARAMS,
+      (void (*)(void))km_ec_gen_settable },
+    { OSSL_FUNC_KEYMGMT_SETTABLE_PARAMS,
+      (void (*)(void))km_ec_settable_params },
     { OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME,
       (void (*)(void))km_ec_query_name },
     { 0, NULL }
