@@ -33,6 +33,14 @@ kh_tls_clients "$port" "$T/ca/ca.pem" 1.2 -sigalgs ECDSA+SHA384
 kh_tls_clients "$port" "$T/ca/ca.pem" 1.2 -sigalgs ECDSA+SHA256
 kill "$KH_LAST_PID"; wait "$KH_LAST_PID" 2>/dev/null || true
 
+kh_log "ec256 key, -provider default -provider keyhold (keyhold after default)"
+port=$(kh_free_port)
+kh_s_server "$port" -cert "$T/ec256.crt" -key "$(kh_p11_uri tok ec256)" -provider-path "$BUILD" \
+    -provider default -provider keyhold
+kh_tls_clients "$port" "$T/ca/ca.pem" 1.3
+kh_tls_clients "$port" "$T/ca/ca.pem" 1.2
+kill "$KH_LAST_PID"; wait "$KH_LAST_PID" 2>/dev/null || true
+
 kh_log "must fail: the P-384 certificate with the P-256 key is refused at start"
 kh_must_fail_clean timeout 20 openssl s_server -accept "127.0.0.1:$(kh_free_port)" -naccept 1 \
     -cert "$T/ec384.crt" -key "$(kh_p11_uri tok ec256)" "${KH_PROV[@]}"

@@ -36,6 +36,14 @@ kh_tls_clients "$port" "$T/ca/ca.pem" 1.3
 kh_tls_clients "$port" "$T/ca/ca.pem" 1.2 -sigalgs RSA+SHA384
 kill "$KH_LAST_PID"; wait "$KH_LAST_PID" 2>/dev/null || true
 
+kh_log "rsa2048 key, -provider default -provider keyhold (keyhold after default)"
+port=$(kh_free_port)
+kh_s_server "$port" -cert "$T/rsa2048.crt" -key "$(kh_p11_uri tok rsa2048)" -provider-path "$BUILD" \
+    -provider default -provider keyhold
+kh_tls_clients "$port" "$T/ca/ca.pem" 1.3
+kh_tls_clients "$port" "$T/ca/ca.pem" 1.2
+kill "$KH_LAST_PID"; wait "$KH_LAST_PID" 2>/dev/null || true
+
 kh_log "must fail: the RSA-3072 certificate with the RSA-2048 key is refused at start"
 kh_must_fail_clean timeout 20 openssl s_server -accept "127.0.0.1:$(kh_free_port)" -naccept 1 \
     -cert "$T/rsa3072.crt" -key "$(kh_p11_uri tok rsa2048)" "${KH_PROV[@]}"
