@@ -5,10 +5,15 @@
  * threshold. Needs no PIN: the key's presence and public half are read
  * from the token's public objects.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -87,6 +92,136 @@ static void cert_sans(X509 *cert, KH_STRLIST *out)
     GENERAL_NAMES_free(g);
 }
 
+/*
+ * The key's public half, read in a child process: a hung token (a call
+ * that never returns) must not hang status with it. After
+ * $KEYHOLD_TOKEN_TIMEOUT seconds (default 10) the child is killed and the
+ * token reported as not responding.
+ */
+static int probe_pub(KH_CTX *ctx, const KH_IDENTITY *id, const char *backend,
+                     const char *uri, EVP_PKEY **pub, char *err,
+                     size_t errlen)
+{
+    const char *tenv = getenv("KEYHOLD_TOKEN_TIMEOUT");
+    long timeout = tenv != NULL && atol(tenv) > 0 ? atol(tenv) : 10;
+    const char *label = kh_id_get(id, "token");
+    unsigned char buf[16384];
+    size_t got = 0;
+    int fds[2], rc = KH_EXIT_TOKEN, st;
+    pid_t pid;
+    time_t deadline;
+
+    *pub = NULL;
+    if (pipe(fds) != 0) {
+        return kh_seterr(err, errlen, KH_EXIT_TOKEN, "pipe: %s",
+                         strerror(errno));
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return kh_seterr(err, errlen, KH_EXIT_TOKEN, "fork: %s",
+                         strerror(errno));
+    }
+    if (pid == 0) {
+        KH_TOKEN *tok = NULL;
+        EVP_PKEY *p = NULL;
+        char e2[KH_ERR_MAX] = "", hex[130];
+        unsigned char *der = NULL;
+        int r, dl = 0;
+
+        close(fds[0]);
+        if (strcmp(backend, "tpm2") == 0) {
+            r = kh_tpm_get_pubkey != NULL
+                    ? kh_tpm_get_pubkey(ctx, id, uri, &p, e2, sizeof(e2))
+                    : kh_seterr(e2, sizeof(e2), KH_EXIT_TOKEN,
+                                "no TPM support in this keyhold");
+        } else {
+            r = kh_token_open_identity(ctx, id, &tok, e2, sizeof(e2));
+            if (r == KH_EXIT_OK) {
+                r = kh_uri_key_id(uri, hex, sizeof(hex))
+                        ? kh_token_get_pubkey(tok, hex, &p, e2, sizeof(e2))
+                        : kh_seterr(e2, sizeof(e2), KH_EXIT_BROKEN,
+                                    "the key URI names no key id");
+            } else {
+                r = KH_EXIT_TOKEN;
+            }
+        }
+        if (p != NULL) {
+            dl = i2d_PUBKEY(p, &der);
+        }
+        {
+            char head[64];
+            int hl = snprintf(head, sizeof(head), "%d %d %zu\n", r,
+                              dl > 0 ? dl : 0, strlen(e2));
+            ssize_t w = write(fds[1], head, (size_t)hl);
+
+            w += write(fds[1], e2, strlen(e2));
+            if (dl > 0) {
+                w += write(fds[1], der, (size_t)dl);
+            }
+            (void)w;
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    deadline = time(NULL) + timeout;
+    for (;;) {
+        struct pollfd pfd = { fds[0], POLLIN, 0 };
+        long left = (long)(deadline - time(NULL));
+        ssize_t n;
+
+        if (left <= 0 || poll(&pfd, 1, (int)(left * 1000)) == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            close(fds[0]);
+            return kh_seterr(err, errlen, KH_EXIT_TOKEN,
+                             "token '%s' not responding after %ld s (is it "
+                             "hung? unplug/replug it or restart its daemon)",
+                             label != NULL ? label : backend, timeout);
+        }
+        n = read(fds[0], buf + got, sizeof(buf) - 1 - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+        if (got >= sizeof(buf) - 1) {
+            break;
+        }
+    }
+    close(fds[0]);
+    waitpid(pid, &st, 0);
+    buf[got] = '\0';
+    {
+        int r = KH_EXIT_TOKEN, dl = 0;
+        size_t el = 0;
+        char *nl = memchr(buf, '\n', got);
+        const unsigned char *p;
+
+        if (nl == NULL || sscanf((char *)buf, "%d %d %zu", &r, &dl, &el) != 3
+            || (size_t)(nl + 1 - (char *)buf) + el + (size_t)dl > got) {
+            return kh_seterr(err, errlen, KH_EXIT_TOKEN,
+                             "the token probe died (status %d)", st);
+        }
+        kh_seterr(err, errlen, r, "%.*s", (int)el, nl + 1);
+        if (r != KH_EXIT_OK) {
+            return r;
+        }
+        p = (unsigned char *)nl + 1 + el;
+        *pub = d2i_PUBKEY(NULL, &p, dl);
+        rc = *pub != NULL ? KH_EXIT_OK : KH_EXIT_TOKEN;
+        if (rc != KH_EXIT_OK) {
+            kh_seterr(err, errlen, rc, "the token returned a bad public key");
+        }
+    }
+    return rc;
+}
+
 static int evaluate(KH_CTX *ctx, const char *name, ROW *r, time_t now,
                     char *err, size_t errlen)
 {
@@ -96,7 +231,7 @@ static int evaluate(KH_CTX *ctx, const char *name, ROW *r, time_t now,
     X509 *cert = NULL;
     EVP_PKEY *pub = NULL;
     KH_STRLIST names = { 0 };
-    char *uri = NULL, hex[130], e2[KH_ERR_MAX];
+    char *uri = NULL, e2[KH_ERR_MAX];
     const char *v;
     int rc;
     size_t i;
@@ -134,25 +269,7 @@ static int evaluate(KH_CTX *ctx, const char *name, ROW *r, time_t now,
     }
 
     /* the key */
-    if (strcmp(r->backend, "tpm2") == 0) {
-        if (kh_tpm_get_pubkey == NULL) {
-            r->state = "token-unreachable";
-            goto done;
-        }
-        rc = kh_tpm_get_pubkey(ctx, id, uri, &pub, e2, sizeof(e2));
-    } else {
-        rc = kh_token_open_identity(ctx, id, &tok, e2, sizeof(e2));
-        if (rc != KH_EXIT_OK) {
-            r->state = "token-unreachable";
-            snprintf(r->last_error, sizeof(r->last_error), "%.500s", e2);
-            goto done;
-        }
-        if (!kh_uri_key_id(uri, hex, sizeof(hex))) {
-            r->state = "key-missing";
-            goto done;
-        }
-        rc = kh_token_get_pubkey(tok, hex, &pub, e2, sizeof(e2));
-    }
+    rc = probe_pub(ctx, id, r->backend, uri, &pub, e2, sizeof(e2));
     if (rc == KH_EXIT_BROKEN) {
         r->state = "key-missing";
         goto done;
@@ -160,6 +277,7 @@ static int evaluate(KH_CTX *ctx, const char *name, ROW *r, time_t now,
     if (rc != KH_EXIT_OK) {
         r->state = "token-unreachable";
         snprintf(r->last_error, sizeof(r->last_error), "%.500s", e2);
+        kh_err(ctx, "status %s: %s", name, e2);
         goto done;
     }
     kh_fp_pubkey(pub, r->key_fp, sizeof(r->key_fp));

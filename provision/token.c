@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -142,7 +143,7 @@ int kh_token_open(KH_CTX *ctx, const char *module, const char *label,
     KH_TOKEN *t;
     CK_FUNCTION_LIST_PTR fl = NULL;
     CK_RV rv;
-    int rc;
+    int rc, tries;
 
     *out = NULL;
     if (label == NULL || *label == '\0') {
@@ -160,7 +161,18 @@ int kh_token_open(KH_CTX *ctx, const char *module, const char *label,
     t->fl = fl;
     snprintf(t->module, sizeof(t->module), "%s", module_or_default(module));
     snprintf(t->label, sizeof(t->label), "%s", label);
-    rc = find_slot(fl, label, &t->slot, NULL, err, errlen);
+    /* SoftHSM rescans its token directory on every slot list and, while
+     * another process rewrites a token file, can miss the token: look
+     * again a few times before calling it absent */
+    for (tries = 0; tries < 3; tries++) {
+        int count = 0;
+
+        rc = find_slot(fl, label, &t->slot, &count, err, errlen);
+        if (rc == KH_EXIT_OK || count > 1) {
+            break;
+        }
+        usleep(100 * 1000);
+    }
     if (rc != KH_EXIT_OK) {
         free(t);
         return rc;
@@ -461,13 +473,14 @@ int kh_token_keygen(KH_TOKEN *t, const char *alg, const char *name,
     CK_ULONG npriv = sizeof(privt) / sizeof(privt[0]);
 
     if (is_ec) {
-        /* EC public keys take no exponent and EC keys have no encrypt /
-         * decrypt: an EC identity that may "decrypt" derives instead */
+        /* EC public keys take no exponent and EC keys do not decrypt: an
+         * EC identity that may "decrypt" derives (ECDH) instead */
         npub--;
         pubt[5].type = CKA_DERIVE;
         pubt[5].pValue = &no;
         privt[7].pValue = &dec;
-        npriv--;
+        /* said explicitly: SoftHSM defaults CKA_DECRYPT to true */
+        privt[11].pValue = &no;
     }
     if (!t->logged_in) {
         return kh_seterr(err, errlen, KH_EXIT_TOKEN, "not logged in");
