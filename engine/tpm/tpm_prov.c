@@ -849,6 +849,9 @@ static int tp_pem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
     long len = 0;
     int buflen, objtype = OSSL_OBJECT_PKEY, ok = 1;
     OSSL_PARAM params[4];
+    KH_TPM_KEYFILE kf;
+    enum kh_tpm_rc rc;
+    char err[512];
 
     in = BIO_new_from_core_bio(prov->libctx, cin);
     buf = OPENSSL_malloc(TSS2_DER_MAX * 2 + 1);
@@ -882,6 +885,16 @@ static int tp_pem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
         goto end;
     }
     ERR_pop_to_mark();
+    /* The label says TSS2: a body that is not one gets a named error. */
+    ERR_set_mark();
+    rc = kh_tpm_keyfile_decode(data, (size_t)len, &kf, err, sizeof(err));
+    ERR_pop_to_mark();
+    OPENSSL_cleanse(&kf, sizeof(kf));
+    if (rc != KH_TPM_OK) {
+        KH_raise(prov, KH_R_KEY_REFERENCE, "%s", err);
+        ok = 0;
+        goto end;
+    }
     params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &objtype);
     params[1] = OSSL_PARAM_construct_utf8_string(
         OSSL_OBJECT_PARAM_DATA_STRUCTURE, TSS2_STRUCTURE, 0);
