@@ -216,7 +216,11 @@ int kh_p11_module_ready(KH_PROV_CTX *prov, KH_P11_MODULE *mod)
     }
     memset(&args, 0, sizeof(args));
     args.flags = CKF_OS_LOCKING_OK;
+    /* Modules built on OpenSSL (SoftHSM) leave their own errors behind
+     * (a missing "rdrand" engine...); they are not the caller's. */
+    ERR_set_mark();
     rv = mod->fl->C_Initialize(&args);
+    ERR_pop_to_mark();
     if (rv == CKR_OK) {
         mod->we_initialized = 1;
     } else if (rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
@@ -492,10 +496,12 @@ static int module_fresh_reinit(KH_PROV_CTX *prov, KH_P11_TOKEN *tok)
         pthread_mutex_unlock(&mod->lock);
         return -1;
     }
+    ERR_set_mark();
     mod->fl->C_Finalize(NULL);
     memset(&args, 0, sizeof(args));
     args.flags = CKF_OS_LOCKING_OK;
     rv = mod->fl->C_Initialize(&args);
+    ERR_pop_to_mark();
     ok = rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED;
     pthread_mutex_unlock(&mod->lock);
     KH_debug("module %s initialised again to find %s: %s", mod->path,
@@ -613,8 +619,10 @@ static int login_locked(KH_PROV_CTX *prov, KH_P11_TOKEN *tok, const char *pin,
         OPENSSL_cleanse(h, sizeof(h));
         return 0;
     }
+    ERR_set_mark();
     rv = fl->C_Login(tok->login_session, CKU_USER, (CK_UTF8CHAR_PTR)pin,
                      (CK_ULONG)pinlen);
+    ERR_pop_to_mark();
     if (rv == CKR_PIN_INCORRECT) {
         if (!tok->has_bad_pin) {
             RAND_bytes_ex(prov->libctx, tok->pin_salt, sizeof(tok->pin_salt),

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
@@ -470,7 +471,11 @@ static CK_RV run_op(KH_P11_KEY *k, op_fn *op, CK_MECHANISM *mech,
         if (rv == CKR_OK) {
             rv = key_handle(k, sess, &h);
             if (rv == CKR_OK) {
+                /* the module's own OpenSSL errors stay out of the queue:
+                 * libssl reads a non-empty queue as a failed handshake */
+                ERR_set_mark();
                 rv = op(tok->mod->fl, sess, mech, h, in, inlen, out, outlen);
+                ERR_pop_to_mark();
             }
         }
         if (rv == CKR_OK) {
