@@ -27,6 +27,11 @@ static const char usage[] =
     "  clock-suspect (exit 5); expired, key-missing, mismatch,\n"
     "  token-unreachable (exit 8). --json prints an array of objects.\n";
 
+/* The renewal policy's due time (provision/est.c, when linked in), so that
+ * status says renew-due exactly when `keyhold renew` would renew. */
+time_t kh_renew_due_time(const char *name, X509 *cert, int after_percent,
+                         long before_days) __attribute__((weak));
+
 static const char *const all_states[] = {
     "ok", "renew-due", "expiring", "expired", "no-cert", "key-missing",
     "mismatch", "hosts-changed", "token-unreachable", "clock-suspect", NULL
@@ -306,11 +311,20 @@ static int evaluate(KH_CTX *ctx, const char *name, ROW *r, time_t now,
     }
     {
         long long th[4], left = r->not_after - (long long)now;
+        long long due;
 
         kh_expiry_thresholds(r->not_after - r->not_before, th);
+        due = r->not_after - th[0];
+        if (kh_renew_due_time != NULL) {
+            const char *a = kh_id_get(id, "renew-after-percent");
+            const char *b = kh_id_get(id, "renew-before-days");
+
+            due = (long long)kh_renew_due_time(name, cert, a ? atoi(a) : 67,
+                                               b ? atol(b) : 30);
+        }
         if (left < th[1]) {
             r->state = "expiring";
-        } else if (left < th[0]) {
+        } else if ((long long)now >= due) {
             r->state = "renew-due";
         } else {
             r->state = "ok";
