@@ -771,17 +771,31 @@ static int td_der_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
     OSSL_PARAM params[5];
     enum kh_tpm_rc rc;
     char err[512];
+    unsigned char head[12];
+    int headlen, rest;
 
     in = BIO_new_from_core_bio(prov->libctx, cin);
+    if (in == NULL) {
+        return 0;
+    }
+    /* Twelve bytes tell whether it is ours; other decoders go on if not. */
+    headlen = read_upto(in, head, (int)sizeof(head));
+    if (!looks_tss2(head, headlen)) {
+        goto end;
+    }
     der = OPENSSL_malloc(TSS2_DER_MAX);
-    if (in == NULL || der == NULL) {
+    if (der == NULL) {
         ok = 0;
         goto end;
     }
-    derlen = read_all(in, der, TSS2_DER_MAX);
-    if (derlen <= 0 || !looks_tss2(der, derlen)) {
-        goto end;               /* not ours: other decoders go on */
+    memcpy(der, head, (size_t)headlen);
+    rest = read_all(in, der + headlen, TSS2_DER_MAX - headlen);
+    if (rest < 0) {
+        KH_raise(prov, KH_R_KEY_REFERENCE, "TSS2 PRIVATE KEY: too large");
+        ok = 0;
+        goto end;
     }
+    derlen = headlen + rest;
     rc = kh_tpm_key_from_der(der, (size_t)derlen, &k, err, sizeof(err));
     if (rc != KH_TPM_OK) {
         KH_raise(prov, rc == KH_TPM_ERR_INPUT ? KH_R_KEY_REFERENCE
