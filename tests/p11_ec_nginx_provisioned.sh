@@ -4,8 +4,9 @@
 # (its key.pem carries no PIN source), nginx pointed at the stable paths
 # (fullchain.pem, key.pem; then identity.pem for both), the PIN given once
 # in openssl.cnf (`pin-source` of the keyhold section) and read by the nginx
-# master. Handshakes through two workers succeed; a wrong PIN file in the
-# configuration makes `nginx -t` fail cleanly.
+# master. Handshakes through two workers succeed, even with the PIN file gone
+# after start (workers log in with the PIN the master read); a wrong PIN
+# file in the configuration makes `nginx -t` fail cleanly.
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$KEYHOLD"
 
@@ -27,6 +28,9 @@ for pair in "fullchain.pem key.pem" "identity.pem identity.pem"; do
     kh_log "nginx with ssl_certificate $1, ssl_certificate_key $2"
     port=$(kh_free_port)
     kh_nginx_start "$port" "$W/$1" "$W/$2" "$T/good.cnf" 2
+    # The master read the PIN at load; workers log in after fork with the
+    # PIN kept in memory, so the file may go away now.
+    mv "$T/tok.pin" "$T/tok.pin.away"
     for i in $(seq 1 6); do
         curl -sS --fail --max-time 20 --cacert "$T/ca/ca.pem" \
             --resolve "localhost:$port:127.0.0.1" "https://localhost:$port/" >/dev/null \
@@ -35,6 +39,7 @@ for pair in "fullchain.pem key.pem" "identity.pem identity.pem"; do
     kh_tls_clients "$port" "$T/ca/ca.pem" 1.3
     kh_tls_clients "$port" "$T/ca/ca.pem" 1.2
     kh_nginx_stop
+    mv "$T/tok.pin.away" "$T/tok.pin"
     if grep -E "exited on signal|\[alert\]|\[crit\]" "$T/nginx/logs/error.log"; then
         kh_fail "nginx logged a crash or a critical error"
     fi
