@@ -18,7 +18,8 @@
 
 static const char usage[] =
     "usage: keyhold provision NAME --token URI|LABEL --alg ALG --host HOST\n"
-    "         [--san dns:X,ip:Y,...] [--role recording|management|mobile]\n"
+    "         [--san dns:X,ip:Y,...] [--host-in both|cn|san]\n"
+    "         [--role recording|management|mobile]\n"
     "         [--allow-decrypt] [--csr-out FILE] [--pin-file FILE] [--ca FILE]\n"
     "         [--module PATH] [--force]\n"
     "       keyhold provision NAME --tpm [--persistent 0x81...] "
@@ -28,7 +29,9 @@ static const char usage[] =
     "  sign-only unless --allow-decrypt), writes the identity's config and a\n"
     "  CSR signed by the hardware key ($KEYHOLD_STATE_DIR/NAME/request.csr and\n"
     "  --csr-out). --force replaces an existing identity's key; the old key\n"
-    "  keeps serving until a certificate for the new one is installed.\n";
+    "  keeps serving until a certificate for the new one is installed.\n"
+    "  --host-in: the host as subject CN and DNS SAN (both, default), as CN\n"
+    "  only (cn), or as DNS SAN only with the identity's name as CN (san).\n";
 
 int cmd_provision(KH_CTX *ctx, int argc, char **argv)
 {
@@ -37,6 +40,7 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
         { "alg", required_argument, NULL, 'a' },
         { "host", required_argument, NULL, 'H' },
         { "san", required_argument, NULL, 's' },
+        { "host-in", required_argument, NULL, 'I' },
         { "role", required_argument, NULL, 'r' },
         { "allow-decrypt", no_argument, NULL, 'd' },
         { "csr-out", required_argument, NULL, 'o' },
@@ -51,7 +55,7 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
     };
     const char *token = NULL, *alg = "ec-p256", *host = NULL, *role = NULL;
     const char *csr_out = NULL, *pin_file = NULL, *ca = NULL, *module = NULL;
-    const char *name, *persistent = NULL, *tpm_auth = NULL;
+    const char *name, *persistent = NULL, *tpm_auth = NULL, *host_in = NULL;
     int allow_decrypt = 0, force = 0, tpm = 0;
     KH_STRLIST sans = { 0 };
     KH_IDENTITY *id = NULL;
@@ -88,6 +92,7 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
             }
             break;
         case 'r': role = optarg; break;
+        case 'I': host_in = optarg; break;
         case 'd': allow_decrypt = 1; break;
         case 'o': csr_out = optarg; break;
         case 'p': pin_file = optarg; break;
@@ -125,6 +130,13 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
         && strcmp(alg, "rsa-2048") != 0 && strcmp(alg, "rsa-3072") != 0) {
         kh_err(ctx, "provision %s: unknown --alg '%s' (ec-p256, ec-p384, "
                "rsa-2048, rsa-3072)", name, alg);
+        kh_strlist_free(&sans);
+        return KH_EXIT_USAGE;
+    }
+    if (host_in != NULL && strcmp(host_in, "both") != 0
+        && strcmp(host_in, "cn") != 0 && strcmp(host_in, "san") != 0) {
+        kh_err(ctx, "provision %s: --host-in '%s' (both, cn or san)", name,
+               host_in);
         kh_strlist_free(&sans);
         return KH_EXIT_USAGE;
     }
@@ -212,6 +224,9 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
                                                       : "recording"));
     kh_id_set(id, "allow-decrypt", allow_decrypt ? "yes" : "no");
     kh_id_set(id, "host", host);
+    if (host_in != NULL) {
+        kh_id_set(id, "host-in", host_in);
+    }
     kh_id_set(id, "san", NULL);
     for (i = 0; i < sans.n; i++) {
         kh_id_add(id, "san", sans.v[i]);

@@ -8,7 +8,8 @@
 #include "keyhold.h"
 
 static const char usage[] =
-    "usage: keyhold set-hosts NAME --host HOST [--san dns:X,ip:Y,...]\n"
+    "usage: keyhold set-hosts NAME --host HOST [--san dns:X,ip:Y,...] "
+    "[--host-in both|cn|san]\n"
     "  Replaces the identity's host and SANs in its config; 'keyhold status'\n"
     "  shows hosts-changed until a certificate with the new names is\n"
     "  installed (keyhold csr / renew).\n";
@@ -18,9 +19,10 @@ int cmd_set_hosts(KH_CTX *ctx, int argc, char **argv)
     static const struct option opts[] = {
         { "host", required_argument, NULL, 'H' },
         { "san", required_argument, NULL, 's' },
+        { "host-in", required_argument, NULL, 'I' },
         { NULL, 0, NULL, 0 }
     };
-    const char *host = NULL;
+    const char *host = NULL, *host_in = NULL;
     KH_STRLIST sans = { 0 }, tmp = { 0 };
     KH_IDENTITY *id = NULL;
     char err[KH_ERR_MAX];
@@ -34,6 +36,15 @@ int cmd_set_hosts(KH_CTX *ctx, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'H') {
             host = optarg;
+        } else if (c == 'I') {
+            host_in = optarg;
+            if (strcmp(host_in, "both") != 0 && strcmp(host_in, "cn") != 0
+                && strcmp(host_in, "san") != 0) {
+                kh_err(ctx, "set-hosts: --host-in '%s' (both, cn or san)",
+                       host_in);
+                kh_strlist_free(&sans);
+                return KH_EXIT_USAGE;
+            }
         } else if (c == 's') {
             if (!kh_sans_parse(optarg, &sans, err, sizeof(err))) {
                 kh_err(ctx, "set-hosts: --san: %s", err);
@@ -67,6 +78,9 @@ int cmd_set_hosts(KH_CTX *ctx, int argc, char **argv)
     }
     if (rc == KH_EXIT_OK) {
         kh_id_set(id, "host", host);
+        if (host_in != NULL) {
+            kh_id_set(id, "host-in", host_in);
+        }
         kh_id_set(id, "san", NULL);
         for (i = 0; i < sans.n; i++) {
             kh_id_add(id, "san", sans.v[i]);

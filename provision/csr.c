@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * PKCS#10 requests signed by the hardware key (through the provider): CN is
- * the identity's host, every host name and address a SAN, key usage and
+ * the identity's host, every host name and address a SAN (host-in = cn:
+ * the host only as CN; san: only as SAN, the CN then being the identity's
+ * name), key usage and
  * extended key usage fitting the role. Recording and mobile servers also
  * connect out (to the management server, to recording servers) and so ask
  * for clientAuth too.
@@ -33,6 +35,7 @@ int kh_identity_make_csr(KH_CTX *ctx, const KH_IDENTITY *id, EVP_PKEY *pkey,
 {
     const char *host = kh_id_get(id, "host");
     const char *role = kh_id_get(id, "role");
+    const char *host_in = NULL;
     X509_REQ *req = NULL;
     X509_NAME *subj = NULL;
     STACK_OF(X509_EXTENSION) *exts = NULL;
@@ -55,10 +58,27 @@ int kh_identity_make_csr(KH_CTX *ctx, const KH_IDENTITY *id, EVP_PKEY *pkey,
     if (!kh_identity_names(id, &names)) {
         goto oom;
     }
+    host_in = kh_id_get(id, "host-in");
+    if (host_in == NULL || kh_host_is_ip(host)) {
+        host_in = "both";
+    }
+    if (strcmp(host_in, "both") != 0 && strcmp(host_in, "cn") != 0
+        && strcmp(host_in, "san") != 0) {
+        rc = kh_seterr(err, errlen, KH_EXIT_REJECTED,
+                       "identity '%s': host-in = %s (both, cn or san)",
+                       id->name, host_in);
+        goto end;
+    }
     for (i = 0; i < names.n; i++) {
         const char *n = names.v[i];
         int isip = strncmp(n, "ip:", 3) == 0;
         size_t l = strlen(san);
+
+        /* host-in = cn: the host name is the subject CN only (some
+         * clients are set up against one or the other) */
+        if (strcmp(host_in, "cn") == 0 && !isip && strcmp(n + 4, host) == 0) {
+            continue;
+        }
 
         snprintf(san + l, sizeof(san) - l, "%s%s:%s", l ? "," : "",
                  isip ? "IP" : "DNS", n + (isip ? 3 : 4));
@@ -72,7 +92,10 @@ int kh_identity_make_csr(KH_CTX *ctx, const KH_IDENTITY *id, EVP_PKEY *pkey,
     if (req == NULL || subj == NULL || exts == NULL
         || !X509_REQ_set_version(req, 0)
         || !X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8,
-                                       (const unsigned char *)host, -1, -1, 0)
+                                       (const unsigned char *)(
+                                           strcmp(host_in, "san") == 0
+                                               ? id->name : host),
+                                       -1, -1, 0)
         || !X509_REQ_set_subject_name(req, subj)) {
         goto oom;
     }

@@ -430,6 +430,10 @@ int kh_key_selftest(KH_CTX *ctx, EVP_PKEY *pkey, X509 *cert,
             } else {
                 SSL_set_tlsext_host_name(c, host);
                 SSL_set1_host(c, host);
+                /* the VMS clients accept the host in the CN even when the
+                 * certificate has other DNS SANs (host-in = cn) */
+                X509_VERIFY_PARAM_set_hostflags(
+                    SSL_get0_param(c), X509_CHECK_FLAG_ALWAYS_CHECK_SUBJECT);
             }
         }
         if (!tls_pump(c, s)) {
