@@ -54,3 +54,14 @@ openssl dgst -sha256 -verify "$T/k.pub" -signature "$T/ok.sig" "$T/msg" >/dev/nu
 grep -q "wrong-auth\|right-auth" "$T/s_server.$port.log" "$T/must_fail.out" \
     && kh_fail "an auth value appears in the output"
 kh_log "right auth signs; no auth value in any output"
+
+# The auth value as a systemd credential (LoadCredential=tpm-auth:...).
+mkdir -p "$T/creds"
+(umask 077; cp "$T/auth" "$T/creds/tpm-auth")
+CREDENTIALS_DIRECTORY=$T/creds openssl dgst -sha256 "${KH_PROV[@]}" \
+    -sign "tpm2:file=$T/k.tss;pin-source=credential:tpm-auth" -out "$T/cred.sig" "$T/msg" \
+    || kh_fail "auth from a systemd credential"
+kh_must_fail_clean env -u CREDENTIALS_DIRECTORY openssl dgst -sha256 "${KH_PROV[@]}" \
+    -sign "tpm2:file=$T/k.tss;pin-source=credential:tpm-auth" -out "$T/cred.sig" "$T/msg"
+kh_expect_output "CREDENTIALS_DIRECTORY"
+[ "$(kh_tpm_lockout_counter)" = 2 ] || kh_fail "credential tests changed the lockout counter"

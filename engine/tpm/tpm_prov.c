@@ -10,6 +10,7 @@
  *   tpm2:file=/var/lib/keyhold/x/key.tss   a TSS2 PRIVATE KEY file
  * followed by optional attributes (after ';' or '?', joined by ';' or '&'):
  *   pin-source=file:/path   the key's auth value, read from a file
+ *   pin-source=credential:NAME   ... from $CREDENTIALS_DIRECTORY/NAME
  *   pin-value=SECRET        the auth value inline (tests only)
  * Values are percent-decoded. A key file whose emptyAuth flag is clear and
  * that has no pin-source asks the passphrase callback once.
@@ -400,7 +401,24 @@ static int key_auth(KH_PROV_CTX *prov, KH_TPM_KEY *k, const TPM_URI *u,
         }
         memcpy(auth, u->pin_value, len);
     } else if (u != NULL && u->pin_source != NULL) {
-        prc = kh_pin_read_file(u->pin_source, auth, sizeof(auth), &len, err,
+        const char *src = u->pin_source;
+        char path[4096];
+
+        /* credential:NAME = systemd's LoadCredential=NAME:... for the unit */
+        if (strncmp(src, "credential:", 11) == 0) {
+            const char *dir = getenv("CREDENTIALS_DIRECTORY");
+
+            if (dir == NULL || *dir == '\0' || strchr(src + 11, '/') != NULL
+                || (size_t)snprintf(path, sizeof(path), "%s/%s", dir,
+                                    src + 11) >= sizeof(path)) {
+                KH_raise(prov, KH_R_NO_PIN, "TPM key auth: %s needs "
+                         "$CREDENTIALS_DIRECTORY (systemd LoadCredential=) "
+                         "and a plain name", src);
+                goto end;
+            }
+            src = path;
+        }
+        prc = kh_pin_read_file(src, auth, sizeof(auth), &len, err,
                                sizeof(err));
         if (prc != KH_PIN_OK) {
             KH_raise(prov, KH_R_NO_PIN, "TPM key auth: %s", err);
