@@ -165,6 +165,7 @@ static int resolve(KH_PROV_CTX *prov, const char *uri,
 static int read_pem_ref(KH_PROV_CTX *prov, BIO *in, char **uri)
 {
     static const char begin[] = "-----BEGIN " KH_KEYREF_PEM_LABEL "-----";
+    static const char end[] = "-----END " KH_KEYREF_PEM_LABEL "-----";
     char head[sizeof(begin)], err[256];
     BIO *mem = NULL;
     char buf[1024];
@@ -185,12 +186,25 @@ static int read_pem_ref(KH_PROV_CTX *prov, BIO *in, char **uri)
     if (mem == NULL || BIO_write(mem, head, (int)got) != (int)got) {
         goto end;
     }
+    /*
+     * Up to our END line and not a byte further: identity.pem carries the
+     * certificate chain after the reference, for the next load to read.
+     */
     total = got;
-    while ((n = BIO_read(in, buf, sizeof(buf))) > 0) {
+    for (;;) {
+        n = BIO_gets(in, buf, sizeof(buf));
+        if (n <= 0) {
+            KH_raise(prov, KH_R_KEY_REFERENCE,
+                     "truncated key reference (no END line)");
+            goto end;
+        }
         total += (size_t)n;
         if (total > 65536 || BIO_write(mem, buf, n) != n) {
-            KH_raise(prov, KH_R_KEY_REFERENCE, "key reference file too large");
+            KH_raise(prov, KH_R_KEY_REFERENCE, "key reference too large");
             goto end;
+        }
+        if (strncmp(buf, end, sizeof(end) - 1) == 0) {
+            break;
         }
     }
     if (!kh_keyref_pem_read(mem, uri, err, sizeof(err))) {
