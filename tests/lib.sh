@@ -478,7 +478,10 @@ kh_swtpm_start() {
     KEYHOLD_TPM_TCTI="swtpm:host=127.0.0.1,port=$KH_SWTPM_PORT"
     TPM2TOOLS_TCTI=$KEYHOLD_TPM_TCTI
     TPM2OPENSSL_TCTI=$KEYHOLD_TPM_TCTI
+    # keyhold's per-TPM lock file (no resource manager) inside the test dir
+    KEYHOLD_TPM_LOCK=$T/tpm.lock
     export KH_SWTPM_PORT KH_SWTPM_DIR KEYHOLD_TPM_TCTI TPM2TOOLS_TCTI TPM2OPENSSL_TCTI
+    export KEYHOLD_TPM_LOCK
 }
 
 # Kills swtpm hard (kill -9, as a crash would) and waits until it is gone.
