@@ -232,7 +232,8 @@ static int produce(KH_DEC_CTX *ctx, const char *uri, OSSL_CALLBACK *data_cb,
     KH_OBJ_REF ref;
     int ok = 0;
 
-    KH_debug("key reference names %s", uri);
+    /* the URI itself is not traced: a hand-made file may hold a PIN */
+    KH_debug("key reference read (%.8s...)", uri);
     if (!resolve(prov, uri, pw_cb, pw_cbarg, &key)) {
         return 0;
     }
