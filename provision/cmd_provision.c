@@ -68,7 +68,7 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
     char err[KH_ERR_MAX], e2[KH_ERR_MAX];
     char pin[KH_PIN_MAX + 1];
     size_t pinlen = 0, i;
-    char id_hex[KH_KEYID_HEX] = "";
+    char id_hex[KH_KEYID_HEX] = "", old_id[130] = "";
     char path[KH_PATH_MAX];
     char *key_uri = NULL, *label = NULL;
     unsigned gen;
@@ -252,6 +252,9 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
     }
 
     /* the key */
+    if (!kh_uri_key_id(kh_id_get(id, "key-uri"), old_id, sizeof(old_id))) {
+        old_id[0] = '\0';
+    }
     gen = kh_state_max_gen(ctx, name) + 1;
     if (tpm) {
         if (persistent != NULL) {
@@ -317,6 +320,15 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
     rc = kh_identity_save(ctx, id, err, sizeof(err));
     if (rc != KH_EXIT_OK) {
         goto fail;
+    }
+    /* an identity that never had a certificate loses its old key now: it
+     * never served and nothing refers to it any more */
+    if (!pending && tok != NULL && old_id[0] != '\0'
+        && strcmp(old_id, id_hex) != 0
+        && kh_token_destroy_id(tok, old_id, NULL, e2, sizeof(e2))
+               == KH_EXIT_OK) {
+        kh_audit(ctx, "key-destroy", name, old_id, "ok",
+                 "replaced before it had a certificate");
     }
 
     /* the CSR, signed through the provider */

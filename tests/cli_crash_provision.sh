@@ -38,4 +38,8 @@ kh_cli_sign p-csr "$T/p-csr.pem" "DNS:c.example.com"
 "$KEYHOLD" install p-csr "$T/p-csr.pem" --ca "$T/ca/ca.pem" >/dev/null || kh_fail "install"
 "$KEYHOLD" verify p-csr >/dev/null || kh_fail "verify"
 [ "$(keys p-csr)" = 1 ] || kh_fail "csr: extra keys"
+kh_log "re-provisioning an identity that never had a certificate"
+"$KEYHOLD" provision p-keygen --force --token app --host h.example.com --pin-file "$T/app.pin" \
+    >/dev/null || kh_fail "--force"
+[ "$(keys p-keygen)" = 1 ] || kh_fail "the replaced key of a cert-less identity was kept"
 kh_log "ok"
