@@ -3,7 +3,7 @@
 # Scenario 14: a token without RSA-PSS. TLS 1.3 (which signs only with PSS)
 # fails cleanly with the cause named; TLS 1.2 restricted to PKCS#1 v1.5
 # signature algorithms works; raw RSA (CKM_RSA_X_509) is never used to
-# fake PSS.
+# fake PSS; the CLI makes EC keys by default and warns when RSA is forced.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$KH_SHIM"
@@ -48,4 +48,17 @@ if grep -qE 'fn=C_(Sign|Decrypt|Encrypt)Init .*mech=CKM_RSA_X_509' "$KH_SHIM_LOG
 fi
 grep -q 'fn=C_SignInit .*mech=CKM_RSA_PKCS rv=CKR_OK' "$KH_SHIM_LOG" \
     || kh_fail "no PKCS#1 v1.5 signature seen in the token"
-kh_log "scenario 14 (provider part) ok"
+# 4. The CLI on such a token: the default key is EC; a forced RSA key
+#    comes with a warning that TLS 1.3 is impossible.
+if [ -x "$KEYHOLD" ]; then
+    export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
+    "$KEYHOLD" provision dflt --token appl --module "$KH_SHIM" --host a.example \
+        --pin-file "$T/appl.pin" >"$T/dflt.out" 2>&1 || { cat "$T/dflt.out"; kh_fail "provision (default alg)"; }
+    grep -q '^alg = ec-' "$KEYHOLD_CONF_DIR/dflt.conf" || kh_fail "the default key on a token without PSS is not EC"
+    "$KEYHOLD" provision forced --token appl --module "$KH_SHIM" --alg rsa-2048 --host b.example \
+        --pin-file "$T/appl.pin" >"$T/forced.out" 2>&1 || { cat "$T/forced.out"; kh_fail "provision --alg rsa-2048"; }
+    cat "$T/forced.out"
+    grep -qi 'warning.*TLS 1.3' "$T/forced.out" || kh_fail "no warning that an RSA key cannot do TLS 1.3 here"
+    kh_log "CLI: default key EC; forced RSA warns that TLS 1.3 is impossible"
+fi
+kh_log "scenario 14 ok"
