@@ -56,4 +56,27 @@ kh_must_fail_clean timeout 60 openssl s_server -accept "127.0.0.1:$port" -naccep
     -key "$bad" -cert "$T/srv.pem" "${KH_PROV[@]}"
 [ "$(kh_shim_count C_Login)" = 1 ] || kh_fail "s_server: $(kh_shim_count C_Login) C_Login calls with a wrong PIN"
 
+# 6. The CLI: a wrong PIN is exit 6 after exactly one C_Login; on the
+#    final try there is no login at all, and the message says why.
+if [ -x "$KEYHOLD" ]; then
+    export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
+    kh_shim_set
+    "$KEYHOLD" provision rec --token appl --module "$KH_SHIM" --alg ec-p256 --host cam1.example.com \
+        --pin-file "$T/appl.pin" >/dev/null 2>&1 || kh_fail "provision"
+    sed -i "s|^pin-file = .*|pin-file = $T/wrong.pin|" "$KEYHOLD_CONF_DIR/rec.conf"
+    kh_shim_log_reset
+    kh_must_fail_clean 6 -- "$KEYHOLD" csr rec -o "$T/x.csr"
+    kh_expect_output "PIN_INCORRECT"
+    kh_no_secrets "$T/must_fail.out" 9999 1234
+    [ "$(kh_shim_count C_Login)" = 1 ] || kh_fail "CLI: $(kh_shim_count C_Login) C_Login calls for a wrong PIN (want 1)"
+    sed -i "s|^pin-file = .*|pin-file = $T/appl.pin|" "$KEYHOLD_CONF_DIR/rec.conf"
+    kh_shim_set 'tokenflags CKF_USER_PIN_FINAL_TRY'
+    kh_shim_log_reset
+    kh_must_fail_clean 6 -- "$KEYHOLD" csr rec -o "$T/x.csr"
+    kh_expect_output "FINAL_TRY"
+    [ "$(kh_shim_count C_Login)" = 0 ] || kh_fail "CLI: C_Login on the final PIN try"
+    kh_shim_set
+    "$KEYHOLD" csr rec -o "$T/x.csr" >/dev/null 2>&1 || kh_fail "CLI: the right PIN no longer works"
+    kh_log "CLI: wrong PIN exit 6 after one login; final try exit 6 without a login"
+fi
 kh_log "scenario 6 ok"
