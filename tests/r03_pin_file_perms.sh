@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Scenario 3: a PIN file readable by others, writable by its group or owned
 # by someone else is refused before its PIN is used; the message names the
-# file and the fix. 0600 and 0640 owned by root are accepted.
+# file and the fix (the CLI exits 7). 0600 and 0640 owned by root are
+# accepted.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$KH_SHIM"
@@ -40,4 +41,19 @@ for mode in 0600 0640 0400; do
     sign || kh_fail "a $mode root-owned PIN file was refused"
 done
 kh_log "0600, 0640, 0400 owned by root: accepted"
-kh_log "scenario 3 (provider part) ok"
+# The CLI refuses such a file with exit 7 and the fix, before any login.
+if [ -x "$KEYHOLD" ]; then
+    export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
+    "$KEYHOLD" provision rec --token appl --module "$KH_SHIM" --alg ec-p256 --host cam1.example.com \
+        --pin-file "$pinf" >/dev/null 2>&1 || kh_fail "provision with a 0400 PIN file"
+    chmod 0644 "$pinf"
+    kh_shim_log_reset
+    kh_must_fail_clean 7 -- "$KEYHOLD" csr rec -o "$T/x.csr"
+    kh_expect_output "$pinf"
+    grep -qiE 'chmod|chown' "$T/must_fail.out" || kh_fail "CLI: no fix named"
+    [ "$(kh_shim_count C_Login)" = 0 ] || kh_fail "CLI: the PIN was used from a world-readable file"
+    chmod 0640 "$pinf"
+    "$KEYHOLD" csr rec -o "$T/x.csr" >/dev/null 2>&1 || kh_fail "CLI: 0640 PIN file refused"
+    kh_log "CLI: world-readable PIN file -> exit 7 with the fix; 0640 accepted"
+fi
+kh_log "scenario 3 ok"
