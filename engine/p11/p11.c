@@ -163,11 +163,6 @@ done:
     return m;
 }
 
-void kh_p11_module_put(KH_P11_MODULE *mod)
-{
-    /* Modules live until the last provider instance goes (teardown). */
-}
-
 void kh_p11_init_prov(KH_PROV_CTX *prov)
 {
     pthread_mutex_lock(&reg_lock);

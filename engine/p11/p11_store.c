@@ -10,6 +10,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/core_object.h>
+#include <openssl/err.h>
 #include <openssl/store.h>
 
 #include "internal.h"
@@ -527,9 +528,23 @@ static int gather(P11_STORE *st, OSSL_PASSPHRASE_CALLBACK *pw_cb,
             return 0;
         }
     }
-    if (want_priv
-        && !kh_p11_token_login(prov, tok, u, pw_cb, pw_cbarg)) {
-        return 0;
+    if (want_priv) {
+        int soft = u->type == KH_URI_TYPE_ANY && st->expect == 0;
+
+        ERR_set_mark();
+        if (!kh_p11_token_login(prov, tok, u, pw_cb, pw_cbarg)) {
+            /* A general listing without any PIN source still shows the
+             * public objects; a wrong PIN or a locked token is an error. */
+            if (soft && ERR_GET_REASON(ERR_peek_last_error()) == KH_R_NO_PIN) {
+                ERR_pop_to_mark();
+                want_priv = 0;
+            } else {
+                ERR_clear_last_mark();
+                return 0;
+            }
+        } else {
+            ERR_clear_last_mark();
+        }
     }
     rv = kh_p11_session_get(prov, tok, &sess);
     if (rv != CKR_OK) {
