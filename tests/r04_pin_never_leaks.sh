@@ -3,8 +3,9 @@
 # Scenario 4: with debugging on, the PIN appears nowhere: not in traces on
 # stderr/stdout, not in error messages (also for a URI carrying pin-value,
 # a wrong PIN, an ambiguous URI), not in a key reference made from a URI
-# with a PIN, not in the text dump of a key. Provider side; the CLI's
-# --debug, argv, environ and status are covered when the CLI is built.
+# with a PIN, not in the text dump of a key; and for the CLI with --debug,
+# not in its output, its argv or environment while it runs, or any state
+# or config file.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$BUILD/tests/kh-keyref"
@@ -45,4 +46,34 @@ if grep -v -E '^(Could not (read|open|find)|Error opening|Unable to load)' "$out
 fi
 kh_no_secrets "$T/key.pem" "$PIN" "pin-value"
 kh_log "$(wc -l <"$out") lines of traces, errors, references and dumps: no PIN"
-kh_log "scenario 4 (provider part) ok"
+# The CLI with --debug: provision, CSR, install, status, verify. The PIN
+# is in no output, no state file, and -- caught while the token holds the
+# CSR signature -- not in the process's argv or environment.
+if [ -x "$KEYHOLD" ]; then
+    kh_need "$KH_SHIM"
+    kh_shim_setup
+    export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
+    kh_test_ca "$T/ca"
+    cli=$T/cli.out
+    : >"$cli"
+    "$KEYHOLD" --debug provision rec --token appl --module "$KH_SHIM" --alg ec-p256 --host cam1.example.com \
+        --pin-file "$T/appl.pin" --csr-out "$T/rec.csr" >>"$cli" 2>&1 || kh_fail "provision"
+    kh_ca_sign "$T/ca" "$T/rec.csr" "$T/rec.pem" DNS:cam1.example.com
+    "$KEYHOLD" --debug install rec "$T/rec.pem" --ca "$T/ca/ca.pem" >>"$cli" 2>&1 || kh_fail "install"
+    "$KEYHOLD" --debug status --json >>"$cli" 2>&1 || true
+    "$KEYHOLD" --debug verify rec >>"$cli" 2>&1 || kh_fail "verify"
+    kh_shim_set 'block C_Sign at=1 max=60'
+    "$KEYHOLD" --debug csr rec -o "$T/again.csr" >>"$cli" 2>&1 &
+    csr=$!
+    kh_shim_wait 'fn=C_Sign .* blocked' 300
+    tr '\0' '\n' <"/proc/$csr/cmdline" >"$T/argv"
+    tr '\0' '\n' <"/proc/$csr/environ" >"$T/environ"
+    kh_shim_set
+    wait "$csr" || kh_fail "csr under the shim"
+    for f in "$cli" "$T/argv" "$T/environ"; do kh_no_secrets "$f" "$PIN"; done
+    grep -q -- "--debug" "$T/argv" || kh_fail "did not catch the running CLI's argv"
+    find "$KEYHOLD_STATE_DIR" "$KEYHOLD_CONF_DIR" -type f -print0 | xargs -0 grep -l -- "$PIN" && kh_fail "the PIN is in a state or config file"
+    grep -qi "debug\|keyhold" "$cli" || kh_fail "no debug output from the CLI"
+    kh_log "CLI --debug: PIN in no output, argv, environment, state or config file"
+fi
+kh_log "scenario 4 ok"
