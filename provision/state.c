@@ -732,6 +732,43 @@ end:
     return rc;
 }
 
+/* After a switch back, the token's certificate object follows the
+ * generation in service again (best effort: it needs the PIN). */
+static void resync_token_cert(KH_CTX *ctx, const KH_IDENTITY *id)
+{
+    const char *backend = kh_id_get(id, "backend");
+    char pin[KH_PIN_MAX + 1], e2[KH_ERR_MAX], hex[130], label[KH_NAME_MAX + 32];
+    size_t pinlen = 0;
+    KH_TOKEN *tok = NULL;
+    X509 *cert = NULL;
+    char *uri = NULL;
+
+    if (backend != NULL && strcmp(backend, "tpm2") == 0) {
+        return;
+    }
+    if (!kh_state_load_current(ctx, id->name, &cert, NULL, NULL)
+        || cert == NULL || kh_identity_key_uri(ctx, id, &uri) != KH_EXIT_OK
+        || !kh_uri_key_id(uri, hex, sizeof(hex))) {
+        goto end;
+    }
+    snprintf(label, sizeof(label), "keyhold:%s:%u", id->name,
+             kh_state_current_gen(ctx, id->name));
+    if (kh_pin_obtain(ctx, id, pin, sizeof(pin), &pinlen, e2, sizeof(e2))
+            != KH_EXIT_OK
+        || kh_token_open_identity(ctx, id, &tok, e2, sizeof(e2)) != KH_EXIT_OK
+        || kh_token_login(tok, pin, pinlen, e2, sizeof(e2)) != KH_EXIT_OK
+        || kh_token_store_cert(tok, hex, label, cert, e2, sizeof(e2))
+               != KH_EXIT_OK) {
+        kh_warn(ctx, "identity %s: the token's certificate object was not "
+                "restored: %s", id->name, e2);
+    }
+end:
+    OPENSSL_cleanse(pin, sizeof(pin));
+    kh_token_close(tok);
+    X509_free(cert);
+    free(uri);
+}
+
 int kh_identity_rollback(KH_CTX *ctx, KH_IDENTITY *id, char *err, size_t errlen)
 {
     char idir[KH_PATH_MAX], gdir[KH_PATH_MAX], e2[256];
@@ -757,6 +794,7 @@ int kh_identity_rollback(KH_CTX *ctx, KH_IDENTITY *id, char *err, size_t errlen)
     kh_status_read(ctx, id->name, &st);
     st.generation = cur - 1;
     kh_status_write(ctx, id->name, &st, e2, sizeof(e2));
+    resync_token_cert(ctx, id);
     kh_audit(ctx, "rollback", id->name, NULL, "ok", "previous generation");
     return KH_EXIT_OK;
 }

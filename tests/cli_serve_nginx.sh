@@ -42,6 +42,11 @@ kh_expect_output "rolling back"
 cmp <(openssl x509 -in "$d/cert.pem" -outform DER) <(openssl x509 -in "$T/rec2.pem" -outform DER) \
     || kh_fail "not rolled back"
 "$KEYHOLD" verify rec >/dev/null || kh_fail "verify after the rollback"
+pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --read-object --type cert \
+    --id "$(sed -n 's/^key-id = //p' "$KEYHOLD_CONF_DIR/rec.conf")" -o "$T/tokcert.der" >/dev/null 2>&1 \
+    || kh_fail "no certificate object in the token"
+cmp "$T/tokcert.der" <(openssl x509 -in "$T/rec2.pem" -outform DER) \
+    || kh_fail "the token's certificate object was not rolled back"
 kh_nginx_stop
 if grep -E "exited on signal|\[alert\]|\[crit\]|\[emerg\]" "$T/nginx/logs/error.log"; then
     kh_fail "nginx logged a crash or a critical error"
