@@ -39,6 +39,21 @@ kh_must_fail_clean 2 -- "$KEYHOLD" install rec "$T/isca.pem"
 kh_expect_output "CA:TRUE"
 kh_cli_still_works rec "$snap"
 
+kh_log "wildcards: one whole leftmost label only"
+for pat in "*.com" "c*.example.com" "*.*.example.com" "*.cam1.example.com"; do
+    openssl x509 -req -in "$T/rec.csr" -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" -CAcreateserial \
+        -days 7 -subj "/CN=wild" -extfile <(printf 'subjectAltName=DNS:%s\n' "$pat") \
+        -out "$T/wild.pem" 2>/dev/null
+    kh_must_fail_clean 2 -- "$KEYHOLD" install rec "$T/wild.pem" --no-reload
+    kh_expect_output "host check failed"
+done
+kh_cli_still_works rec "$snap"
+openssl x509 -req -in "$T/rec.csr" -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" -CAcreateserial \
+    -days 7 -subj "/CN=wild" -extfile <(printf 'subjectAltName=DNS:*.EXAMPLE.com\n') \
+    -out "$T/wild.pem" 2>/dev/null
+"$KEYHOLD" install rec "$T/wild.pem" --no-reload >/dev/null || kh_fail "*.example.com refused"
+"$KEYHOLD" verify rec >/dev/null || kh_fail "verify with a wildcard"
+
 kh_log "IP identity needs an IP SAN"
 kh_cli_provision cam 192.168.7.9
 kh_ca_sign "$T/ca" "$T/cam.csr" "$T/cam-dns.pem" "DNS:cam.example.com"
