@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Scenario 11: a stale session (CKR_SESSION_HANDLE_INVALID) or a library
+# that lost its initialisation (CKR_CRYPTOKI_NOT_INITIALIZED) once -> the
+# provider reopens, logs in again and retries once: the handshake succeeds.
+# The same failure every time -> reported, not looped (one retry, one login).
+# timeout: 120
+. "$(dirname "$0")/lib.sh"
+kh_need "$BUILD/keyhold.so" "$KH_SHIM"
+
+kh_r_token_key_cert
+kh_shim_setup
+port=$(kh_r_port)
+kh_s_server "$port" -key "$(kh_shim_uri appl srv)" -cert "$T/srv.pem" "${KH_PROV[@]}"
+srv=$KH_LAST_PID
+kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "first handshake failed"; }
+
+# 1. The session the provider holds was closed behind its back.
+kh_shim_log_reset
+kh_shim_set 'fail C_SignInit CKR_SESSION_HANDLE_INVALID at=1 do=close'
+kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no recovery from a stale session"; }
+[ "$(kh_shim_count C_SignInit CKR_SESSION_HANDLE_INVALID)" = 1 ] || kh_fail "fault not hit"
+[ "$(kh_shim_count C_OpenSession CKR_OK)" -ge 1 ] || kh_fail "no new session was opened"
+[ "$(kh_shim_count C_Sign CKR_OK)" = 1 ] || kh_fail "expected exactly one successful C_Sign"
+kh_log "stale session: reopened, retried once, handshake ok"
+
+# 2. Same on C_Sign itself (the operation was initialised on the dead session).
+kh_shim_log_reset
+kh_shim_set 'fail C_Sign CKR_SESSION_HANDLE_INVALID at=1 do=close'
+kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no recovery from a session lost at C_Sign"; }
+
+# 3. The library was finalised behind the provider's back: C_Initialize
+#    again, new session, one new login, retry.
+kh_shim_log_reset
+kh_shim_set 'fail C_SignInit CKR_CRYPTOKI_NOT_INITIALIZED at=1 do=finalize'
+kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no recovery from CRYPTOKI_NOT_INITIALIZED"; }
+[ "$(kh_shim_count C_Initialize CKR_OK)" -ge 1 ] || kh_fail "C_Initialize was not called again"
+logins=$(kh_shim_count C_Login)
+[ "$logins" -le 1 ] || kh_fail "$logins logins to recover (want at most one)"
+kh_log "lost initialisation: re-initialised, $logins login, handshake ok"
+
+# 4. Stale every time: the handshake fails cleanly after one retry.
+kh_shim_log_reset
+kh_shim_set 'fail C_SignInit CKR_SESSION_HANDLE_INVALID'
+if kh_r_handshake "$port" -tls1_3; then kh_fail "handshake succeeded with every session stale"; fi
+kh_r_alive "$srv" s_server
+tries=$(kh_shim_count C_SignInit)
+logins=$(kh_shim_count C_Login)
+kh_log "persistent fault: $tries C_SignInit, $logins C_Login in one handshake"
+[ "$tries" -ge 1 ] && [ "$tries" -le 2 ] || kh_fail "$tries C_SignInit calls in one handshake: want one try + one retry"
+[ "$logins" -le 1 ] || kh_fail "$logins C_Login calls in one failing handshake"
+
+# 5. Same for CRYPTOKI_NOT_INITIALIZED every time.
+kh_shim_log_reset
+kh_shim_set 'fail C_SignInit CKR_CRYPTOKI_NOT_INITIALIZED'
+if kh_r_handshake "$port" -tls1_3; then kh_fail "handshake succeeded while the library never initialises"; fi
+kh_r_alive "$srv" s_server
+tries=$(kh_shim_count C_SignInit)
+[ "$tries" -le 2 ] || kh_fail "$tries C_SignInit calls in one handshake: want one try + one retry"
+
+# And afterwards all is well again.
+kh_shim_set
+kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no handshake after the faults ended"; }
+kh_log "scenario 11 ok"

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Scenario 12: the token forgot the login (CKR_USER_NOT_LOGGED_IN) once ->
+# one re-login, the operation succeeds. The PIN source gone -> a clean error
+# naming it, no login attempt with a guessed PIN.
+# timeout: 120
+. "$(dirname "$0")/lib.sh"
+kh_need "$BUILD/keyhold.so" "$KH_SHIM"
+
+kh_r_token_key_cert
+kh_shim_setup
+port=$(kh_r_port)
+kh_s_server "$port" -key "$(kh_shim_uri appl srv)" -cert "$T/srv.pem" "${KH_PROV[@]}"
+srv=$KH_LAST_PID
+kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "first handshake failed"; }
+
+# 1. Logged out behind the provider's back, found at C_Sign.
+kh_shim_log_reset
+kh_shim_set 'fail C_Sign CKR_USER_NOT_LOGGED_IN at=1 do=logout'
+kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no recovery from a lost login"; }
+[ "$(kh_shim_count C_Login)" = 1 ] || kh_fail "want exactly one re-login, got $(kh_shim_count C_Login)"
+kh_log "lost login at C_Sign: one re-login, handshake ok"
+
+# 2. Found at C_SignInit.
+kh_shim_log_reset
+kh_shim_set 'fail C_SignInit CKR_USER_NOT_LOGGED_IN at=1 do=logout'
+kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no recovery from a lost login at C_SignInit"; }
+[ "$(kh_shim_count C_Login)" = 1 ] || kh_fail "want exactly one re-login, got $(kh_shim_count C_Login)"
+
+# 3. The token keeps saying "not logged in": one login, then a clean failure.
+kh_shim_log_reset
+kh_shim_set 'fail C_Sign CKR_USER_NOT_LOGGED_IN'
+if kh_r_handshake "$port" -tls1_3; then kh_fail "handshake succeeded although every C_Sign fails"; fi
+kh_r_alive "$srv" s_server
+logins=$(kh_shim_count C_Login)
+[ "$logins" -le 1 ] || kh_fail "$logins logins in one failing handshake (login loop)"
+kh_shim_set
+kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no handshake after the fault ended"; }
+
+# 4. The PIN file is gone: a new process cannot log in, and says why.
+rm -f "$T/appl.pin"
+kh_shim_log_reset
+echo "data to sign" >"$T/data"
+kh_must_fail_clean openssl pkeyutl -sign -inkey "$(kh_shim_uri appl srv)" -in "$T/data" \
+    -rawin -digest sha256 -out "$T/sig" "${KH_PROV[@]}"
+kh_expect_output "appl.pin"
+[ "$(kh_shim_count C_Login)" = 0 ] || kh_fail "C_Login attempted without a PIN"
+[ "$(kh_shim_count C_Sign)" = 0 ] || kh_fail "C_Sign attempted without a login"
+kh_log "PIN source gone: clean error naming it, no login"
+kh_log "scenario 12 ok"
