@@ -8,6 +8,8 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/cli_lib.inc"
 kh_need "$KH_SHIM"
+# A short probe timeout keeps the test quick (default 10 s).
+export KEYHOLD_TOKEN_TIMEOUT=3
 
 kh_cli_env
 kh_shim_setup
