@@ -67,4 +67,25 @@ touch "$T/stop"
 wait "$loop" || true
 if grep -q . "$T/fail.log"; then cat "$T/fail.log"; kh_fail "requests failed during renewal + reload"; fi
 kh_log "$(wc -l <"$T/ok.log") requests, none failed; new certificate served"
+
+# keyhold-renew.service's own command lines, as installed, on this
+# appliance: nothing is due right after the renewal, the exit status is one
+# the unit counts as success, and the metrics file is written.
+unit=$T/root/lib/systemd/system/keyhold-renew.service
+start=$(sed -n 's/^ExecStart=//p' "$unit")
+post=$(sed -n 's/^ExecStartPost=-//p' "$unit")
+ok_codes=" 0 $(sed -n 's/^SuccessExitStatus=//p' "$unit") "
+mkdir -p "$T/prom"
+start=${start//\/usr\/bin\/keyhold/$KEYHOLD}
+post=${post//\/usr\/bin\/keyhold/$KEYHOLD}
+post=${post//\/var\/lib\/prometheus\/node-exporter/$T/prom}
+rc=0
+$start >"$T/unit-start.log" 2>&1 || rc=$?
+case $ok_codes in *" $rc "*) ;; *) cat "$T/unit-start.log"; kh_fail "unit ExecStart exit $rc is a unit failure" ;; esac
+[ "$(openssl x509 -in "$KEYHOLD_STATE_DIR/recording/cert.pem" -noout -fingerprint -sha256)" = "$new_fp" ] ||
+    kh_fail "the timer's run renewed an identity that was not due"
+$post >"$T/unit-post.log" 2>&1 || { cat "$T/unit-post.log"; kh_fail "unit ExecStartPost failed"; }
+grep -q '^keyhold_certificate_not_after_seconds{identity="recording"}' "$T/prom/keyhold.prom" ||
+    { cat "$T/prom/keyhold.prom"; kh_fail "no metrics written by the unit's ExecStartPost"; }
+kh_log "renew unit's commands: exit $rc, metrics in keyhold.prom"
 echo PASS
