@@ -440,10 +440,25 @@ static int switch_current(const char *idir, unsigned gen, char *err,
 
 /* Removes generations older than |keep_from| and destroys keys that no
  * kept generation, pending record or config references. */
+/* What names a key for pruning: its CKA_ID (hex) for pkcs11:, the URI
+ * itself for tpm2:. */
+static int key_tag(const char *uri, char *tag, size_t len)
+{
+    if (uri == NULL) {
+        return 0;
+    }
+    if (strncmp(uri, "tpm2:", 5) == 0) {
+        return kh_path(tag, len, "%s", uri);
+    }
+    return kh_uri_key_id(uri, tag, len);
+}
+
+/* Removes generations older than |keep_from| and destroys the keys that no
+ * kept generation or pending record references. */
 static void prune(KH_CTX *ctx, KH_IDENTITY *id, KH_TOKEN *tok,
                   unsigned keep_from)
 {
-    char idir[KH_PATH_MAX], sub[KH_PATH_MAX], hex[130], e[256];
+    char idir[KH_PATH_MAX], sub[KH_PATH_MAX], tag[1100], e[KH_ERR_MAX];
     KH_STRLIST keep = { 0 }, olds = { 0 };
     DIR *d;
     struct dirent *de;
@@ -456,8 +471,8 @@ static void prune(KH_CTX *ctx, KH_IDENTITY *id, KH_TOKEN *tok,
     }
     for (g = keep_from; g <= cur; g++) {
         if (gen_key_uri(ctx, id->name, g, &uri)) {
-            if (kh_uri_key_id(uri, hex, sizeof(hex))) {
-                kh_strlist_add(&keep, hex);
+            if (key_tag(uri, tag, sizeof(tag))) {
+                kh_strlist_add(&keep, tag);
             }
             free(uri);
         }
@@ -466,8 +481,8 @@ static void prune(KH_CTX *ctx, KH_IDENTITY *id, KH_TOKEN *tok,
         KH_STATUS_REC st;
 
         kh_status_read(ctx, id->name, &st);
-        if (kh_uri_key_id(st.pending_key_uri, hex, sizeof(hex))) {
-            kh_strlist_add(&keep, hex);
+        if (key_tag(st.pending_key_uri, tag, sizeof(tag))) {
+            kh_strlist_add(&keep, tag);
         }
     }
     if (keep.n == 0) {
@@ -483,9 +498,9 @@ static void prune(KH_CTX *ctx, KH_IDENTITY *id, KH_TOKEN *tok,
             continue;
         }
         if (gen_key_uri(ctx, id->name, g, &uri)) {
-            if (kh_uri_key_id(uri, hex, sizeof(hex))
-                && !kh_strlist_has(&keep, hex)) {
-                kh_strlist_add(&olds, hex);
+            if (key_tag(uri, tag, sizeof(tag)) && !kh_strlist_has(&keep, tag)
+                && !kh_strlist_has(&olds, tag)) {
+                kh_strlist_add(&olds, tag);
             }
             free(uri);
         }
@@ -494,12 +509,17 @@ static void prune(KH_CTX *ctx, KH_IDENTITY *id, KH_TOKEN *tok,
     }
     closedir(d);
     kh_fsync_dir(idir);
-    for (i = 0; tok != NULL && i < olds.n; i++) {
-        if (kh_strlist_has(&keep, olds.v[i])) {
-            continue;
+    for (i = 0; i < olds.n; i++) {
+        int rc = KH_EXIT_TOKEN;
+
+        if (strncmp(olds.v[i], "tpm2:", 5) == 0) {
+            if (kh_tpm_key_destroy != NULL) {
+                rc = kh_tpm_key_destroy(ctx, id, olds.v[i], e, sizeof(e));
+            }
+        } else if (tok != NULL) {
+            rc = kh_token_destroy_id(tok, olds.v[i], NULL, e, sizeof(e));
         }
-        if (kh_token_destroy_id(tok, olds.v[i], NULL, e, sizeof(e))
-            == KH_EXIT_OK) {
+        if (rc == KH_EXIT_OK) {
             kh_audit(ctx, "key-destroy", id->name, olds.v[i], "ok",
                      "retired with its generation");
         }
@@ -698,8 +718,8 @@ int kh_identity_install(KH_CTX *ctx, KH_IDENTITY *id, const KH_INSTALL_REQ *req,
     st.warned_not_after = 0;
     kh_status_write(ctx, id->name, &st, e2, sizeof(e2));
     if (!req->no_prune && gen > 1) {
-        prune(ctx, id, (tok != NULL && !is_tpm && !req->no_token_cert) ? tok
-                                                                      : NULL,
+        /* pkcs11 keys are destroyed only with a logged-in session */
+        prune(ctx, id, (tok != NULL && !req->no_token_cert) ? tok : NULL,
               gen - 1);
     }
     kh_crash_point("pruned");
