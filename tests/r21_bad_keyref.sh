@@ -15,6 +15,9 @@ cnf=$(kh_openssl_cnf last)
 # does the same. (OpenSSL 3.0's file: store, used by `openssl pkey -in`,
 # cannot hand out keys that live in another provider.)
 OPENSSL_CONF=$cnf "$BUILD/tests/kh-pemload" -c "$T/srv.pem" "$T/good.pem" || kh_fail "the good reference does not load"
+# ... also as the very first thing a program does (some servers read the
+# key before the certificate).
+OPENSSL_CONF=$cnf "$BUILD/tests/kh-pemload" "$T/good.pem" || kh_fail "the good reference does not load first"
 
 b64=$(sed -n '2,/-----END/p' "$T/good.pem" | grep -v -- '-----' | tr -d '\n')
 pem() { printf -- '-----BEGIN %s-----\n%s\n-----END %s-----\n' "$1" "$2" "$1"; }
