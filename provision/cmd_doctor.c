@@ -22,6 +22,7 @@
 #include "keyhold.h"
 #include "kh_p11util.h"
 #include "kh_pin.h"
+#include "kh_tpm.h"
 
 static const char usage[] =
     "usage: keyhold doctor\n"
@@ -106,6 +107,50 @@ static void check_perm(const char *what, const char *path, int pin)
     }
 }
 
+/*
+ * A TPM identity: the TPM answers through its TCTI, its dictionary-attack
+ * state, and the identity's key loads (file parsed, persistent handle
+ * present with the same key).
+ */
+static void check_tpm(KH_CTX *ctx, const KH_IDENTITY *id, const char *name)
+{
+    char err[KH_ERR_MAX], *uri = NULL;
+    uint32_t counter = 0, max = 0;
+    int lockout = 0;
+    EVP_PKEY *pub = NULL;
+
+    kh_tpm_configure(NULL);
+    if (kh_tpm_da_info(&counter, &max, &lockout, err, sizeof(err))
+        != KH_TPM_OK) {
+        bad("identity %s: %s", name, err);
+        goto end;
+    }
+    ok("identity %s: TPM reachable (TCTI %s)", name, kh_tpm_tcti());
+    if (lockout) {
+        bad("identity %s: the TPM is in dictionary-attack LOCKOUT: keys with "
+            "an auth value fail until the lockout interval passes (or clear "
+            "it with the lockout auth: tpm2_dictionarylockout -c)", name);
+    } else if (counter > 0) {
+        printf("warning  identity %s: TPM lockout counter %u of %u: wrong "
+               "auth values were tried (check tpm-auth-file)\n", name,
+               counter, max);
+    } else {
+        ok("identity %s: TPM lockout counter 0 of %u", name, max);
+    }
+    if (kh_identity_key_uri(ctx, id, &uri) != KH_EXIT_OK || uri == NULL) {
+        bad("identity %s: no key URI recorded (provision again)", name);
+    } else if (kh_tpm_get_pubkey(ctx, id, uri, &pub, err, sizeof(err))
+               != KH_EXIT_OK) {
+        bad("identity %s: %s", name, err);
+    } else {
+        ok("identity %s: TPM key %s present", name, uri);
+    }
+end:
+    free(uri);
+    EVP_PKEY_free(pub);
+    kh_tpm_release();
+}
+
 static void check_identity(KH_CTX *ctx, const char *name)
 {
     KH_IDENTITY *id = NULL;
@@ -125,8 +170,7 @@ static void check_identity(KH_CTX *ctx, const char *name)
             bad("identity %s: TPM backend, but this keyhold has no TPM "
                 "support (install the TPM-enabled build)", name);
         } else {
-            ok("identity %s: TPM backend (see 'keyhold status' for the key)",
-               name);
+            check_tpm(ctx, id, name);
         }
     } else if (kh_token_open_identity(ctx, id, &tok, err, sizeof(err))
                != KH_EXIT_OK) {
@@ -169,7 +213,13 @@ static void check_identity(KH_CTX *ctx, const char *name)
         }
     }
     pinf = kh_id_get(id, "pin-file");
-    if (pinf != NULL) {
+    if (backend != NULL && strcmp(backend, "tpm2") == 0) {
+        /* TPM keys need no PIN; an auth value file is checked like one. */
+        if (kh_id_get(id, "tpm-auth-file") != NULL) {
+            check_perm("TPM key auth file", kh_id_get(id, "tpm-auth-file"),
+                       1);
+        }
+    } else if (pinf != NULL) {
         check_perm("PIN file", pinf, 1);
     } else if (getenv("KEYHOLD_PIN_FILE") != NULL) {
         check_perm("PIN file", getenv("KEYHOLD_PIN_FILE"), 1);
@@ -179,6 +229,49 @@ static void check_identity(KH_CTX *ctx, const char *name)
     }
     kh_token_close(tok);
     kh_identity_free(id);
+}
+
+/* SoftHSM's token directory: readable by group keyhold, writable by root
+ * only, so the service accounts can sign but not create or delete keys. */
+static void check_token_dir(void)
+{
+    const char *conf = getenv("SOFTHSM2_CONF");
+    char *buf = NULL, *p, dir[KH_PATH_MAX] = "";
+    struct stat st;
+
+    if (conf == NULL) {
+        conf = "/etc/softhsm/softhsm2.conf";
+    }
+    if (!kh_read_file(conf, 65536, &buf, NULL, NULL, 0)) {
+        return;
+    }
+    for (p = strtok(buf, "\n"); p != NULL; p = strtok(NULL, "\n")) {
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        if (strncmp(p, "directories.tokendir", 20) == 0
+            && (p = strchr(p, '=')) != NULL) {
+            p++;
+            while (*p == ' ' || *p == '\t') {
+                p++;
+            }
+            snprintf(dir, sizeof(dir), "%s", p);
+            break;
+        }
+    }
+    free(buf);
+    if (dir[0] == '\0' || stat(dir, &st) != 0) {
+        return;
+    }
+    if (st.st_mode & (S_IWOTH | S_IWGRP)) {
+        bad("SoftHSM token dir %s is writable by %s (mode %04o): run "
+            "'chmod -R go-w %s' (root writes, group keyhold reads)", dir,
+            (st.st_mode & S_IWOTH) ? "everyone" : "its group",
+            (unsigned)(st.st_mode & 07777), dir);
+    } else {
+        ok("SoftHSM token dir %s mode %04o (writable by its owner only)", dir,
+           (unsigned)(st.st_mode & 07777));
+    }
 }
 
 int cmd_doctor(KH_CTX *ctx, int argc, char **argv)
@@ -209,6 +302,7 @@ int cmd_doctor(KH_CTX *ctx, int argc, char **argv)
     } else {
         ok("clock: after the build date");
     }
+    check_token_dir();
     check_perm("config dir", ctx->conf_dir, 0);
     if (access(ctx->state_dir, F_OK) == 0) {
         check_perm("state dir", ctx->state_dir, 0);

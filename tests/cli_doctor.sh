@@ -27,6 +27,12 @@ rc=0; faketime -f "@2020-01-01 00:00:00" "$KEYHOLD" doctor >"$T/d3.txt" || rc=$?
 [ "$rc" = 5 ] || kh_fail "doctor exit $rc with a clock in 2020"
 grep -q "^PROBLEM .*clock" "$T/d3.txt" || kh_fail "clock finding"
 
+chmod 0777 "$T/tokens"
+rc=0; "$KEYHOLD" doctor >"$T/d5.txt" || rc=$?
+[ "$rc" = 5 ] || kh_fail "doctor exit $rc with a world-writable token dir"
+grep -q "^PROBLEM .*SoftHSM token dir .*writable by everyone" "$T/d5.txt" || kh_fail "token dir finding"
+chmod 0755 "$T/tokens"
+
 mv "$T/tokens" "$T/tokens.away"; mkdir "$T/tokens"
 rc=0; "$KEYHOLD" doctor >"$T/d4.txt" || rc=$?
 [ "$rc" = 5 ] || kh_fail "doctor exit $rc without the token"
