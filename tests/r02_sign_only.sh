@@ -56,4 +56,27 @@ openssl pkeyutl -decrypt -inkey "$(uri rsadec)" -pkeyopt rsa_padding_mode:oaep -
     || kh_fail "OAEP decryption with a decrypt-capable key failed"
 cmp -s "$T/plain" "$T/pt4" || kh_fail "wrong OAEP plaintext"
 kh_log "decrypt-capable key: PKCS#1 and OAEP decrypt"
-kh_log "scenario 2 (provider part) ok"
+# 4. Identities from the CLI: sign-only by default; --allow-decrypt (SCEP)
+#    identities decrypt.
+if [ -x "$KEYHOLD" ]; then
+    export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
+    for n in sig dec; do
+        extra=()
+        [ "$n" = dec ] && extra=(--allow-decrypt)
+        "$KEYHOLD" provision "$n" --token appl --alg rsa-2048 --host "$n.example" "${extra[@]}" \
+            --pin-file "$T/appl.pin" --csr-out "$T/$n.csr" >/dev/null 2>&1 || kh_fail "provision $n"
+        openssl req -in "$T/$n.csr" -pubkey -noout >"$T/$n.pub"
+        openssl pkeyutl -encrypt -pubin -inkey "$T/$n.pub" -in "$T/plain" -out "$T/$n.ct"
+        k="$(sed -n 's/^key-uri = //p' "$KEYHOLD_CONF_DIR/$n.conf")?pin-source=file:$T/appl.pin"
+        if [ "$n" = sig ]; then
+            kh_must_fail_clean openssl pkeyutl -decrypt -inkey "$k" -in "$T/$n.ct" -out "$T/$n.pt" "${KH_PROV[@]}"
+            kh_expect_output "not permitted"
+        else
+            openssl pkeyutl -decrypt -inkey "$k" -in "$T/$n.ct" -out "$T/$n.pt" "${KH_PROV[@]}" \
+                || kh_fail "an --allow-decrypt identity cannot decrypt"
+            cmp -s "$T/plain" "$T/$n.pt" || kh_fail "wrong plaintext from the --allow-decrypt identity"
+        fi
+    done
+    kh_log "CLI identities: sign-only refuses to decrypt, --allow-decrypt decrypts"
+fi
+kh_log "scenario 2 ok"
