@@ -15,6 +15,7 @@
 #include "keyhold.h"
 #include "kh_pin.h"
 #include "kh_uri.h"
+#include "kh_tpm.h"
 
 static const char usage[] =
     "usage: keyhold provision NAME --token URI|LABEL --alg ALG --host HOST\n"
@@ -352,6 +353,7 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
     pub = X509_REQ_get_pubkey(req);
     {
         KH_REPORT r = { 0 };
+        char ek_id[80];
 
         r.op = "provision";
         r.identity = name;
@@ -361,6 +363,17 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
         r.pub = pub;
         r.csr = req;
         r.token_serial = ti.serial;
+        if (tpm) {
+            /* The TPM's identity: its endorsement key (issue 3 reports). */
+            if (kh_tpm_ek_id(ek_id, sizeof(ek_id), e2, sizeof(e2))
+                == KH_TPM_OK) {
+                r.token_serial = ek_id;
+            } else {
+                r.token_serial = NULL;
+                kh_dbg(ctx, "no TPM EK identity for the report: %s", e2);
+            }
+            kh_tpm_release();
+        }
         r.outcome = "ok";
         kh_report(ctx, &r);
     }
