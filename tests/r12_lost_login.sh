@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Scenario 12: the token forgot the login (CKR_USER_NOT_LOGGED_IN) once ->
 # one re-login, the operation succeeds. The PIN source gone -> a clean error
-# naming it, no login attempt with a guessed PIN.
+# naming it (CLI exit 6), no login attempt; a running server that read its
+# PIN at start goes on.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$KH_SHIM"
@@ -37,8 +38,16 @@ logins=$(kh_shim_count C_Login)
 kh_shim_set
 kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no handshake after the fault ended"; }
 
-# 4. The PIN file is gone: a new process cannot log in, and says why.
+# 4. The PIN file is gone: a new process cannot log in, and says why --
+#    the running server, which keeps the PIN it read at start, goes on.
+if [ -x "$KEYHOLD" ]; then
+    export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
+    "$KEYHOLD" provision rec --token appl --module "$KH_SHIM" --alg ec-p256 --host cam1.example.com \
+        --pin-file "$T/appl.pin" >/dev/null 2>&1 || kh_fail "provision"
+fi
+cp "$T/appl.pin" "$T/appl.pin.saved"
 rm -f "$T/appl.pin"
+kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "the running server needs the PIN file again"; }
 kh_shim_log_reset
 echo "data to sign" >"$T/data"
 kh_must_fail_clean openssl pkeyutl -sign -inkey "$(kh_shim_uri appl srv)" -in "$T/data" \
@@ -46,5 +55,11 @@ kh_must_fail_clean openssl pkeyutl -sign -inkey "$(kh_shim_uri appl srv)" -in "$
 kh_expect_output "appl.pin"
 [ "$(kh_shim_count C_Login)" = 0 ] || kh_fail "C_Login attempted without a PIN"
 [ "$(kh_shim_count C_Sign)" = 0 ] || kh_fail "C_Sign attempted without a login"
-kh_log "PIN source gone: clean error naming it, no login"
+if [ -x "$KEYHOLD" ]; then
+    kh_shim_log_reset
+    kh_must_fail_clean 6 -- "$KEYHOLD" csr rec -o "$T/x.csr"
+    kh_expect_output "appl.pin"
+    [ "$(kh_shim_count C_Login)" = 0 ] || kh_fail "CLI: C_Login attempted without a PIN"
+fi
+kh_log "PIN source gone: clean error naming it, no login; the running server goes on"
 kh_log "scenario 12 ok"
