@@ -16,6 +16,7 @@
 
 #define KH_EST_MAX_BODY (256 * 1024)  /* a certs-only reply is a few KiB */
 #define KH_EST_MAX_CERTS 16
+#define KH_REKEY_GRACE_DEFAULT 3600   /* seconds the replaced key is kept */
 
 /*
  * Parses an EST certs-only reply: base64 (or DER) of a CMS/PKCS#7
@@ -88,8 +89,9 @@ int kh_est_run(struct kh_ctx *ctx, struct kh_identity *id,
 /* Prints "keyhold: OP NAME: ERR" (without repeating NAME). */
 void kh_est_print_err(struct kh_ctx *ctx, const char *op, const char *name,
                       const char *err);
-/* Destroys keys of the identity that nothing references (left by a run
- * killed right after keygen); the caller holds the identity's lock. */
+/* Destroys keys a rekey retired whose grace period is over, and keys of
+ * the identity that nothing references (left by a run killed right after
+ * keygen); the caller holds the identity's lock. */
 void kh_est_clean_orphans(struct kh_ctx *ctx, struct kh_identity *id);
 /* Records a failed attempt with its backoff (status.json). */
 void kh_est_record_failure(struct kh_ctx *ctx, const char *name,

@@ -8,6 +8,7 @@
  * old key retired after a rekey. The caller holds the identity's lock.
  */
 #include <errno.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,8 +195,10 @@ static void retire_key(KH_CTX *ctx, KH_IDENTITY *id, const char *uri,
     }
     OPENSSL_cleanse(pin, sizeof(pin));
     if (rc == KH_EXIT_OK && uri != NULL) {
-        rc = kh_token_destroy_id(t, hex, NULL, e2, sizeof(e2));
-        if (rc == KH_EXIT_OK) {
+        int count = 0;
+
+        rc = kh_token_destroy_id(t, hex, &count, e2, sizeof(e2));
+        if (rc == KH_EXIT_OK && count > 0) {
             kh_audit(ctx, "key-destroy", id->name, hex, "ok",
                      "replaced by rekey");
         }
@@ -258,6 +261,100 @@ static int offline_csr(KH_CTX *ctx, KH_IDENTITY *id, const char *csr_out,
     EVP_PKEY_free(pkey);
     free(uri);
     return rc;
+}
+
+/*
+ * Keys a rekey replaced, kept for the grace period (rekey-grace) so that
+ * servers that have not reloaded yet keep working:
+ *   $STATE/NAME/retired-keys   one line per key: DEADLINE URI
+ * Destroyed by the first renew (or rekey) run after the deadline, unless
+ * the key is in service again (a rollback).
+ */
+static int retired_path(KH_CTX *ctx, const char *name, char *buf, size_t len)
+{
+    return kh_path(buf, len, "%s/%s/retired-keys", ctx->state_dir, name);
+}
+
+static void retire_later(KH_CTX *ctx, KH_IDENTITY *id, const char *uri,
+                         time_t deadline)
+{
+    char path[KH_PATH_MAX], e2[256], line[1200];
+    char *old = NULL, *nb;
+    size_t oldlen = 0, n;
+
+    if (!retired_path(ctx, id->name, path, sizeof(path))) {
+        return;
+    }
+    if (!kh_read_file(path, 256 * 1024, &old, &oldlen, e2, sizeof(e2))) {
+        old = NULL;
+        oldlen = 0;
+    }
+    n = (size_t)snprintf(line, sizeof(line), "%lld %s\n", (long long)deadline,
+                         uri);
+    nb = malloc(oldlen + n + 1);
+    if (nb != NULL && n < sizeof(line)) {
+        if (oldlen > 0) {
+            memcpy(nb, old, oldlen);
+        }
+        memcpy(nb + oldlen, line, n);
+        if (!kh_write_atomic(path, nb, oldlen + n, 0640, e2, sizeof(e2))) {
+            kh_warn(ctx, "%s: cannot record the retired key: %s", id->name,
+                    e2);
+        }
+    }
+    free(nb);
+    free(old);
+}
+
+/* Destroys retired keys whose grace period is over (all when |all|). */
+static void retire_due(KH_CTX *ctx, KH_IDENTITY *id, int all)
+{
+    char path[KH_PATH_MAX], e2[256], *buf = NULL, *line, *save = NULL;
+    char *in_use = NULL;
+    KH_STATUS_REC st;
+    size_t len = 0, keeplen = 0;
+    char *keep = NULL;
+    time_t now = time(NULL);
+
+    if (!retired_path(ctx, id->name, path, sizeof(path))
+        || !kh_read_file(path, 256 * 1024, &buf, &len, e2, sizeof(e2))
+        || buf == NULL) {
+        return;
+    }
+    keep = calloc(1, len + 1);
+    if (keep == NULL) {
+        free(buf);
+        return;
+    }
+    kh_identity_key_uri(ctx, id, &in_use);
+    kh_status_read(ctx, id->name, &st);
+    for (line = strtok_r(buf, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *sp = strchr(line, ' ');
+        long long when = atoll(line);
+
+        if (sp == NULL) {
+            continue;
+        }
+        sp++;
+        if ((in_use != NULL && strcmp(sp, in_use) == 0)
+            || strcmp(sp, st.pending_key_uri) == 0) {
+            continue;   /* in service again (rollback): not retired */
+        }
+        if (all || when <= (long long)now) {
+            retire_key(ctx, id, sp, 0);
+        } else {
+            keeplen += (size_t)sprintf(keep + keeplen, "%s\n", line);
+        }
+    }
+    if (keeplen == 0) {
+        unlink(path);
+    } else {
+        kh_write_atomic(path, keep, keeplen, 0640, e2, sizeof(e2));
+    }
+    free(in_use);
+    free(keep);
+    free(buf);
 }
 
 static void report(KH_CTX *ctx, const KH_IDENTITY *id, const char *op,
@@ -581,12 +678,23 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
         goto end;
     }
     kh_crash_point("est-hooks");
-    if (mode == KH_EST_REKEY) {
-        int keep = kh_id_get_bool(id, "rekey-keep-old", 0);
+    if (mode == KH_EST_REKEY && old_uri != NULL && strcmp(old_uri, uri) != 0
+        && !kh_id_get_bool(id, "rekey-keep-old", 0)) {
+        v = kh_id_get(id, "rekey-grace");
+        long grace = v != NULL ? atol(v) : KH_REKEY_GRACE_DEFAULT;
 
-        retire_key(ctx, id, old_uri != NULL && strcmp(old_uri, uri) != 0
-                                && !keep ? old_uri : NULL, 0);
-    } else if (strncmp(uri, "pkcs11:", 7) == 0) {
+        if (grace <= 0) {
+            retire_key(ctx, id, old_uri, 0);
+        } else {
+            /* servers that have not reloaded yet still sign with it */
+            retire_later(ctx, id, old_uri, time(NULL) + grace);
+            fprintf(stderr, "keyhold: rekey %s: the old key is kept for "
+                    "%ld s (rekey-grace), then destroyed by keyhold renew\n",
+                    id->name, grace);
+        }
+    }
+    retire_due(ctx, id, 0);
+    if (strncmp(uri, "pkcs11:", 7) == 0) {
         /* keys left by a rekey killed right after keygen */
         retire_key(ctx, id, NULL, 1);
     }
@@ -664,6 +772,7 @@ void kh_est_clean_orphans(KH_CTX *ctx, KH_IDENTITY *id)
 {
     const char *backend = kh_id_get(id, "backend");
 
+    retire_due(ctx, id, 0);
     if (backend != NULL && strcmp(backend, "tpm2") == 0) {
         return;
     }

@@ -12,6 +12,7 @@ kh_estd_setup
 kh_estd_start
 kh_est_identity cam cam1.example
 kh_est_enroll cam >/dev/null || kh_fail "enroll"
+echo "rekey-grace = 0" >>"$KEYHOLD_CONF_DIR/cam.conf"   # destroy replaced keys at once
 p11keys() {
     pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin 1111 \
         --list-objects --type privkey 2>/dev/null | grep -c "label: *keyhold:cam:" || true

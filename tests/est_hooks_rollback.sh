@@ -21,6 +21,7 @@ exit 0
 HOOK
 chmod +x "$T/hook.sh"
 echo "reload = $T/hook.sh" >>"$KEYHOLD_CONF_DIR/cam.conf"
+echo "rekey-grace = 0" >>"$KEYHOLD_CONF_DIR/cam.conf"   # destroy the old key at once
 pub() { openssl x509 -in "$KEYHOLD_STATE_DIR/cam/cert.pem" -noout -pubkey; }
 p11keys() {
     pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin 1111 \

@@ -54,12 +54,20 @@ sed '1,/^\r$/d' "$T/resp.http" | base64 -d | openssl pkcs7 -inform DER -print_ce
     || kh_fail "s_client reply is not PKCS#7"
 [ "$(openssl x509 -in "$T/sc.pem" -noout -pubkey)" = "$pub1" ] || kh_fail "s_client cert for another key"
 
-kh_log "rekey: a new key in the token, the old one destroyed after the switch"
+kh_log "rekey: a new key in the token; the old one kept for the grace period"
 [ "$(p11keys)" = 1 ] || kh_fail "expected one key before rekey"
-"$KEYHOLD" rekey cam || kh_fail "rekey"
+"$KEYHOLD" rekey cam 2>"$T/rk.err" || { cat "$T/rk.err"; kh_fail "rekey"; }
+grep -q "kept for 3600 s (rekey-grace)" "$T/rk.err" || kh_fail "no word about the grace period"
 pub2=$(openssl x509 -in "$KEYHOLD_STATE_DIR/cam/cert.pem" -noout -pubkey)
 [ "$pub2" != "$pub1" ] || kh_fail "rekey kept the key"
-[ "$(p11keys)" = 1 ] || kh_fail "old key not destroyed ($(p11keys) keys)"
+[ "$(p11keys)" = 2 ] || kh_fail "old key not kept for servers that have not reloaded"
+kh_est_works cam
+kh_log "a renew run within the grace keeps it, one after it destroys it"
+"$KEYHOLD" renew cam >/dev/null || kh_fail "renew (not due)"
+[ "$(p11keys)" = 2 ] || kh_fail "old key destroyed within the grace period"
+faketime -f "+2h" "$KEYHOLD" renew cam >/dev/null || kh_fail "renew after the grace"
+[ "$(p11keys)" = 1 ] || kh_fail "old key not destroyed after the grace ($(p11keys) keys)"
+grep -q '"op":"key-destroy".*replaced by rekey' "$KEYHOLD_STATE_DIR/audit.log" || kh_fail "no audit of the destruction"
 kh_est_works cam
 grep -q '"op":"rekey".*"outcome":"ok"' "$KEYHOLD_STATE_DIR/reports.jsonl" || kh_fail "no rekey report"
 
