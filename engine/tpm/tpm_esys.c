@@ -843,10 +843,17 @@ static enum kh_tpm_rc run_key_op(struct kh_tpm_key *k, key_op op, void *arg,
         }
         if (rc_is_stale(rc)) {
             if (rc_base(rc) == TPM2_RC_INITIALIZE) {
-                /* A TPM that was restarted without TPM2_Startup. */
+                /* A TPM that was restarted without TPM2_Startup: every
+                 * handle of ours is gone. */
                 Esys_Startup(g.esys, TPM2_SU_CLEAR);
+                unload_all_locked(0);
+            } else if (k->persistent) {
+                Esys_TR_Close(g.esys, &k->tr);
+            } else if (k->tr != ESYS_TR_NONE) {
+                /* Flushed behind our back: forget it, the others may
+                 * still be loaded. */
+                list_unlink(k);
             }
-            unload_all_locked(0);
             k->tr = ESYS_TR_NONE;
             if (k->saved != NULL) {
                 Esys_Free(k->saved);
