@@ -53,6 +53,17 @@ for hold in 0 1; do
     done
 done
 
+# A held key flushed behind keyhold's back (tpm2_flushcontext): the next
+# handshake reloads it.
+port=$(kh_free_port)
+KEYHOLD_TPM_HOLD=1 kh_s_server "$port" "${KH_PROV[@]}" -key "tpm2:file=$T/ec.tss" -cert "$T/ec.crt"
+server=$KH_LAST_PID
+handshake "$port" || { cat "$T/hs.out"; kh_fail "handshake before the flush"; }
+tpm2_flushcontext -t
+handshake "$port" || { cat "$T/hs.out"; kh_fail "handshake after the key was flushed"; }
+kill "$server"; wait "$server" 2>/dev/null || true
+kh_log "a key flushed by someone else is reloaded"
+
 # Every kill -9 is an unclean shutdown, which the TPM counts as a failed
 # authorization; keys without an auth value are created noDA, so they keep
 # working even when that counter reaches lockout.
