@@ -75,6 +75,10 @@ deps-if-missing:
 demo: deps-if-missing all
 	$(Q)BUILD=$(abspath $(BUILD)) tests/demo.sh
 
+# The whole video-management deployment, narrated (tests/vms_deployment.sh).
+demo-vms: deps-if-missing all
+	$(Q)BUILD=$(abspath $(BUILD)) KH_TOP=$(CURDIR) tests/demo-vms.sh
+
 install: all $(INSTALL_TARGETS)
 
 clean:
