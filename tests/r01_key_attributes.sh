@@ -31,7 +31,7 @@ check_identity() {
     echo "$out" | tr '\n' ' '; echo
     for want in SENSITIVE=1 EXTRACTABLE=0 ALWAYS_SENSITIVE=1 NEVER_EXTRACTABLE=1 LOCAL=1 SIGN=1 \
         DERIVE=0 UNWRAP=0 read-private-part=refused wrap=refused make-extractable=refused "DECRYPT=$decrypt"; do
-        echo "$out" | grep -qx "$want" || kh_fail "$name ($alg): want $want"
+        grep -qx -- "$want" <<<"$out" || kh_fail "$name ($alg): want $want"
     done
     kh_log "$name ($alg): custody attributes as promised"
 }
@@ -45,7 +45,8 @@ for alg in ec-p256 ec-p384 rsa-2048; do
 done
 "$KEYHOLD" provision dec --token app --module "$KH_SHIM" --alg rsa-2048 --host scep.example.net \
     --allow-decrypt --pin-file "$T/app.pin" >/dev/null || kh_fail "provision --allow-decrypt failed"
-grep 'fn=C_GenerateKeyPair .*rv=CKR_OK' "$KH_SHIM_LOG" | tail -1 | grep -q 'priv=.*\bDECRYPT\b' \
+grep 'fn=C_GenerateKeyPair .*rv=CKR_OK' "$KH_SHIM_LOG" | tail -n 1 >"$T/dec.gen"
+grep -q 'priv=.*\bDECRYPT\b' "$T/dec.gen" \
     || kh_fail "--allow-decrypt did not ask for CKA_DECRYPT"
 check_identity dec rsa-2048 1
 kh_log "scenario 1 ok"

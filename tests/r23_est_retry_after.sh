@@ -17,7 +17,8 @@ mkdir -p "$spool"
 approve_when_pending() {
     local i
     for i in $(seq 1 300); do
-        if "$KEYHOLD_ESTD" --spool "$spool" --list-pending 2>/dev/null | grep -q .; then
+        "$KEYHOLD_ESTD" --spool "$spool" --list-pending >"$T/pending" 2>/dev/null || true
+        if [ -s "$T/pending" ]; then
             "$KEYHOLD_ESTD" --spool "$spool" --approve all >/dev/null
             return 0
         fi

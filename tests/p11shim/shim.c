@@ -541,7 +541,8 @@ static int blocks_fn_locked(const char *fn)
     size_t i;
 
     for (i = 0; i < cfg.nrules; i++) {
-        if (cfg.rules[i].kind == RULE_BLOCK && strcmp(cfg.rules[i].fn, fn) == 0) {
+        if (cfg.rules[i].kind == RULE_BLOCK
+            && strcmp(cfg.rules[i].fn, fn) == 0) {
             return 1;
         }
     }

@@ -309,7 +309,8 @@ static void test_hide(void)
     CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
 
     CHECK(has_mech(CKM_RSA_PKCS_PSS));
-    set_rules("hide CKM_RSA_PKCS_PSS CKM_SHA256_RSA_PKCS_PSS\nhide CKM_ECDSA\n");
+    set_rules("hide CKM_RSA_PKCS_PSS CKM_SHA256_RSA_PKCS_PSS\n"
+              "hide CKM_ECDSA\n");
     CHECK(!has_mech(CKM_RSA_PKCS_PSS));
     CHECK(!has_mech(CKM_SHA256_RSA_PKCS_PSS));
     CHECK(has_mech(CKM_RSA_PKCS));

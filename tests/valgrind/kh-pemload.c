@@ -39,7 +39,8 @@ int main(int argc, char **argv)
         X509 *x = NULL;
 
         in = BIO_new_file(argv[2], "r");
-        if (in == NULL || (x = PEM_read_bio_X509(in, NULL, NULL, NULL)) == NULL) {
+        if (in == NULL
+            || (x = PEM_read_bio_X509(in, NULL, NULL, NULL)) == NULL) {
             ERR_print_errors_fp(stderr);
             return 2;
         }
