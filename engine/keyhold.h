@@ -62,6 +62,7 @@ struct kh_prov_ctx {
     size_t cfg_pinlen;
     int debug;
     int p11_registered;
+    int queried;                   /* first query seen (provider.c) */
     /* digests fetched once from libctx (sig.c): SHA-1, SHA-2, SHA-3 */
 #define KH_MD_CACHE 8
     EVP_MD *md_cache[KH_MD_CACHE];

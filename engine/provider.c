@@ -134,8 +134,6 @@ static int kh_get_params(void *provctx, OSSL_PARAM params[])
  * walk; a keymgmt list handed out in that first walk is not stored
  * (no_cache), so it is stored again, after default's, in the next one.
  */
-static int kh_first_query = 1;
-
 struct walk_order {
     KH_PROV_CTX *prov;
     int pos, default_pos, keyhold_pos;
@@ -165,7 +163,8 @@ static int settle_order(KH_PROV_CTX *prov, int operation_id)
 {
     struct walk_order w = { prov, 0, -1, -1 };
 
-    if (!__atomic_exchange_n(&kh_first_query, 0, __ATOMIC_ACQ_REL)) {
+    /* once per provider instance: each library context has its own list */
+    if (__atomic_exchange_n(&prov->queried, 1, __ATOMIC_ACQ_REL)) {
         return 0;
     }
     /* NULL is the default library context here, as for every caller. */
