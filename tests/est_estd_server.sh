@@ -113,6 +113,25 @@ head -c 8000 /dev/zero | tr '\0' 'A' >"$T/big"
 [ "$("${C[@]}" -u dev1:secret-dev1 -o /dev/null -w '%{http_code}' -H "Content-Type: text/plain" \
     --data-binary @"$T/dev.b64" "$base/simpleenroll")" = 415 ] || kh_fail "no 415"
 
+kh_log "malformed HTTP gets a named error, never a crash"
+raw() {   # raw FILE -> status line of the answer
+    timeout 20 openssl s_client -quiet -connect "127.0.0.1:$KH_ESTD_PORT" -servername localhost \
+        <"$1" 2>/dev/null | head -1 | tr -d '\r'
+}
+printf 'HELLO\r\n\r\n' >"$T/m1"
+printf 'GET /.well-known/est/cacerts HTTP/1.1\r\nNoColonHere\r\n\r\n' >"$T/m2"
+printf 'POST /.well-known/est/simpleenroll HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' >"$T/m3"
+printf 'POST /.well-known/est/simpleenroll HTTP/1.1\r\nHost: x\r\n\r\n' >"$T/m4"
+{ printf 'GET /.well-known/est/cacerts HTTP/1.1\r\nX-Pad: '; head -c 20000 /dev/zero | tr '\0' a; printf '\r\n\r\n'; } >"$T/m5"
+printf 'POST /.well-known/est/simpleenroll HTTP/1.1\r\nContent-Length: -5\r\n\r\n' >"$T/m6"
+[ "$(raw "$T/m1")" = "HTTP/1.1 400 Bad Request" ] || kh_fail "garbage request line"
+[ "$(raw "$T/m2")" = "HTTP/1.1 400 Bad Request" ] || kh_fail "header without colon"
+[ "$(raw "$T/m3")" = "HTTP/1.1 411 Length Required" ] || kh_fail "chunked body"
+[ "$(raw "$T/m4")" = "HTTP/1.1 411 Length Required" ] || kh_fail "POST without length"
+[ "$(raw "$T/m5")" = "HTTP/1.1 431 Request Header Fields Too Large" ] || kh_fail "huge head"
+[ "$(raw "$T/m6")" = "HTTP/1.1 400 Bad Request" ] || kh_fail "negative length"
+kill -0 "$KH_ESTD_PID" || kh_fail "keyhold-estd died"
+
 kh_log "a silent client is timed out while others are served concurrently"
 exec 7<>"/dev/tcp/127.0.0.1/$KH_ESTD_PORT"
 pids=()
