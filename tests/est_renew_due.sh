@@ -21,8 +21,18 @@ fps=$(kh_est_cert_fp short); fpl=$(kh_est_cert_fp long)
 reenrolls() { grep -c "simplereenroll -> 200" "$d/estd.log" || true; }
 
 kh_log "now: nothing is due"
-"$KEYHOLD" renew --all || kh_fail "renew --all"
+"$KEYHOLD" renew --all | tee "$T/n1.out" || kh_fail "renew --all"
 [ "$(reenrolls)" = 0 ] || kh_fail "renewed something not due"
+kh_log "the per-appliance spread: stable between runs, within a tenth of the lifetime"
+"$KEYHOLD" renew --all >"$T/n2.out" || kh_fail "renew --all (2)"
+cmp -s "$T/n1.out" "$T/n2.out" || kh_fail "due times moved between runs"
+c=$KEYHOLD_STATE_DIR/short/cert.pem
+nb=$(date -d "$(openssl x509 -in "$c" -noout -startdate | cut -d= -f2)" +%s)
+na=$(date -d "$(openssl x509 -in "$c" -noout -enddate | cut -d= -f2)" +%s)
+due=$(date -d "$(sed -n 's/^short: not due (renewal from \(.*\))$/\1/p' "$T/n1.out")" +%s)
+life=$((na - nb)); policy=$((nb + life * 67 / 100))
+[ "$due" -le "$policy" ] && [ "$due" -ge $((policy - life / 10)) ] \
+    || kh_fail "due $due not within [$((policy - life / 10)), $policy]"
 
 kh_log "22 days later: the 30-day certificate is due, the 90-day one is not"
 faketime -f "+22d" "$KEYHOLD" renew --all | tee "$T/r.out" || kh_fail "renew --all (+22d)"
