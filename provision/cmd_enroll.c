@@ -13,10 +13,11 @@
 #include "est.h"
 
 static const char usage[] =
-"usage: keyhold enroll NAME --est https://HOST[:PORT][/.well-known/est[/LABEL]]\n"
-"                      [--server-ca FILE] [--ca FILE | --ca-fingerprint sha256:HEX]\n"
-"                      [--user USER --password-file FILE] [--bootstrap IDENTITY]\n"
-"                      [--poll-max SECONDS] [--timeout SECONDS]\n"
+"usage: keyhold enroll NAME\n"
+"           --est https://HOST[:PORT][/.well-known/est[/LABEL]]\n"
+"           [--server-ca FILE] [--ca FILE | --ca-fingerprint sha256:HEX]\n"
+"           [--user USER --password-file FILE] [--bootstrap IDENTITY]\n"
+"           [--poll-max SECONDS] [--timeout SECONDS]\n"
 "\n"
 "Gets the identity's certificate from an EST (RFC 7030) server: /cacerts is\n"
 "checked against the pinned CA, the CSR is signed by the hardware key, the\n"

@@ -18,8 +18,8 @@
 #define KH_HTTP_MAX_BODY_DEFAULT (1024 * 1024)
 
 typedef struct kh_http_opts {
-    const char *server_ca;          /* trust for the server's TLS cert; NULL: system store */
-    EVP_PKEY *client_key;           /* TLS client auth (borrowed), may be NULL */
+    const char *server_ca;          /* server's TLS trust; NULL: system */
+    EVP_PKEY *client_key;           /* TLS client auth (borrowed) or NULL */
     X509 *client_cert;              /* borrowed */
     STACK_OF(X509) *client_chain;   /* borrowed, may be NULL */
     const char *user;               /* HTTP basic auth, may be NULL */

@@ -255,7 +255,8 @@ static int id_ok(const char *id)
         return 0;
     }
     for (i = 0; i < n; i++) {
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f'))) {
+        if (!((id[i] >= '0' && id[i] <= '9')
+              || (id[i] >= 'a' && id[i] <= 'f'))) {
             return 0;
         }
     }

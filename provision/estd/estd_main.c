@@ -43,7 +43,8 @@ static void usage(FILE *f)
     fprintf(f,
 "usage: keyhold-estd --listen HOST:PORT --tls-cert FILE --tls-key KEY\n"
 "                    --ca-cert FILE --ca-key KEY [options]\n"
-"       keyhold-estd --spool DIR --approve ID|all | --reject ID | --list-pending\n"
+"       keyhold-estd --spool DIR --approve ID|all | --reject ID\n"
+"       keyhold-estd --spool DIR --list-pending\n"
 "       keyhold-estd --hash-password   (reads a password on stdin)\n"
 "\n"
 "An EST (RFC 7030) server: /.well-known/est[/LABEL]/cacerts, simpleenroll,\n"
