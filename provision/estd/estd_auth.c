@@ -225,7 +225,9 @@ int estd_auth_approval(ESTD_SERVER *srv, X509_REQ *csr, const char *who,
     if (access(p, F_OK) == 0) {
         return 0;
     }
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", p, (long)getpid());
+    /* one temp name per thread: two identical requests may race here */
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%lx", p, (long)getpid(),
+             (unsigned long)pthread_self());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0640);
     f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (f == NULL) {
