@@ -88,7 +88,7 @@ CNF
 sed 's/^/     | /' "$STATE/openssl.cnf"
 
 PORT=8443
-if ss -Htln "sport = :$PORT" | grep -q .; then PORT=$(kh_free_port); fi
+if [ -n "$(ss -Htln "sport = :$PORT")" ]; then PORT=$(kh_free_port); fi
 say "Starting openssl s_server on 127.0.0.1:$PORT with -key key.pem"
 OPENSSL_CONF=$STATE/openssl.cnf kh_s_server "$PORT" -cert "$W/cert.pem" -key "$W/key.pem"
 step "listening; every TLS handshake is signed inside the token"

@@ -271,7 +271,7 @@ kh_s_server() {
         >"$T/s_server.$port.log" 2>&1 </dev/null
     local pid=$KH_LAST_PID i
     for i in $(seq 1 100); do
-        if ss -Htln "sport = :$port" | grep -q .; then return 0; fi
+        if [ -n "$(ss -Htln "sport = :$port")" ]; then return 0; fi
         if ! kill -0 "$pid" 2>/dev/null; then
             cat "$T/s_server.$port.log"
             kh_fail "s_server exited before listening on $port"
@@ -353,7 +353,7 @@ NGX
     KH_NGINX_PID=$!
     local pid=$KH_NGINX_PID i
     for i in $(seq 1 100); do
-        if ss -Htln "sport = :$port" | grep -q .; then return 0; fi
+        if [ -n "$(ss -Htln "sport = :$port")" ]; then return 0; fi
         if ! kill -0 "$pid" 2>/dev/null; then
             cat "$d/logs/stdout.log" "$d/logs/error.log" 2>/dev/null
             kh_fail "nginx exited before listening on $port"
@@ -564,7 +564,7 @@ kh_r_port() {
 # (its error-queue entries carry "keyhold:"), not in openssl's echo of its
 # own arguments.
 kh_expect_keyhold() {
-    grep -F "keyhold" "${2:-$T/must_fail.out}" | grep -qiF -- "$1" \
+    grep -F "keyhold" "${2:-$T/must_fail.out}" | grep -iF -- "$1" >/dev/null \
         || kh_fail "no keyhold error mentions '$1'"
 }
 
