@@ -102,6 +102,14 @@ enum kh_tpm_rc kh_tpm_key_sign(KH_TPM_KEY *k, enum kh_tpm_sig scheme,
                                unsigned char *sig, size_t *siglen,
                                size_t sigsize, char *err, size_t errlen);
 
+/*
+ * The RSA-PSS salt length this key's TPM was seen to use with a digest
+ * (-1: not yet known). The TPM's rule does not change under a key, so the
+ * caller checks the first signature per digest and remembers the result.
+ */
+int kh_tpm_key_pss_salt(const KH_TPM_KEY *k, int md_nid);
+void kh_tpm_key_pss_salt_set(KH_TPM_KEY *k, int md_nid, int saltlen);
+
 /* RSA decryption: oaep_md_nid == NID_undef means PKCS#1 v1.5. */
 enum kh_tpm_rc kh_tpm_key_decrypt(KH_TPM_KEY *k, int oaep_md_nid,
                                   const unsigned char *label, size_t labellen,

@@ -62,6 +62,8 @@ struct kh_tpm_key {
     TPML_PCR_SELECTION pcrs;
     TPM2B_AUTH auth;            /* wiped on free */
     int auth_failed;            /* sticky: a wrong auth is never retried */
+    int pss_salt[4];            /* RSA-PSS salt the TPM was seen to make,
+                                   per SHA-1/256/384/512; -1 unknown */
     /* Below: under g.lock only. */
     ESYS_TR tr;
     unsigned long gen;          /* connection generation tr belongs to */
@@ -894,6 +896,7 @@ static struct kh_tpm_key *key_new(void)
     }
     k->refs = 1;
     k->tr = ESYS_TR_NONE;
+    k->pss_salt[0] = k->pss_salt[1] = k->pss_salt[2] = k->pss_salt[3] = -1;
     pthread_mutex_lock(&g.lock);
     g.keys++;
     pthread_mutex_unlock(&g.lock);
@@ -1086,6 +1089,38 @@ enum kh_tpm_rc kh_tpm_key_from_handle(uint32_t handle, KH_TPM_KEY **out,
     k->empty_auth = 1;
     *out = k;
     return KH_TPM_OK;
+}
+
+static int pss_slot(int md_nid)
+{
+    switch (md_nid) {
+    case NID_sha1:
+        return 0;
+    case NID_sha256:
+        return 1;
+    case NID_sha384:
+        return 2;
+    case NID_sha512:
+        return 3;
+    default:
+        return -1;
+    }
+}
+
+int kh_tpm_key_pss_salt(const KH_TPM_KEY *k, int md_nid)
+{
+    int i = pss_slot(md_nid);
+
+    return i < 0 ? -1 : __atomic_load_n(&k->pss_salt[i], __ATOMIC_RELAXED);
+}
+
+void kh_tpm_key_pss_salt_set(KH_TPM_KEY *k, int md_nid, int saltlen)
+{
+    int i = pss_slot(md_nid);
+
+    if (i >= 0) {
+        __atomic_store_n(&k->pss_salt[i], saltlen, __ATOMIC_RELAXED);
+    }
 }
 
 int kh_tpm_key_empty_auth(const KH_TPM_KEY *k)

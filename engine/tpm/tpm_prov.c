@@ -61,38 +61,55 @@ static int reason_of(enum kh_tpm_rc rc, int dflt)
 
 /* ---- backend operations --------------------------------------------- */
 
-static int tpm_pss_check(KH_KEY *key, const KH_SIGN_PARAMS *p,
-                         const unsigned char *sig, size_t siglen,
-                         const unsigned char *tbs, size_t tbslen)
+/* 1 when |sig| is an RSA-PSS signature of |tbs| with that salt length. */
+static int pss_verifies(KH_KEY *key, EVP_MD *md, int saltlen,
+                        const unsigned char *sig, size_t siglen,
+                        const unsigned char *tbs, size_t tbslen)
 {
-    EVP_PKEY_CTX *ctx = NULL;
-    EVP_MD *md = NULL;
+    EVP_PKEY_CTX *ctx;
     int ok = 0;
 
     ctx = EVP_PKEY_CTX_new_from_pkey(key->prov->libctx, key->pub, NULL);
-    md = EVP_MD_fetch(key->prov->libctx, OBJ_nid2sn(p->md_nid), NULL);
-    if (ctx == NULL || md == NULL || EVP_PKEY_verify_init(ctx) <= 0
-        || EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) <= 0
-        || EVP_PKEY_CTX_set_signature_md(ctx, md) <= 0
-        || EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) <= 0
-        || EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, p->saltlen) <= 0) {
-        KH_raise(key->prov, KH_R_INTERNAL, "cannot check the RSA-PSS "
-                 "signature");
-        goto end;
-    }
     ERR_set_mark();
-    ok = EVP_PKEY_verify(ctx, sig, siglen, tbs, tbslen) == 1;
-    ERR_pop_to_mark();
-    if (!ok) {
-        KH_raise(key->prov, KH_R_UNSUPPORTED, "the TPM made an RSA-PSS "
-                 "signature whose salt is not the %d bytes asked for (TPMs "
-                 "use the digest length, %zu bytes; TLS 1.3 needs exactly "
-                 "that)", p->saltlen, tbslen);
+    if (ctx != NULL && EVP_PKEY_verify_init(ctx) > 0
+        && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) > 0
+        && EVP_PKEY_CTX_set_signature_md(ctx, md) > 0
+        && EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) > 0
+        && EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, saltlen) > 0) {
+        ok = EVP_PKEY_verify(ctx, sig, siglen, tbs, tbslen) == 1;
     }
-end:
-    EVP_MD_free(md);
+    ERR_pop_to_mark();
     EVP_PKEY_CTX_free(ctx);
     return ok;
+}
+
+/*
+ * Checks the TPM's PSS signature against the salt length asked for and
+ * returns the salt length the TPM used (digest length or maximal), -1 when
+ * neither verifies.
+ */
+static int tpm_pss_salt(KH_KEY *key, const KH_SIGN_PARAMS *p,
+                        const unsigned char *sig, size_t siglen,
+                        const unsigned char *tbs, size_t tbslen)
+{
+    EVP_MD *md;
+    int cand[3], i, found = -1;
+
+    md = EVP_MD_fetch(key->prov->libctx, OBJ_nid2sn(p->md_nid), NULL);
+    if (md == NULL) {
+        return -1;
+    }
+    cand[0] = p->saltlen;
+    cand[1] = (int)tbslen;
+    cand[2] = (key->bits - 1 + 7) / 8 - (int)tbslen - 2;
+    for (i = 0; i < 3 && found < 0; i++) {
+        if ((i == 0 || cand[i] != cand[0]) && cand[i] >= 0
+            && pss_verifies(key, md, cand[i], sig, siglen, tbs, tbslen)) {
+            found = cand[i];
+        }
+    }
+    EVP_MD_free(md);
+    return found;
 }
 
 static int tpm_sign(KH_KEY *key, const KH_SIGN_PARAMS *p, unsigned char *sig,
@@ -103,6 +120,7 @@ static int tpm_sign(KH_KEY *key, const KH_SIGN_PARAMS *p, unsigned char *sig,
     enum kh_tpm_sig scheme;
     enum kh_tpm_rc rc;
     char err[512];
+    int known;
 
     switch (p->scheme) {
     case KH_SIG_ECDSA:
@@ -124,14 +142,37 @@ static int tpm_sign(KH_KEY *key, const KH_SIGN_PARAMS *p, unsigned char *sig,
         KH_raise(key->prov, KH_R_UNSUPPORTED, "unknown signature scheme");
         return 0;
     }
+    /*
+     * The TPM picks the PSS salt itself; its choice per digest is learnt
+     * from the first signature (checked in software) and a request it
+     * cannot meet is refused before the TPM is asked again.
+     */
+    known = scheme == KH_TPM_SIG_RSA_PSS ? kh_tpm_key_pss_salt(k, p->md_nid)
+                                         : -1;
+    if (known >= 0 && known != p->saltlen) {
+        KH_raise(key->prov, KH_R_UNSUPPORTED, "this TPM makes RSA-PSS "
+                 "signatures with a %d-byte salt, not the %d bytes asked for",
+                 known, p->saltlen);
+        return 0;
+    }
     rc = kh_tpm_key_sign(k, scheme, p->md_nid, p->saltlen, tbs, tbslen, sig,
                          siglen, sigsize, err, sizeof(err));
     if (rc != KH_TPM_OK) {
         KH_raise(key->prov, reason_of(rc, KH_R_SIGN), "%s", err);
         return 0;
     }
-    if (scheme == KH_TPM_SIG_RSA_PSS) {
-        return tpm_pss_check(key, p, sig, *siglen, tbs, tbslen);
+    if (scheme == KH_TPM_SIG_RSA_PSS && known < 0) {
+        known = tpm_pss_salt(key, p, sig, *siglen, tbs, tbslen);
+        if (known >= 0) {
+            kh_tpm_key_pss_salt_set(k, p->md_nid, known);
+        }
+        if (known != p->saltlen) {
+            KH_raise(key->prov, KH_R_UNSUPPORTED, "the TPM made an RSA-PSS "
+                     "signature whose salt is not the %d bytes asked for "
+                     "(it used %d; TLS 1.3 needs the digest length, %zu)",
+                     p->saltlen, known, tbslen);
+            return 0;
+        }
     }
     return 1;
 }
