@@ -3,7 +3,8 @@
 # The PEM key reference through OSSL_STORE's file: loader, the way every
 # openssl app loads a key *file*: `openssl pkey -in key.pem` shows the
 # public half, `openssl dgst -sign key.pem` and `openssl req -key key.pem`
-# sign in the token, `s_server -key key.pem` serves TLS, and a C program
+# sign in the token, `s_server -key key.pem` serves TLS (and so does
+# identity.pem, reference + chain, as -cert and -key), and a C program
 # opening key.pem with OSSL_STORE_open_ex signs (kh-signtest).
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$BUILD/tests/kh-keyref" "$BUILD/tests/kh-signtest"
@@ -14,6 +15,7 @@ kh_p11_pubkey tok 01 "$T/pub.pem"
 kh_test_ca "$T/ca"
 kh_p11_cert "$T/ca" tok 01 "$T/cert.pem"
 "$BUILD/tests/kh-keyref" "$(kh_p11_uri tok ec256)" >"$T/key.pem"
+cat "$T/key.pem" "$T/cert.pem" "$T/ca/ca.pem" >"$T/identity.pem"
 printf 'data\n' >"$T/data"
 
 for order in first last; do
@@ -42,6 +44,12 @@ for order in first last; do
     OPENSSL_CONF=$cnf kh_s_server "$port" -cert "$T/cert.pem" -key "$T/key.pem"
     kh_tls_clients "$port" "$T/ca/ca.pem" 1.3
     kh_tls_clients "$port" "$T/ca/ca.pem" 1.2
+    kill "$KH_LAST_PID"; wait "$KH_LAST_PID" 2>/dev/null || true
+
+    kh_log "keyhold $order: s_server -cert identity.pem -key identity.pem"
+    port=$(kh_free_port)
+    OPENSSL_CONF=$cnf kh_s_server "$port" -cert "$T/identity.pem" -key "$T/identity.pem"
+    kh_tls_clients "$port" "$T/ca/ca.pem" 1.3
     kill "$KH_LAST_PID"; wait "$KH_LAST_PID" 2>/dev/null || true
 done
 
