@@ -35,7 +35,10 @@ for uri in "tpm2:" "tpm2:handle=0x1234" "tpm2:handle=zz" "tpm2:file=$T/good.tss;
     kh_must_fail_clean sign "$uri"
 done
 kh_expect_output "no key at persistent handle 0x81000099"
-# The same files given as key files (OSSL_STORE file: and keyhold's decoder).
+# The same files given as key files (OSSL_STORE file: and keyhold's
+# decoder, which the openssl commands reach with store-key-files = 1).
+KH_CNF_EXTRA="store-key-files = 1" kh_openssl_cnf last >/dev/null
+sign() { OPENSSL_CONF=$T/openssl.cnf openssl dgst -sha256 -sign "$1" -out "$T/x.sig" "$T/msg"; }
 kh_must_fail_clean sign "$T/trunc.tss"
 kh_expect_output "TSS2 PRIVATE KEY: truncated or malformed PEM"
 kh_must_fail_clean sign "$T/empty.tss"

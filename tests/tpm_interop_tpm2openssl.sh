@@ -44,8 +44,10 @@ done
 openssl dgst -sha256 "${KH_PROV[@]}" -sign "tpm2:file=$T/peer-rsa.pem" -out "$T/msg.sig" "$T/msg"
 openssl dgst -sha256 -verify "$T/peer-rsa.pub" -signature "$T/msg.sig" "$T/msg" >/dev/null \
     || kh_fail "PKCS#1 signature with the tpm2-openssl RSA key does not verify"
-# The key file itself, without a URI and without any property query.
-openssl dgst -sha256 "${KH_PROV[@]}" -sign "$T/peer-ec.pem" -out "$T/msg2.sig" "$T/msg"
+# The key file itself, without a URI and without any property query
+# (keyhold activated from openssl.cnf with store-key-files = 1).
+KH_CNF_EXTRA="store-key-files = 1" kh_openssl_cnf last >/dev/null
+OPENSSL_CONF=$T/openssl.cnf openssl dgst -sha256 -sign "$T/peer-ec.pem" -out "$T/msg2.sig" "$T/msg"
 openssl dgst -sha256 -verify "$T/peer-ec.pub" -signature "$T/msg2.sig" "$T/msg" >/dev/null \
     || kh_fail "signature with the tpm2-openssl key file does not verify"
 kh_log "tpm2-openssl keys (EC, RSA, EC with auth) sign through keyhold"

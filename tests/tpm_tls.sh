@@ -33,11 +33,20 @@ tpm_cert "$T/rsa-file.pub" "$T/rsa-file.crt"
 
 # The EC key is given as the key file itself (OSSL_STORE file: loader and
 # keyhold's TSS2 decoder), the RSA key by its persistent handle.
+filecnf=$T/filekeys.cnf
+KH_CNF_EXTRA="store-key-files = 1" kh_openssl_cnf last >/dev/null
+mv "$T/openssl.cnf" "$filecnf"
 for spec in "ec:$T/ec.tss" "rsa:tpm2:handle=0x81000030"; do
     name=${spec%%:*}
     uri=${spec#*:}
     port=$(kh_free_port)
-    kh_s_server "$port" "${KH_PROV[@]}" -key "$uri" -cert "$T/$name.crt"
+    if [ "$name" = ec ]; then
+        # A plain key file for the openssl commands (OSSL_STORE file:)
+        # needs store-key-files = 1 in keyhold's openssl.cnf section.
+        OPENSSL_CONF=$filecnf kh_s_server "$port" -key "$uri" -cert "$T/$name.crt"
+    else
+        kh_s_server "$port" "${KH_PROV[@]}" -key "$uri" -cert "$T/$name.crt"
+    fi
     kh_tls_clients "$port" "$T/ca/ca.pem" 1.3
     kh_tls_clients "$port" "$T/ca/ca.pem" 1.2
     kill "$KH_LAST_PID"
