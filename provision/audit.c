@@ -27,7 +27,8 @@
 
 #include "keyhold.h"
 
-#define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
+#define ZERO_HASH \
+    "0000000000000000000000000000000000000000000000000000000000000000"
 
 static void sha256_hex(const void *data, size_t len, char out[65])
 {
@@ -272,7 +273,8 @@ int kh_report(KH_CTX *ctx, const KH_REPORT *r)
 {
     char path[KH_PATH_MAX], line[8192], ts[32];
     char fpk[80] = "", fpr[80] = "", fpc[80] = "";
-    char jop[100], jid[200], jb[60], jkid[200], juri[2100], jser[100], jout[600];
+    char jop[100], jid[200], jb[60], jkid[200], juri[2100], jser[100];
+    char jout[600];
     char jsubj[600] = "\"\"", nb[32] = "", na[32] = "";
     time_t now = time(NULL);
     int fd, n;
@@ -304,7 +306,8 @@ int kh_report(KH_CTX *ctx, const KH_REPORT *r)
     kh_json_str(jb, sizeof(jb), r->backend != NULL ? r->backend : "pkcs11");
     kh_json_str(jkid, sizeof(jkid), r->key_id != NULL ? r->key_id : "");
     kh_json_str(juri, sizeof(juri), r->key_uri != NULL ? r->key_uri : "");
-    kh_json_str(jser, sizeof(jser), r->token_serial != NULL ? r->token_serial : "");
+    kh_json_str(jser, sizeof(jser),
+                r->token_serial != NULL ? r->token_serial : "");
     kh_json_str(jout, sizeof(jout), r->outcome != NULL ? r->outcome : "ok");
     n = snprintf(line, sizeof(line),
                  "{\"time\":\"%s\",\"op\":%s,\"identity\":%s,\"backend\":%s,"

@@ -108,7 +108,8 @@ int kh_certs_read_buf(const unsigned char *buf, size_t len, X509 **cert,
         {
             unsigned long e = ERR_peek_last_error();
 
-            if (n == 0 || (e != 0 && ERR_GET_REASON(e) != PEM_R_NO_START_LINE)) {
+            if (n == 0
+                || (e != 0 && ERR_GET_REASON(e) != PEM_R_NO_START_LINE)) {
                 kh_seterr(err, errlen, KH_EXIT_REJECTED,
                           "%s (truncated or damaged PEM?)",
                           n == 0 ? "no certificate in the PEM data"

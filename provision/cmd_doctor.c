@@ -65,7 +65,8 @@ static void check_openssl_cnf(void)
     char path[KH_PATH_MAX];
 
     if (cnf == NULL) {
-        snprintf(path, sizeof(path), "%s/openssl.cnf", X509_get_default_cert_area());
+        snprintf(path, sizeof(path), "%s/openssl.cnf",
+                 X509_get_default_cert_area());
         cnf = path;
     }
     if (lc == NULL) {

@@ -294,7 +294,8 @@ static int evaluate(KH_CTX *ctx, const char *name, ROW *r, time_t now,
         r->state = "mismatch";
         goto done;
     }
-    if (kh_clock_suspect(now) || r->not_before > (long long)now + KH_CLOCK_SKEW) {
+    if (kh_clock_suspect(now)
+        || r->not_before > (long long)now + KH_CLOCK_SKEW) {
         r->state = "clock-suspect";
         goto done;
     }
@@ -584,7 +585,8 @@ int cmd_status(KH_CTX *ctx, int argc, char **argv)
     for (i = 0; i < n; i++) {
         int e = state_exit(rows[i].state);
 
-        if (rc == KH_EXIT_OK || (rc == KH_EXIT_ATTENTION && e == KH_EXIT_BROKEN)) {
+        if (rc == KH_EXIT_OK
+            || (rc == KH_EXIT_ATTENTION && e == KH_EXIT_BROKEN)) {
             rc = e > rc ? e : rc;
         }
         kh_strlist_free(&rows[i].sans);

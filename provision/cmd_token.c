@@ -192,8 +192,8 @@ static int token_set_pin(KH_CTX *ctx, int argc, char **argv)
     OPENSSL_cleanse(pin, sizeof(pin));
     OPENSSL_cleanse(npin, sizeof(npin));
     kh_token_close(t);
-    kh_audit(ctx, "token-set-pin", NULL, NULL, rc == KH_EXIT_OK ? "ok" : "failed",
-             label);
+    kh_audit(ctx, "token-set-pin", NULL, NULL,
+             rc == KH_EXIT_OK ? "ok" : "failed", label);
     if (rc != KH_EXIT_OK) {
         kh_err(ctx, "token set-pin %s: %s", label, err);
         return rc;

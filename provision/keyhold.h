@@ -26,13 +26,13 @@
 enum kh_exit {
     KH_EXIT_OK = 0,
     KH_EXIT_USAGE = 1,      /* bad command line */
-    KH_EXIT_REJECTED = 2,   /* a certificate, CSR, URI, name or file fails a check */
+    KH_EXIT_REJECTED = 2,   /* a cert, CSR, URI, name or file fails a check */
     KH_EXIT_TOKEN = 3,      /* token / TPM error */
     KH_EXIT_NETWORK = 4,    /* network / CA error */
-    KH_EXIT_ATTENTION = 5,  /* status: expiring, renew overdue, hosts-changed, no-cert */
+    KH_EXIT_ATTENTION = 5,  /* expiring, overdue, hosts-changed, no-cert */
     KH_EXIT_PIN = 6,        /* PIN or key auth incorrect, no PIN source */
     KH_EXIT_PERM = 7,       /* permission denied */
-    KH_EXIT_BROKEN = 8,     /* status: expired, key-missing, mismatch, token-unreachable */
+    KH_EXIT_BROKEN = 8,     /* expired, key-missing, mismatch, unreachable */
     KH_EXIT_BUSY = 75       /* another keyhold holds the identity's lock */
 };
 
@@ -44,20 +44,25 @@ enum kh_exit {
 /* ------------------------------------------------------------------ */
 /* Global context of one CLI run. */
 typedef struct kh_ctx {
-    char conf_dir[KH_PATH_MAX];    /* --conf-dir, $KEYHOLD_CONF_DIR, /etc/keyhold */
-    char state_dir[KH_PATH_MAX];   /* --state-dir, $KEYHOLD_STATE_DIR, /var/lib/keyhold */
+    char conf_dir[KH_PATH_MAX];    /* --conf-dir, $KEYHOLD_CONF_DIR */
+    char state_dir[KH_PATH_MAX];   /* --state-dir, $KEYHOLD_STATE_DIR */
     int debug;                     /* --debug or $KEYHOLD_DEBUG */
-    const char *cmd;               /* running subcommand, for messages and audit */
+    const char *cmd;               /* running subcommand */
     OSSL_LIB_CTX *libctx;          /* NULL: the default library context */
     OSSL_PROVIDER *prov_keyhold;   /* loaded lazily by kh_prov_load() */
     OSSL_PROVIDER *prov_default;
 } KH_CTX;
 
-/* One line "keyhold: <msg>" on stderr (and the OpenSSL error queue with --debug). */
-void kh_err(KH_CTX *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void kh_warn(KH_CTX *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void kh_dbg(KH_CTX *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* snprintf into err (NULL-safe); returns |code| so callers can `return kh_seterr(...)`. */
+/* One line "keyhold: <msg>" on stderr (+ the OpenSSL error queue with
+ * --debug). */
+void kh_err(KH_CTX *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void kh_warn(KH_CTX *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void kh_dbg(KH_CTX *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* snprintf into err (NULL-safe); returns |code|, so callers can
+ * `return kh_seterr(...)`. */
 int kh_seterr(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -115,7 +120,8 @@ int kh_identity_load(KH_CTX *ctx, const char *name, KH_IDENTITY **out,
                      char *err, size_t errlen);
 int kh_identity_exists(KH_CTX *ctx, const char *name);
 /* Writes the config atomically (tmp, fsync, rename, fsync dir), mode 0640. */
-int kh_identity_save(KH_CTX *ctx, const KH_IDENTITY *id, char *err, size_t errlen);
+int kh_identity_save(KH_CTX *ctx, const KH_IDENTITY *id, char *err,
+                     size_t errlen);
 KH_IDENTITY *kh_identity_new(const char *name);
 void kh_identity_free(KH_IDENTITY *id);
 /* Buffer parser, no side effects (fuzzed): 1 ok, 0 with err ("line N: ..."). */
@@ -141,12 +147,14 @@ int kh_identity_names(const KH_IDENTITY *id, KH_STRLIST *out);
 /* RFC 6125 matching, case-insensitive, '*' only as the whole leftmost
  * label of |pattern|. 1 match, 0 not (fuzzed). */
 int kh_host_matches(const char *pattern, const char *host);
-/* 1 when the cert carries |name| ("dns:x" in CN or DNS SAN, "ip:x" in IP SAN). */
+/* 1 when the cert carries |name| ("dns:x" in CN or DNS SAN, "ip:x" in an
+ * IP SAN). */
 int kh_cert_has_name(X509 *cert, const char *name);
 
 /* ------------------------------------------------------------------ */
 /* Paths and files. */
-int kh_path(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int kh_path(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* $STATE/NAME (created 02750 on demand by kh_state_prepare). */
 int kh_state_idir(KH_CTX *ctx, const char *name, char *buf, size_t len);
 /* Writes |len| bytes to |path| atomically: path.tmp (O_EXCL|O_NOFOLLOW),
@@ -157,7 +165,8 @@ int kh_write_atomic(const char *path, const void *data, size_t len, int mode,
 int kh_write_new(const char *path, const void *data, size_t len, int mode,
                  char *err, size_t errlen);
 int kh_fsync_dir(const char *dir);
-/* Reads a whole file (max |max| bytes) into a malloc'd NUL-terminated buffer. */
+/* Reads a whole file (at most |max| bytes) into a malloc'd NUL-terminated
+ * buffer. */
 int kh_read_file(const char *path, size_t max, char **buf, size_t *len,
                  char *err, size_t errlen);
 int kh_rm_rf(const char *path);
@@ -165,13 +174,14 @@ int kh_rm_rf(const char *path);
 void kh_crash_point(const char *step);
 
 /* ------------------------------------------------------------------ */
-/* PINs: identity pin-file, $KEYHOLD_PIN_FILE, $CREDENTIALS_DIRECTORY/keyhold-pin,
- * else a prompt with echo off on a terminal, else KH_EXIT_PIN at once.
- * A refused PIN file (permissions) gives KH_EXIT_PERM. The caller wipes
- * |pin| with OPENSSL_cleanse. |id| may be NULL. */
+/* PINs: identity pin-file, $KEYHOLD_PIN_FILE,
+ * $CREDENTIALS_DIRECTORY/keyhold-pin, else a prompt with echo off on a
+ * terminal, else KH_EXIT_PIN at once. A refused PIN file (permissions,
+ * symlink) gives KH_EXIT_PERM. The caller wipes |pin| with
+ * OPENSSL_cleanse. |id| may be NULL. */
 int kh_pin_obtain(KH_CTX *ctx, const KH_IDENTITY *id, char *pin, size_t pinsize,
                   size_t *pinlen, char *err, size_t errlen);
-/* An explicit file (token init --pin-file): KH_EXIT_PERM / KH_EXIT_REJECTED. */
+/* An explicit file (token init --pin-file): KH_EXIT_PERM / KH_EXIT_PIN. */
 int kh_pin_from_file(const char *path, char *pin, size_t pinsize,
                      size_t *pinlen, char *err, size_t errlen);
 
@@ -205,15 +215,17 @@ int kh_token_open(KH_CTX *ctx, const char *module, const char *label,
 int kh_token_open_identity(KH_CTX *ctx, const KH_IDENTITY *id, KH_TOKEN **out,
                            char *err, size_t errlen);
 void kh_token_close(KH_TOKEN *t);
-int kh_token_get_info(KH_TOKEN *t, KH_TOKEN_INFO *info, char *err, size_t errlen);
+int kh_token_get_info(KH_TOKEN *t, KH_TOKEN_INFO *info, char *err,
+                      size_t errlen);
 /* User login (once; CKR_PIN_INCORRECT -> KH_EXIT_PIN; refuses when the token
  * reports CKF_USER_PIN_FINAL_TRY or LOCKED, without trying). */
-int kh_token_login(KH_TOKEN *t, const char *pin, size_t pinlen, char *err, size_t errlen);
+int kh_token_login(KH_TOKEN *t, const char *pin, size_t pinlen, char *err,
+                   size_t errlen);
 /* Generates a key pair: label keyhold:NAME:GEN, random 16-byte CKA_ID
  * (hex in id_hex), attributes checked after generation. */
-int kh_token_keygen(KH_TOKEN *t, const char *alg, const char *name, unsigned gen,
-                    int allow_decrypt, char id_hex[KH_KEYID_HEX],
-                    char *err, size_t errlen);
+int kh_token_keygen(KH_TOKEN *t, const char *alg, const char *name,
+                    unsigned gen, int allow_decrypt,
+                    char id_hex[KH_KEYID_HEX], char *err, size_t errlen);
 /* The public key of CKA_ID (no login needed). KH_EXIT_BROKEN when absent. */
 int kh_token_get_pubkey(KH_TOKEN *t, const char *id_hex, EVP_PKEY **pub,
                         char *err, size_t errlen);
@@ -233,9 +245,11 @@ int kh_token_init(KH_CTX *ctx, const char *module, const char *label,
                   const char *so_pin, size_t so_len, const char *pin,
                   size_t pin_len, char serial[17], char *err, size_t errlen);
 int kh_token_set_pin(KH_TOKEN *t, const char *old_pin, size_t old_len,
-                     const char *new_pin, size_t new_len, char *err, size_t errlen);
+                     const char *new_pin, size_t new_len, char *err,
+                     size_t errlen);
 /* pkcs11: URI of a private key (module-path added when not the default). */
-char *kh_token_key_uri(const char *module, const char *label, const char *id_hex);
+char *kh_token_key_uri(const char *module, const char *label,
+                       const char *id_hex);
 
 /* ------------------------------------------------------------------ */
 /* Provider (prov.c): every key operation goes through it. */
@@ -287,7 +301,7 @@ int kh_clock_suspect(time_t now);
 int kh_cert_check(KH_CTX *ctx, const KH_IDENTITY *id, X509 *cert,
                   STACK_OF(X509) *chain, X509 *ca, EVP_PKEY *key_pub,
                   time_t now, char *err, size_t errlen);
-/* "sha256:hex" of DER of a cert / SPKI / CSR (static-free: caller buffer >= 72). */
+/* "sha256:hex" of the DER of a cert / SPKI / CSR (caller's buffer >= 72). */
 int kh_fp_cert(X509 *c, char *out, size_t outlen);
 int kh_fp_pubkey(EVP_PKEY *k, char *out, size_t outlen);
 int kh_fp_req(X509_REQ *r, char *out, size_t outlen);
@@ -324,10 +338,12 @@ int kh_state_load_current(KH_CTX *ctx, const char *name, X509 **cert,
 typedef struct kh_install_req {
     X509 *cert;                 /* required */
     STACK_OF(X509) *chain;      /* intermediates (may be NULL) */
-    X509 *ca;                   /* trust anchor; NULL: identity's ca= file, then current ca.pem */
-    const char *key_uri;        /* key the cert is for; NULL: the pending key if the
-                                   cert matches it, else the key in service */
-    const char *op;             /* "install", "enroll", "renew", "rekey": audit/report */
+    X509 *ca;                   /* trust anchor; NULL: the identity's ca=
+                                   file, then the installed ca.pem */
+    const char *key_uri;        /* key the cert is for; NULL: the pending
+                                   key if the cert matches it, else the key
+                                   in service */
+    const char *op;             /* "install", "enroll", "renew", "rekey" */
     int no_token_cert;          /* 1: do not store the cert in the token */
     int no_prune;               /* 1: keep every older generation */
 } KH_INSTALL_REQ;
@@ -345,7 +361,8 @@ typedef struct kh_install_req {
 int kh_identity_install(KH_CTX *ctx, KH_IDENTITY *id, const KH_INSTALL_REQ *req,
                         char *err, size_t errlen);
 /* Switches `current` back to gen-(N-1) (reload hook failed): exit code. */
-int kh_identity_rollback(KH_CTX *ctx, KH_IDENTITY *id, char *err, size_t errlen);
+int kh_identity_rollback(KH_CTX *ctx, KH_IDENTITY *id, char *err,
+                         size_t errlen);
 /* Runs the identity's `reload =` commands (/bin/sh -c); exit code, err names
  * the failing hook. */
 int kh_run_hooks(KH_CTX *ctx, const KH_IDENTITY *id, char *err, size_t errlen);
@@ -366,7 +383,8 @@ typedef struct kh_status_rec {
     long long failures;         /* consecutive failures */
     long long failures_total;
     char last_error[512];
-    char pending_key_uri[1024]; /* rekey / provision --force: key awaiting its cert */
+    char pending_key_uri[1024]; /* rekey / provision --force: a key
+                                   awaiting its certificate */
     int warned_level;           /* expiry thresholds already warned (0..4) */
     long long warned_not_after; /* ... for the cert with this not-after */
 } KH_STATUS_REC;
@@ -419,7 +437,8 @@ int kh_tpm_keygen(KH_CTX *ctx, KH_IDENTITY *id, const char *alg,
 int kh_tpm_key_destroy(KH_CTX *ctx, const KH_IDENTITY *id, const char *key_uri,
                        char *err, size_t errlen) __attribute__((weak));
 int kh_tpm_get_pubkey(KH_CTX *ctx, const KH_IDENTITY *id, const char *key_uri,
-                      EVP_PKEY **pub, char *err, size_t errlen) __attribute__((weak));
+                      EVP_PKEY **pub, char *err, size_t errlen)
+    __attribute__((weak));
 
 /* Subcommands (one file each). */
 int cmd_token(KH_CTX *ctx, int argc, char **argv);

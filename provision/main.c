@@ -21,10 +21,10 @@ struct kh_cmd {
 
 static const struct kh_cmd commands[] = {
     { "token", cmd_token, "init a SoftHSM token, set its user PIN" },
-    { "provision", cmd_provision, "generate an identity's key in hardware + CSR" },
+    { "provision", cmd_provision, "generate a key in hardware + CSR" },
     { "csr", cmd_csr, "a new CSR for an identity's existing key" },
     { "install", cmd_install, "check and install a certificate atomically" },
-    { "status", cmd_status, "identities, certificates, states (--json, --prometheus)" },
+    { "status", cmd_status, "identities and their states (--json, ...)" },
     { "doctor", cmd_doctor, "check backends, provider, PINs, state, clock" },
     { "set-hosts", cmd_set_hosts, "change an identity's host names" },
     { "verify", cmd_verify, "prove an identity works (sign, verify, TLS)" },

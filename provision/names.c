@@ -164,7 +164,8 @@ int kh_host_matches(const char *pattern, const char *host)
         const char *rest = pattern + 1; /* ".example.com" */
         size_t rl = pl - 1;
 
-        if (memchr(rest + 1, '.', rl - 1) == NULL || memchr(rest + 1, '*', rl - 1)) {
+        if (memchr(rest + 1, '.', rl - 1) == NULL
+            || memchr(rest + 1, '*', rl - 1) != NULL) {
             return 0;
         }
         hdot = memchr(host, '.', hl);
@@ -225,7 +226,8 @@ int kh_cert_has_name(X509 *cert, const char *name)
 
             if (ip_bytes(v, want, &wl)
                 && (size_t)ASN1_STRING_length(g->d.iPAddress) == wl
-                && memcmp(ASN1_STRING_get0_data(g->d.iPAddress), want, wl) == 0) {
+                && memcmp(ASN1_STRING_get0_data(g->d.iPAddress), want,
+                          wl) == 0) {
                 found = 1;
             }
         } else if (!is_ip && g->type == GEN_DNS) {
@@ -233,7 +235,8 @@ int kh_cert_has_name(X509 *cert, const char *name)
             int dl = ASN1_STRING_length(g->d.dNSName);
             char pat[256];
 
-            if (dl > 0 && dl < (int)sizeof(pat) && memchr(d, '\0', dl) == NULL) {
+            if (dl > 0 && dl < (int)sizeof(pat)
+                && memchr(d, '\0', (size_t)dl) == NULL) {
                 memcpy(pat, d, (size_t)dl);
                 pat[dl] = '\0';
                 found = kh_host_matches(pat, v);

@@ -303,7 +303,8 @@ int kh_identity_load_key(KH_CTX *ctx, const KH_IDENTITY *id, const char *uri,
  * install check does (CAs often issue with not-before = now). */
 static int skew_verify_cb(int ok, X509_STORE_CTX *sctx)
 {
-    if (!ok && X509_STORE_CTX_get_error(sctx) == X509_V_ERR_CERT_NOT_YET_VALID) {
+    if (!ok
+        && X509_STORE_CTX_get_error(sctx) == X509_V_ERR_CERT_NOT_YET_VALID) {
         X509 *x = X509_STORE_CTX_get_current_cert(sctx);
         time_t soon = time(NULL) + KH_CLOCK_SKEW;
 
@@ -449,7 +450,8 @@ int kh_key_selftest(KH_CTX *ctx, EVP_PKEY *pkey, X509 *cert,
             rc = KH_EXIT_BROKEN;
             goto end;
         }
-        if (SSL_write(c, "ping", 4) != 4 || SSL_read(s, buf, sizeof(buf)) != 4) {
+        if (SSL_write(c, "ping", 4) != 4
+            || SSL_read(s, buf, sizeof(buf)) != 4) {
             kh_seterr(err, errlen, KH_EXIT_BROKEN,
                       "loopback %s: no data after the handshake", vers[tries]);
             rc = KH_EXIT_BROKEN;

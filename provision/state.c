@@ -711,7 +711,8 @@ int kh_identity_install(KH_CTX *ctx, KH_IDENTITY *id, const KH_INSTALL_REQ *req,
     kh_status_read(ctx, id->name, &st);
     st.generation = gen;
     st.building = 0;
-    if (st.pending_key_uri[0] != '\0' && strcmp(st.pending_key_uri, use_uri) == 0) {
+    if (st.pending_key_uri[0] != '\0'
+        && strcmp(st.pending_key_uri, use_uri) == 0) {
         st.pending_key_uri[0] = '\0';
     }
     st.warned_level = 0;

@@ -9,15 +9,15 @@
 kh_cli_env
 for alg in ec-p384 rsa-2048 rsa-3072; do
     kh_cli_provision "id-$alg" "$alg.example.com" "" "$alg"
-    openssl req -in "$T/id-$alg.csr" -verify -noout 2>&1 | grep -q "verify OK" || kh_fail "$alg CSR"
+    openssl req -in "$T/id-$alg.csr" -verify -noout 2>&1 | kh_has "verify OK" || kh_fail "$alg CSR"
     kh_cli_sign "id-$alg" "$T/id-$alg.pem" "DNS:$alg.example.com"
     "$KEYHOLD" install "id-$alg" "$T/id-$alg.pem" --ca "$T/ca/ca.pem" >/dev/null || kh_fail "$alg install"
     "$KEYHOLD" verify "id-$alg" >/dev/null || kh_fail "$alg verify"
     [ "$("$KEYHOLD" status "id-$alg" --json | jq -r '.[0].algorithm')" = "$alg" ] || kh_fail "$alg status"
     kh_log "$alg ok"
 done
-openssl req -in "$T/id-ec-p384.csr" -noout -text | grep -q "ecdsa-with-SHA384" || kh_fail "P-384 CSR digest"
-openssl req -in "$T/id-rsa-2048.csr" -noout -text | grep -q "Key Encipherment" || kh_fail "RSA KU"
+openssl req -in "$T/id-ec-p384.csr" -noout -text | kh_has "ecdsa-with-SHA384" || kh_fail "P-384 CSR digest"
+openssl req -in "$T/id-rsa-2048.csr" -noout -text | kh_has "Key Encipherment" || kh_fail "RSA KU"
 kh_must_fail_clean 1 -- "$KEYHOLD" provision bad --token app --alg dsa-1024 --host x.example.com \
     --pin-file "$T/app.pin"
 kh_expect_output "unknown --alg"
@@ -32,6 +32,6 @@ attrs() {
         --list-objects --type privkey 2>/dev/null | awk -v l="label: *keyhold:$1:" '
             /Private Key Object/ {p=0} $0 ~ l {p=1} p && /Usage:/ {print}'
 }
-attrs scep | grep -q decrypt || kh_fail "scep key cannot decrypt"
-attrs id-rsa-2048 | grep -q decrypt && kh_fail "sign-only key may decrypt"
+attrs scep | kh_has decrypt || kh_fail "scep key cannot decrypt"
+attrs id-rsa-2048 | kh_has decrypt && kh_fail "sign-only key may decrypt"
 kh_log "ok"

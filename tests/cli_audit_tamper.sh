@@ -11,7 +11,7 @@ kh_cli_identity rec cam1.example.com
 "$KEYHOLD" set-hosts rec --host cam1.example.com --san dns:x.example.com >/dev/null
 "$KEYHOLD" audit record --op factory-reset --outcome ok --detail "test" || kh_fail "audit record"
 log=$KEYHOLD_STATE_DIR/audit.log
-"$KEYHOLD" audit verify | grep -q "intact" || kh_fail "fresh log"
+"$KEYHOLD" audit verify | kh_has "intact" || kh_fail "fresh log"
 n=$(wc -l <"$log")
 [ "$n" -ge 5 ] || kh_fail "expected >= 5 records, got $n"
 for f in who op identity key_id outcome time prev hash; do

@@ -46,7 +46,7 @@ for step in checked staging written synced token-cert switch switched links prun
         [ "$(basename "$g")" = "$cur" ] && continue
         [ "${g##*gen-}" -lt "${cur#gen-}" ] || kh_fail "left-over $g after $step"
     done
-    ls -a "$d" | grep -q '\.tmp' && kh_fail "temp files left after $step"
+    ls -a "$d" | kh_has '\.tmp' && kh_fail "temp files left after $step"
     consistent "after-$step"
     kh_log "crash at $step: consistent, recovered"
 done

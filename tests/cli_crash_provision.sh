@@ -24,7 +24,7 @@ for step in keygen config; do
     [ "$(keys "p-$step")" = 1 ] || kh_fail "$step: orphan key not destroyed ($(keys "p-$step") keys)"
     id=$(sed -n 's/^key-id = //p' "$KEYHOLD_CONF_DIR/p-$step.conf")
     pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin "$KH_CLI_PIN" \
-        --list-objects --type privkey 2>/dev/null | grep -qi "ID: *$id" || kh_fail "$step: the kept key is not the config's"
+        --list-objects --type privkey 2>/dev/null | kh_has -i "ID: *$id" || kh_fail "$step: the kept key is not the config's"
     kh_log "crash at $step: orphan destroyed on the next run"
 done
 

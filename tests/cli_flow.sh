@@ -7,8 +7,8 @@
 . "$(dirname "$0")/cli_lib.inc"
 
 kh_cli_env
-"$KEYHOLD" --version | grep -q '^keyhold ' || kh_fail "--version"
-"$KEYHOLD" --help | grep -q provision || kh_fail "--help"
+"$KEYHOLD" --version | kh_has '^keyhold ' || kh_fail "--version"
+"$KEYHOLD" --help | kh_has provision || kh_fail "--help"
 for c in token provision csr install status doctor set-hosts verify zeroize audit; do
     "$KEYHOLD" "$c" --help >/dev/null || kh_fail "$c --help"
 done
@@ -17,7 +17,7 @@ kh_log "provision"
 "$KEYHOLD" provision rec --token pkcs11:token=app --alg ec-p256 --host cam1.example.com \
     --san dns:cam1.local,ip:192.168.1.10 --role recording --pin-file "$T/app.pin" \
     --csr-out "$T/rec.csr"
-openssl req -in "$T/rec.csr" -verify -noout 2>&1 | grep -q "verify OK" || kh_fail "CSR signature"
+openssl req -in "$T/rec.csr" -verify -noout 2>&1 | kh_has "verify OK" || kh_fail "CSR signature"
 openssl req -in "$T/rec.csr" -noout -text >"$T/csr.txt"
 grep -q "Subject: CN = cam1.example.com" "$T/csr.txt" || kh_fail "CSR CN"
 grep -q "DNS:cam1.example.com, DNS:cam1.local, IP Address:192.168.1.10" "$T/csr.txt" || kh_fail "CSR SANs"
@@ -31,8 +31,8 @@ id=$(sed -n 's/^key-id = //p' "$KEYHOLD_CONF_DIR/rec.conf")
 pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin "$KH_CLI_PIN" \
     --list-objects >"$T/objs.txt" 2>/dev/null
 grep -q "label: *keyhold:rec:1" "$T/objs.txt" || kh_fail "key label"
-grep -A6 "Private Key Object" "$T/objs.txt" | grep -q "sensitive" || kh_fail "not sensitive"
-grep -A8 "Private Key Object" "$T/objs.txt" | grep -qi "never extractable" \
+grep -A6 "Private Key Object" "$T/objs.txt" | kh_has "sensitive" || kh_fail "not sensitive"
+grep -A8 "Private Key Object" "$T/objs.txt" | kh_has -i "never extractable" \
     || kh_log "(pkcs11-tool prints no 'never extractable' line)"
 
 kh_log "status before a certificate: no-cert, exit 5"
@@ -53,7 +53,7 @@ grep -q "BEGIN KEYHOLD KEY REFERENCE" "$d/identity.pem" || kh_fail "identity.pem
 grep -q "BEGIN CERTIFICATE" "$d/identity.pem" || kh_fail "identity.pem lacks the chain"
 for f in "$d"/current/*; do kh_no_secrets "$f" "$KH_CLI_PIN"; done
 pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --list-objects --type cert 2>/dev/null \
-    | grep -q "keyhold:rec" || kh_fail "certificate not stored in the token"
+    | kh_has "keyhold:rec" || kh_fail "certificate not stored in the token"
 
 kh_log "status --json"
 "$KEYHOLD" status --json >"$T/s.json"
@@ -67,17 +67,17 @@ done
 [ "$(jq -r '.[0].algorithm' "$T/s.json")" = ec-p256 ] || kh_fail "algorithm"
 jq -e '.[0].sans | index("ip:192.168.1.10")' "$T/s.json" >/dev/null || kh_fail "sans"
 [ "$(jq -r '.[0].days_left' "$T/s.json")" -ge 6 ] || kh_fail "days_left"
-jq -r '.[0].key_uri' "$T/s.json" | grep -q '^pkcs11:token=app;id=' || kh_fail "key_uri"
-jq -r '.[0].key_uri' "$T/s.json" | grep -qi 'pin' && kh_fail "key_uri carries a PIN"
+jq -r '.[0].key_uri' "$T/s.json" | kh_has '^pkcs11:token=app;id=' || kh_fail "key_uri"
+jq -r '.[0].key_uri' "$T/s.json" | kh_has -i 'pin' && kh_fail "key_uri carries a PIN"
 certfp=$(openssl x509 -in "$T/rec.pem" -outform DER | sha256sum | cut -d' ' -f1)
 [ "$(jq -r '.[0].cert_fingerprint' "$T/s.json")" = "sha256:$certfp" ] || kh_fail "cert_fingerprint"
 keyfp=$(openssl x509 -in "$T/rec.pem" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)
 [ "$(jq -r '.[0].key_fingerprint' "$T/s.json")" = "sha256:$keyfp" ] || kh_fail "key_fingerprint"
 
 kh_log "verify, and a server using the key reference"
-"$KEYHOLD" verify rec | grep -q ok || kh_fail "verify"
+"$KEYHOLD" verify rec | kh_has ok || kh_fail "verify"
 "$KEYHOLD" csr rec -o "$T/again.csr"
-openssl req -in "$T/again.csr" -verify -noout 2>&1 | grep -q "verify OK" || kh_fail "csr again"
+openssl req -in "$T/again.csr" -verify -noout 2>&1 | kh_has "verify OK" || kh_fail "csr again"
 cmp <(openssl req -in "$T/again.csr" -noout -pubkey) <(openssl req -in "$T/rec.csr" -noout -pubkey) \
     || kh_fail "csr: another key"
 

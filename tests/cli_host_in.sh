@@ -37,6 +37,6 @@ for n in rec-1 rec-2; do
 done
 "$KEYHOLD" set-hosts rec-2 --host rec2.example.com --host-in both >/dev/null
 grep -q "^host-in = both" "$KEYHOLD_CONF_DIR/rec-2.conf" || kh_fail "set-hosts --host-in"
-"$KEYHOLD" csr rec-2 | openssl req -noout -subject | grep -q "CN = rec2.example.com" \
+"$KEYHOLD" csr rec-2 | openssl req -noout -subject | kh_has "CN = rec2.example.com" \
     || kh_fail "host-in both after set-hosts"
 kh_log "ok"

@@ -24,11 +24,11 @@ for m in keyhold_certificate_not_after_seconds keyhold_identity_state \
     grep -q "^# HELP $m " "$T/m.txt" || kh_fail "HELP $m"
 done
 # every sample line: name{labels} number
-grep -v '^#' "$T/m.txt" | grep -vqE '^[a-z_]+\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\} -?[0-9.e+]+$' \
+grep -v '^#' "$T/m.txt" | kh_has -vE '^[a-z_]+\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\} -?[0-9.e+]+$' \
     && kh_fail "malformed sample line"
 mkdir "$T/textfile"
 "$KEYHOLD" status --prometheus-file "$T/textfile/keyhold.prom" >"$T/out" 2>&1 || true
 [ ! -s "$T/out" ] || { cat "$T/out"; kh_fail "--prometheus-file printed"; }
 cmp "$T/textfile/keyhold.prom" "$T/m.txt" || kh_fail "file differs"
-ls "$T/textfile" | grep -qv '^keyhold.prom$' && kh_fail "temp file left"
+ls "$T/textfile" | kh_has -v '^keyhold.prom$' && kh_fail "temp file left"
 kh_log "ok"

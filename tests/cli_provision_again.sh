@@ -48,7 +48,7 @@ pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin "$KH_CLI_
     --list-objects --type privkey 2>/dev/null | grep -c "Private Key Object" >"$T/n"
 [ "$(cat "$T/n")" = 1 ] || kh_fail "old key not destroyed ($(cat "$T/n") keys)"
 pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin "$KH_CLI_PIN" \
-    --list-objects 2>/dev/null | grep -qi "ID: *$oldid" && kh_fail "old key id still present"
+    --list-objects 2>/dev/null | kh_has -i "ID: *$oldid" && kh_fail "old key id still present"
 "$KEYHOLD" verify rec >/dev/null || kh_fail "verify"
 "$KEYHOLD" audit verify >/dev/null || kh_fail "audit"
 kh_log "ok"

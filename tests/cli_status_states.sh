@@ -37,7 +37,7 @@ kh_cli_identity hosts hosts.example.com
 "$KEYHOLD" set-hosts hosts --host hosts.example.com --san dns:new.example.com >/dev/null
 st hosts hosts-changed 5
 "$KEYHOLD" csr hosts -o "$T/hosts.csr"
-openssl req -in "$T/hosts.csr" -noout -text | grep -q "DNS:new.example.com" || kh_fail "csr lacks new host"
+openssl req -in "$T/hosts.csr" -noout -text | kh_has "DNS:new.example.com" || kh_fail "csr lacks new host"
 kh_cli_sign hosts "$T/h2.pem" "DNS:hosts.example.com,DNS:new.example.com"
 "$KEYHOLD" install hosts "$T/h2.pem" >/dev/null
 st hosts ok 0

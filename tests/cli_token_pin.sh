@@ -8,7 +8,7 @@
 kh_cli_env
 jq -e 'select(.label=="app") | (.serial|length) > 0 and (.pin_file|endswith("app.pin"))' \
     "$KEYHOLD_STATE_DIR/tokens.jsonl" >/dev/null || kh_fail "tokens.jsonl record"
-softhsm2-util --show-slots | grep -q "Label: *app" || kh_fail "softhsm does not see token app"
+softhsm2-util --show-slots | kh_has "Label: *app" || kh_fail "softhsm does not see token app"
 kh_must_fail_clean 2 -- "$KEYHOLD" token init --label app --pin-file "$T/app.pin" \
     --so-pin-file "$T/app.sopin"
 kh_expect_output "exists already"

@@ -16,15 +16,15 @@ objs() {
     pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin "$KH_CLI_PIN" \
         --list-objects 2>/dev/null
 }
-objs | grep -qi "$recid" || kh_fail "rec objects missing before zeroize"
+objs | kh_has -i "$recid" || kh_fail "rec objects missing before zeroize"
 
 kh_must_fail_clean 1 -- "$KEYHOLD" zeroize rec </dev/null
 kh_expect_output "--yes"
 "$KEYHOLD" verify rec >/dev/null || kh_fail "unconfirmed zeroize changed rec"
 
 "$KEYHOLD" zeroize rec --yes
-objs | grep -qi "ID: *$recid" && kh_fail "rec objects left in the token"
-objs | grep -q "keyhold:rec:" && kh_fail "rec labels left in the token"
+objs | kh_has -i "ID: *$recid" && kh_fail "rec objects left in the token"
+objs | kh_has "keyhold:rec:" && kh_fail "rec labels left in the token"
 [ ! -e "$KEYHOLD_STATE_DIR/rec" ] || kh_fail "rec state left"
 [ ! -e "$KEYHOLD_CONF_DIR/rec.conf" ] || kh_fail "rec config left"
 kh_must_fail_clean 2 -- "$KEYHOLD" status rec
@@ -38,10 +38,10 @@ kh_cli_identity half half.example.com
 halfid=$(sed -n 's/^key-id = //p' "$KEYHOLD_CONF_DIR/half.conf")
 rm "$KEYHOLD_CONF_DIR/half.conf"
 KEYHOLD_PIN_FILE=$T/app.pin "$KEYHOLD" zeroize --all --yes
-objs | grep -qi "ID: *$halfid" && kh_fail "half's key left"
-objs | grep -q "Private Key Object" && kh_fail "keys left after --all"
+objs | kh_has -i "ID: *$halfid" && kh_fail "half's key left"
+objs | kh_has "Private Key Object" && kh_fail "keys left after --all"
 [ -z "$(ls "$KEYHOLD_CONF_DIR")" ] || kh_fail "configs left"
-ls "$KEYHOLD_STATE_DIR" | grep -qvE '^(audit\.log|audit\.head|reports\.jsonl|tokens\.jsonl)$' \
+ls "$KEYHOLD_STATE_DIR" | kh_has -vE '^(audit\.log|audit\.head|reports\.jsonl|tokens\.jsonl)$' \
     && kh_fail "state left: $(ls "$KEYHOLD_STATE_DIR")"
 kh_log "--all again with nothing left: exit 0"
 "$KEYHOLD" zeroize --all --yes || kh_fail "second --all"
