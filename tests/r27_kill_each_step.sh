@@ -24,13 +24,18 @@ token_ids() {
         --list-objects --type privkey 2>/dev/null \
         | awk '/label:/ {l=$2} /ID:/ {if (l ~ /^keyhold:cam:/) print tolower($2)}' | sort -u
 }
-# Key ids the identity's generations, config and pending rekey refer to.
+# Key ids the identity's generations, config, pending rekey and retired
+# keys (in their grace period) refer to.
 used_ids() {
     local f
     {
         sed -n 's/^key-id = //p' "$KEYHOLD_CONF_DIR/cam.conf"
         jq -r '.pending_key_uri // empty' "$KEYHOLD_STATE_DIR/cam/status.json" 2>/dev/null \
             | sed -n 's/.*[;:]id=\([^;?]*\).*/\1/p' | tr -d '%'
+        # keys replaced by a rekey, kept for their grace period
+        if [ -f "$KEYHOLD_STATE_DIR/cam/retired-keys" ]; then
+            sed -n 's/.*[;:]id=\([^;?]*\).*/\1/p' "$KEYHOLD_STATE_DIR/cam/retired-keys" | tr -d '%'
+        fi
 
         for f in "$KEYHOLD_STATE_DIR"/cam/gen-*/key.pem; do
             [ -e "$f" ] || continue
