@@ -124,16 +124,8 @@ int kh_identity_make_csr(KH_CTX *ctx, const KH_IDENTITY *id, EVP_PKEY *pkey,
         || EVP_DigestSignInit_ex(md, NULL, digest, ctx->libctx, NULL, pkey,
                                  NULL) != 1
         || X509_REQ_sign_ctx(req, md) <= 0) {
-        unsigned long e = ERR_peek_last_error();
-        char eb[256] = "";
-
-        if (e != 0) {
-            ERR_error_string_n(e, eb, sizeof(eb));
-        }
-        ERR_clear_error();
-        rc = kh_seterr(err, errlen, KH_EXIT_TOKEN,
-                       "signing the CSR with the hardware key failed: %s "
-                       "(keyhold doctor)", eb);
+        rc = kh_prov_map_errors("signing the CSR with the hardware key",
+                                err, errlen);
         goto end;
     }
     *out = req;

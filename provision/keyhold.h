@@ -261,6 +261,11 @@ int kh_prov_load(KH_CTX *ctx, char *err, size_t errlen);
  * 3 token). */
 int kh_key_load(KH_CTX *ctx, const char *uri, const char *pin, size_t pinlen,
                 EVP_PKEY **pkey, char *err, size_t errlen);
+/* Empties the OpenSSL error queue into err ("what: ..."), keyhold's own
+ * errors first, and returns the exit code they mean (6 PIN / key auth,
+ * 2 bad or ambiguous URI, 8 no such key, else 3). For any key operation
+ * through the provider that failed. */
+int kh_prov_map_errors(const char *what, char *err, size_t errlen);
 /* Convenience: PIN from kh_pin_obtain + kh_key_load of the identity's key
  * in use (or |uri| when given). */
 int kh_identity_load_key(KH_CTX *ctx, const KH_IDENTITY *id, const char *uri,

@@ -128,7 +128,7 @@ static int ui_flush(UI *ui)
 }
 
 /* Exit code for the provider's errors on the queue; text into err. */
-static int map_errors(const char *what, char *err, size_t errlen)
+int kh_prov_map_errors(const char *what, char *err, size_t errlen)
 {
     unsigned long e;
     const char *data = NULL, *func = NULL, *file = NULL;
@@ -238,7 +238,7 @@ int kh_key_load(KH_CTX *ctx, const char *uri, const char *pin, size_t pinlen,
     sc = OSSL_STORE_open_ex(uri, ctx->libctx, NULL, ui, &ref, NULL, NULL,
                             NULL);
     if (sc == NULL) {
-        rc = map_errors("opening the key", err, errlen);
+        rc = kh_prov_map_errors("opening the key", err, errlen);
         goto end;
     }
     OSSL_STORE_expect(sc, OSSL_STORE_INFO_PKEY);
@@ -256,7 +256,7 @@ int kh_key_load(KH_CTX *ctx, const char *uri, const char *pin, size_t pinlen,
         OSSL_STORE_INFO_free(info);
     }
     if (*pkey == NULL) {
-        rc = map_errors("loading the key", err, errlen);
+        rc = kh_prov_map_errors("loading the key", err, errlen);
         goto end;
     }
     ERR_clear_error();
@@ -371,7 +371,7 @@ int kh_key_selftest(KH_CTX *ctx, EVP_PKEY *pkey, X509 *cert,
         || EVP_DigestSign(md, NULL, &siglen, probe, sizeof(probe)) != 1
         || (sig = OPENSSL_malloc(siglen)) == NULL
         || EVP_DigestSign(md, sig, &siglen, probe, sizeof(probe)) != 1) {
-        rc = map_errors("signing with the hardware key", err, errlen);
+        rc = kh_prov_map_errors("signing with the hardware key", err, errlen);
         goto end;
     }
     EVP_MD_CTX_free(md);
@@ -401,7 +401,7 @@ int kh_key_selftest(KH_CTX *ctx, EVP_PKEY *pkey, X509 *cert,
         if (sctx == NULL || cctx == NULL
             || SSL_CTX_use_certificate(sctx, cert) != 1
             || SSL_CTX_use_PrivateKey(sctx, pkey) != 1) {
-            rc = map_errors("TLS setup with the identity", err, errlen);
+            rc = kh_prov_map_errors("TLS setup with the identity", err, errlen);
             goto end;
         }
         for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
@@ -441,7 +441,7 @@ int kh_key_selftest(KH_CTX *ctx, EVP_PKEY *pkey, X509 *cert,
             long vr = SSL_get_verify_result(c);
             char e2[400];
 
-            map_errors("handshake", e2, sizeof(e2));
+            kh_prov_map_errors("handshake", e2, sizeof(e2));
             kh_seterr(err, errlen, KH_EXIT_BROKEN,
                       "loopback %s handshake failed%s%s: %s", vers[tries],
                       vr != X509_V_OK ? ", certificate: " : "",
