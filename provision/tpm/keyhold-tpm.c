@@ -363,6 +363,7 @@ static int sign_verify(EVP_PKEY *key, OSSL_LIB_CTX *vctx, EVP_PKEY *vpub,
     EVP_PKEY_CTX *pc = NULL;
     int ok = 0, pss = EVP_PKEY_is_a(key, "RSA") && (round & 1);
 
+    memset(msg, 0, sizeof(msg));
     snprintf((char *)msg, sizeof(msg), "keyhold sign-loop round %d", round);
     if (mc == NULL || vc == NULL
         || EVP_DigestSignInit_ex(mc, &pc, "SHA256", NULL, NULL, key,
