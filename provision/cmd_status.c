@@ -331,7 +331,17 @@ static int evaluate(KH_CTX *ctx, const char *name, ROW *r, time_t now,
             r->state = "ok";
         }
     }
-    kh_expiry_warn(ctx, id, cert, now);
+    {
+        /* the warning's record shares status.json with renewal runs: only
+         * with the identity's lock (a busy identity is warned by the run
+         * that holds it) */
+        int lockfd = -1;
+
+        if (kh_lock(ctx, name, &lockfd, e2, sizeof(e2)) == KH_EXIT_OK) {
+            kh_expiry_warn(ctx, id, cert, now);
+            kh_unlock(lockfd);
+        }
+    }
 done:
     ERR_clear_error();
     kh_strlist_free(&names);
