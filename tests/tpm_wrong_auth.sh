@@ -6,7 +6,7 @@
 # whose key auth is wrong fails every handshake cleanly but spends one try
 # in all; the right auth value then works.
 . "$(dirname "$0")/lib.sh"
-kh_need "$BUILD/keyhold.so" "$BUILD/keyhold-tpm"
+kh_need "$BUILD/keyhold.so" "$BUILD/keyhold-tpm" "$KEYHOLD"
 kh_swtpm_start
 kh_test_ca "$T/ca"
 KT=$BUILD/keyhold-tpm
@@ -65,3 +65,18 @@ kh_must_fail_clean env -u CREDENTIALS_DIRECTORY openssl dgst -sha256 "${KH_PROV[
     -sign "tpm2:file=$T/k.tss;pin-source=credential:tpm-auth" -out "$T/cred.sig" "$T/msg"
 kh_expect_output "CREDENTIALS_DIRECTORY"
 [ "$(kh_tpm_lockout_counter)" = 2 ] || kh_fail "credential tests changed the lockout counter"
+
+# The CLI: a TPM identity whose auth file now holds a wrong value -> exit 6
+# ("auth incorrect"), one more try spent, nothing retried.
+export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
+tpm2_dictionarylockout -c      # counter back to 0 (empty lockout auth)
+(umask 077; printf 'cli-auth' >"$T/cli.auth")
+"$KEYHOLD" provision cam --tpm --tpm-auth-file "$T/cli.auth" --alg ec-p256 --host localhost \
+    --csr-out "$T/cam.csr" >/dev/null || kh_fail "provision with a TPM auth file"
+openssl req -in "$T/cam.csr" -verify -noout 2>&1 | grep -q "verify OK" || kh_fail "CSR signature"
+before=$(kh_tpm_lockout_counter)
+(umask 077; printf 'not-it' >"$T/cli.auth")
+kh_must_fail_clean 6 -- "$KEYHOLD" csr cam -o "$T/cam2.csr"
+kh_expect_output "auth failed"
+[ "$before" = 0 ] && [ "$(kh_tpm_lockout_counter)" = 1 ] || kh_fail "keyhold csr spent more than one try"
+kh_log "CLI: wrong TPM key auth -> exit 6, one try"
