@@ -50,6 +50,7 @@ typedef struct row {
     char last_error[512];
     long long next_attempt, last_success, failures_total;
     char key_fp[80], cert_fp[80];
+    char pending[1024];
     unsigned generation;
     int has_cert;
 } ROW;
@@ -259,6 +260,7 @@ static int evaluate(KH_CTX *ctx, const char *name, ROW *r, time_t now,
     r->next_attempt = st.next_attempt;
     r->last_success = st.last_success;
     r->failures_total = st.failures_total;
+    snprintf(r->pending, sizeof(r->pending), "%s", st.pending_key_uri);
     r->generation = kh_state_current_gen(ctx, name);
     if (kh_state_load_current(ctx, name, &cert, NULL, NULL) && cert != NULL) {
         r->has_cert = 1;
@@ -414,6 +416,8 @@ static void print_json(FILE *f, ROW *r, int first)
     iso(r->next_attempt, h, sizeof(h));
     fprintf(f, "\"last_error\": %s, \"next_attempt\": %s, ",
             r->last_error[0] ? a : "null", h);
+    kh_json_str(a, sizeof(a), r->pending);
+    fprintf(f, "\"pending_key_uri\": %s, ", r->pending[0] ? a : "null");
     fprintf(f, "\"generation\": %u, \"key_fingerprint\": %s%s%s, "
             "\"cert_fingerprint\": %s%s%s}",
             r->generation, r->key_fp[0] ? "\"" : "",
@@ -455,6 +459,10 @@ static void print_text(FILE *f, ROW *r)
         }
         fprintf(f, "\n  valid:     %s .. %s (%lld days left)\n", nb, na,
                 r->days_left);
+    }
+    if (r->pending[0]) {
+        fprintf(f, "  pending:   %s (a new key waiting for its "
+                "certificate)\n", r->pending);
     }
     if (r->last_error[0]) {
         fprintf(f, "  error:     %s\n", r->last_error);

@@ -24,7 +24,10 @@ newpub=$(openssl req -in "$T/new.csr" -noout -pubkey)
 [ "$newpub" != "$(openssl x509 -in "$T/rec.pem" -noout -pubkey)" ] || kh_fail "no new key"
 "$KEYHOLD" verify rec >/dev/null || kh_fail "old identity broken by --force"
 cmp "$T/rec.pem" "$KEYHOLD_STATE_DIR/rec/cert.pem" || kh_fail "served cert changed"
-"$KEYHOLD" status rec >/dev/null || kh_fail "status not ok while pending"
+"$KEYHOLD" status rec >"$T/st.txt" || kh_fail "status not ok while pending"
+grep -q "pending:" "$T/st.txt" || kh_fail "status does not show the pending key"
+"$KEYHOLD" status rec --json | jq -e '.[0].pending_key_uri | startswith("pkcs11:")' >/dev/null \
+    || kh_fail "status --json lacks pending_key_uri"
 # a CSR now is for the pending key
 "$KEYHOLD" csr rec -o "$T/again.csr"
 [ "$(openssl req -in "$T/again.csr" -noout -pubkey)" = "$newpub" ] || kh_fail "csr not for the pending key"
