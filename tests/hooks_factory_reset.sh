@@ -14,8 +14,8 @@
 
 kh_hooks_setup
 # A vendor token with an object of its own (same PIN for brevity).
-softhsm2-util --init-token --free --label vendor --pin 1234 --so-pin 87654321 >/dev/null
-kh_p11tool_keygen vendor vendor-own 0a0b EC:prime256v1 1234
+softhsm2-util --init-token --free --label vendor --pin "$KH_HOOKS_PIN" --so-pin vendor-so-PIN >/dev/null
+kh_p11tool_keygen vendor vendor-own 0a0b EC:prime256v1 "$KH_HOOKS_PIN"
 kh_hooks_identity recording localhost
 kh_hooks_identity mobile mobile.localhost
 "$KEYHOLD" provision management --token "pkcs11:token=vendor" --alg ec-p256 \
@@ -55,14 +55,14 @@ left=$(ls -A "$KEYHOLD_STATE_DIR" | grep -v -e '^audit\.log$' -e '^audit\.head$'
 if softhsm2-util --show-slots 2>/dev/null | grep -q "Serial number: *$serial"; then
     kh_fail "token $serial still present"
 fi
-KH_P=1234 pkcs11-tool --module "$SOFTHSM_MODULE" --token-label vendor --login --pin env:KH_P \
+KH_P=$KH_HOOKS_PIN pkcs11-tool --module "$SOFTHSM_MODULE" --token-label vendor --login --pin env:KH_P \
     --list-objects >"$T/vendor.objs" 2>&1 || { cat "$T/vendor.objs"; kh_fail "vendor token unusable"; }
 grep -q 'label: *vendor-own' "$T/vendor.objs" || kh_fail "the vendor's own object was destroyed"
 if grep -q 'label: *keyhold:' "$T/vendor.objs"; then cat "$T/vendor.objs"; kh_fail "keyhold object left in vendor token"; fi
 tail -n 1 "$KEYHOLD_STATE_DIR/audit.log" | grep -q 'factory-reset' ||
     { tail -n 3 "$KEYHOLD_STATE_DIR/audit.log"; kh_fail "the reset is not the audit log's last record"; }
 "$KEYHOLD" audit verify >"$T/audit.out" 2>&1 || { cat "$T/audit.out"; kh_fail "audit log chain broken by the reset"; }
-kh_no_secrets "$KEYHOLD_STATE_DIR/audit.log" 1234 56785678
+kh_no_secrets "$KEYHOLD_STATE_DIR/audit.log" "$KH_HOOKS_PIN" "$KH_HOOKS_SOPIN"
 
 kh_log "a second run on a reset appliance is harmless"
 "$HOOKS/factory-reset" --yes >"$T/reset2.out" 2>&1 || { cat "$T/reset2.out"; kh_fail "second reset failed"; }

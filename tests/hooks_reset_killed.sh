@@ -14,7 +14,7 @@ for step in recorded zeroized tokens files; do
     kh_log "reset killed after '$step'"
     if [ ! -e "$T/user.pin" ]; then
         # The previous round removed the token and its PIN files.
-        (umask 077 && printf '%s' 1234 >"$T/user.pin" && printf '%s' 56785678 >"$T/so.pin")
+        kh_hooks_pins
         "$KEYHOLD" token init --label appliance --pin-file "$T/user.pin" \
             --so-pin-file "$T/so.pin" >/dev/null 2>&1 || kh_fail "token init"
     fi
