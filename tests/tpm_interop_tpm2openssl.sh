@@ -52,6 +52,13 @@ openssl dgst -sha256 -verify "$T/peer-ec.pub" -signature "$T/msg2.sig" "$T/msg" 
     || kh_fail "signature with the tpm2-openssl key file does not verify"
 kh_log "tpm2-openssl keys (EC, RSA, EC with auth) sign through keyhold"
 
+# The auth value through the passphrase callback (-passin), as tpm2-openssl
+# itself takes it.
+openssl dgst -sha256 "${KH_PROV[@]}" -passin pass:sesame -sign "tpm2:file=$T/peer-auth.pem" \
+    -out "$T/msg3.sig" "$T/msg" || kh_fail "auth value from -passin"
+openssl dgst -sha256 -verify "$T/peer-auth.pub" -signature "$T/msg3.sig" "$T/msg" >/dev/null \
+    || kh_fail "signature with the -passin auth does not verify"
+
 # Must fail: the auth value is needed and not given (no passphrase source).
 kh_must_fail_clean openssl dgst -sha256 "${KH_PROV[@]}" -sign "tpm2:file=$T/peer-auth.pem" \
     -out "$T/x.sig" "$T/msg"
