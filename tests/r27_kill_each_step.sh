@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Scenario 27: a renewal or a rekey killed after each of its steps (key
-# generation, CSR, CA response, checks, staging, each write, the switch,
-# the hooks, ...; KEYHOLD_CRASH_AT aborts the process there, like kill -9)
+# Scenario 27: a renewal, a rekey, an install or a provision --force killed
+# after each of its steps (key generation, CSR, CA response, checks,
+# staging, each write, the switch, the hooks, ...; KEYHOLD_CRASH_AT aborts
+# the process there, like kill -9)
 # and then the next run -> the identity is exactly the old or exactly the
 # new one (served certificate and hardware key match, keyhold verify
 # passes), no half-built generation is left, and no key is left in the
@@ -61,14 +62,33 @@ consistent() {
     [ -z "$orphans" ] || kh_fail "$what: orphan key(s) in the token: $orphans"
 }
 
+# A certificate for the identity's current key, signed by the EST CA, for
+# installs by hand.
+manual_cert() {
+    "$KEYHOLD" csr cam -o "$T/cam.csr" >/dev/null 2>&1 || kh_fail "keyhold csr"
+    openssl x509 -req -in "$T/cam.csr" -CA "$KH_ESTD_DIR/ca.pem" -CAkey "$KH_ESTD_CA_KEY" \
+        "${KH_PROV[@]}" -CAcreateserial -days 5 -out "$T/manual.pem" -extfile <(printf \
+        'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:cam1.example\n') \
+        2>/dev/null || kh_fail "signing a certificate by hand"
+}
+
 crashed=0
-for op in renew rekey; do
+for op in renew rekey install provision; do
     for step in $steps; do
         before=$(kh_est_cert_fp cam)
         rc=0
         case $op in
             renew) KEYHOLD_CRASH_AT=$step "$KEYHOLD" renew cam --force >"$T/crash.out" 2>&1 || rc=$?;;
             rekey) KEYHOLD_CRASH_AT=$step "$KEYHOLD" rekey cam >"$T/crash.out" 2>&1 || rc=$?;;
+            install)
+                manual_cert
+                KEYHOLD_CRASH_AT=$step "$KEYHOLD" install cam "$T/manual.pem" --no-reload \
+                    >"$T/crash.out" 2>&1 || rc=$?;;
+            provision)
+                # a new key for the identity; the old one serves until a
+                # certificate for the new one is installed
+                KEYHOLD_CRASH_AT=$step "$KEYHOLD" provision cam --force --token app --alg ec-p256 \
+                    --host cam1.example --pin-file "$T/app.pin" >"$T/crash.out" 2>&1 || rc=$?;;
         esac
         if [ "$rc" = 0 ]; then
             continue    # this operation has no such step
@@ -84,5 +104,5 @@ for op in renew rekey; do
         kh_log "$op killed at $step: $( [ "$before" = "$after" ] && echo old || echo new ) identity, consistent"
     done
 done
-[ "$crashed" -ge 8 ] || kh_fail "only $crashed crash points were reached"
+[ "$crashed" -ge 30 ] || kh_fail "only $crashed crash points were reached"
 kh_log "scenario 27 ok ($crashed crashes)"
