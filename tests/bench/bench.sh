@@ -150,7 +150,7 @@ if [ "$JSON" = --profile ]; then
         [ "$alg" = ecdsa-p256 ] || n=40
         raw=
         paths="raw sw keyhold libp11"
-        [ -n "${KHB_TPM_TCTI:-}" ] && paths="$paths tpm-keyhold tpm-peer"
+        [ -n "${KHB_TPM_TCTI:-}" ] && paths="$paths tpm-keyhold tpm-keyhold-hold tpm-peer"
         for path in $paths; do
             f=$out/callgrind.$path.$alg
             [ "${path#tpm}" != "$path" ] && tpm2_flushcontext -t >/dev/null 2>&1

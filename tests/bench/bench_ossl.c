@@ -169,6 +169,8 @@ static const char *path_name(enum khb_path path)
         return "libp11";
     case KHB_PATH_TPM_KEYHOLD:
         return "tpm-keyhold";
+    case KHB_PATH_TPM_KEYHOLD_HOLD:
+        return "tpm-keyhold-hold";
     default:
         return "tpm-peer";
     }
@@ -196,6 +198,7 @@ static int load_path(enum khb_path path, struct path_keys *pk)
                  khb_path(0, path == KHB_PATH_SW
                              ? (i ? "sw-rsa.crt" : "sw-ec.crt")
                              : path == KHB_PATH_TPM_KEYHOLD
+                                   || path == KHB_PATH_TPM_KEYHOLD_HOLD
                                    || path == KHB_PATH_TPM_PEER
                              ? (i ? "tpm-rsa.crt" : "tpm-ec.crt")
                              : (i ? "hw-rsa.crt" : "hw-ec.crt")));
@@ -226,6 +229,14 @@ static int load_path(enum khb_path path, struct path_keys *pk)
         }
         break;
     case KHB_PATH_TPM_KEYHOLD:
+    case KHB_PATH_TPM_KEYHOLD_HOLD:
+        /*
+         * Read by the TPM backend when it first reaches the TPM. It picks
+         * "connect per operation" by itself for a swtpm: TCTI, but the
+         * counting TCTI in front hides that name, so say it explicitly.
+         */
+        setenv("KEYHOLD_TPM_HOLD", path == KHB_PATH_TPM_KEYHOLD_HOLD ? "1" : "0",
+               1);
         pk->libctx = khb_libctx_new(1);
         if (pk->libctx == NULL) {
             return 0;
@@ -267,7 +278,10 @@ static int load_path(enum khb_path path, struct path_keys *pk)
  */
 static int max_threads(enum khb_path path)
 {
-    return path == KHB_PATH_TPM_KEYHOLD || path == KHB_PATH_TPM_PEER ? 1 : 2;
+    return path == KHB_PATH_TPM_KEYHOLD || path == KHB_PATH_TPM_PEER
+                   || path == KHB_PATH_TPM_KEYHOLD_HOLD
+               ? 1
+               : 2;
 }
 
 /* Frees what load_path() made: TPM backends flush key contexts here. */
@@ -325,7 +339,8 @@ end:
 int khb_profile(const char *path, enum khb_alg alg, long n)
 {
     static const char *const names[] = {
-        "sw", "keyhold", "libp11", "tpm-keyhold", "tpm-peer"
+        "sw", "keyhold", "libp11", "tpm-keyhold", "tpm-peer",
+        "tpm-keyhold-hold"
     };
     struct sig_state st;
     struct path_keys pk;
@@ -945,20 +960,31 @@ end:
 }
 
 /*
- * Child "tpm-commands": TPM commands per signature, counted by the
+ * Child "tpmcmd-PATH": TPM commands per signature for one path (one process
+ * each: keyhold reads its TPM settings once per process), counted by the
  * khcount TCTI that bench.sh puts in front of swtpm for both providers.
+ * The counting library is loaded here first, so that a provider that opens
+ * and closes its TCTI per operation cannot unload it (and its counter).
  */
-int khb_child_tpm_commands(void)
+int khb_child_tpm_commands(enum khb_path path)
 {
     const char *lib = getenv("KHB_TCTI_COUNT_LIB");
     count_fn get = NULL;
-    int ok = 0;
+    void *h;
 
     if (lib == NULL) {
         fprintf(stderr, "kh-bench: KHB_TCTI_COUNT_LIB not set\n");
         return 1;
     }
-    ok |= count_path(KHB_PATH_TPM_KEYHOLD, lib, &get);
-    ok |= count_path(KHB_PATH_TPM_PEER, lib, &get);
-    return ok ? 0 : 1;
+    h = dlopen(lib, RTLD_NOW);
+    if (h == NULL) {
+        fprintf(stderr, "kh-bench: %s: %s\n", lib, dlerror());
+        return 1;
+    }
+    get = (count_fn)dlsym(h, "kh_tcti_count");
+    if (get == NULL) {
+        fprintf(stderr, "kh-bench: %s has no kh_tcti_count\n", lib);
+        return 1;
+    }
+    return count_path(path, lib, &get) ? 0 : 1;
 }

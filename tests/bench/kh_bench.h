@@ -111,8 +111,12 @@ enum khb_path {
     KHB_PATH_SW = 0,            /* software key, default provider */
     KHB_PATH_KEYHOLD,           /* keyhold provider, key from pkcs11: URI */
     KHB_PATH_LIBP11,            /* libp11's pkcs11 engine */
-    KHB_PATH_TPM_KEYHOLD,       /* keyhold provider, tpm2 key */
-    KHB_PATH_TPM_PEER           /* tpm2-openssl provider */
+    KHB_PATH_TPM_KEYHOLD,       /* keyhold provider, tpm2 key (its default
+                                   on a TCTI without a resource manager:
+                                   connect, load, sign, flush per op) */
+    KHB_PATH_TPM_PEER,          /* tpm2-openssl provider */
+    KHB_PATH_TPM_KEYHOLD_HOLD   /* keyhold, KEYHOLD_TPM_HOLD=1: key stays
+                                   loaded, as with a resource manager */
 };
 
 /* "sign": raw, software, keyhold and libp11 windows interleaved in one
@@ -125,7 +129,7 @@ int khb_child_sign(enum khb_path path);
 int khb_child_tls(enum khb_path path);
 int khb_child_footprint(void);
 int khb_child_memory(void);
-int khb_child_tpm_commands(void);
+int khb_child_tpm_commands(enum khb_path path);
 
 /* Loads "default" (+ "keyhold" when |keyhold|) into a new library context. */
 OSSL_LIB_CTX *khb_libctx_new(int keyhold);
