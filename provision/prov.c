@@ -359,7 +359,7 @@ int kh_key_selftest(KH_CTX *ctx, EVP_PKEY *pkey, X509 *cert,
     BIO *b1 = NULL, *b2 = NULL;
     X509_STORE *store = NULL;
     EVP_PKEY *certkey = X509_get0_pubkey(cert);
-    int rc = KH_EXIT_REJECTED, i, tries;
+    int rc = KH_EXIT_REJECTED, i, tries, no_pss = 0;
     unsigned char buf[16];
     const char *vers[2] = { "TLSv1.3", "TLSv1.2" };
 
@@ -407,6 +407,10 @@ int kh_key_selftest(KH_CTX *ctx, EVP_PKEY *pkey, X509 *cert,
         for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
             SSL_CTX_add1_chain_cert(sctx, sk_X509_value(chain, i));
         }
+        if (no_pss) {
+            /* TLS 1.2 with PKCS#1 v1.5 signatures only */
+            SSL_CTX_set1_sigalgs_list(sctx, "RSA+SHA256:RSA+SHA384:RSA+SHA512");
+        }
         SSL_CTX_set_min_proto_version(sctx, v);
         SSL_CTX_set_max_proto_version(sctx, v);
         SSL_CTX_set_min_proto_version(cctx, v);
@@ -442,6 +446,21 @@ int kh_key_selftest(KH_CTX *ctx, EVP_PKEY *pkey, X509 *cert,
             char e2[400];
 
             kh_prov_map_errors("handshake", e2, sizeof(e2));
+            if (tries == 0 && vr == X509_V_OK && EVP_PKEY_is_a(certkey, "RSA")) {
+                /* TLS 1.3 needs RSA-PSS, which some tokens lack: the
+                 * identity still serves TLS 1.2 */
+                kh_warn(ctx, "loopback TLS 1.3 handshake failed with this "
+                        "RSA key (does the token lack RSA-PSS? TLS 1.3 "
+                        "clients cannot connect; prefer an EC key): %s", e2);
+                SSL_free(s);
+                SSL_free(c);
+                SSL_CTX_free(sctx);
+                SSL_CTX_free(cctx);
+                s = c = NULL;
+                sctx = cctx = NULL;
+                no_pss = 1;
+                continue;
+            }
             kh_seterr(err, errlen, KH_EXIT_BROKEN,
                       "loopback %s handshake failed%s%s: %s", vers[tries],
                       vr != X509_V_OK ? ", certificate: " : "",
