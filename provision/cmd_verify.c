@@ -53,7 +53,7 @@ int cmd_verify(KH_CTX *ctx, int argc, char **argv)
         kh_err(ctx, "verify %s: %s", argv[1], err);
     } else {
         printf("identity '%s': ok (hardware signature verified with the "
-               "certificate; loopback TLS 1.3 and 1.2 handshakes completed)\n",
+               "certificate; loopback TLS handshakes completed)\n",
                argv[1]);
     }
     EVP_PKEY_free(pkey);
