@@ -57,7 +57,20 @@ if [ -x "$KEYHOLD" ]; then
         "$KEYHOLD" status rec >/dev/null 2>"$T/cli.err" || { cat "$T/cli.err"; kh_fail "keyhold status run $i failed"; }
         "$KEYHOLD" csr rec -o "$T/again.csr" >/dev/null 2>"$T/cli.err" || { cat "$T/cli.err"; kh_fail "keyhold csr run $i failed"; }
     done
-    openssl req -in "$T/again.csr" -verify -noout 2>&1 | grep -q "verify OK" || kh_fail "the last CSR does not verify"
+    openssl req -in "$T/again.csr" -verify -noout >"$T/req.out" 2>&1 || true
+    grep -q "verify OK" "$T/req.out" || kh_fail "the last CSR does not verify"
     kh_log "CLI: 500 runs (status, csr), all exit 0"
+    if [ "${KH_ASAN:-0}" != 1 ]; then
+        for cmd in "status rec" "csr rec -o $T/vg.csr" "verify rec"; do
+            # shellcheck disable=SC2086
+            valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
+                --undef-value-errors=no --trace-children=no \
+                --suppressions="$KH_TOP/tests/valgrind/keyhold.supp" \
+                "$KEYHOLD" $cmd >"$T/vgcli.out" 2>&1 \
+                || { tail -n 40 "$T/vgcli.out"; kh_fail "valgrind: keyhold $cmd"; }
+            grep -q "ERROR SUMMARY: 0 errors" "$T/vgcli.out" || kh_fail "valgrind: keyhold $cmd reported errors"
+        done
+        kh_log "CLI under valgrind (status, csr, verify): no leak, no error"
+    fi
 fi
 kh_log "scenario 16 ok"
