@@ -453,8 +453,42 @@ static int key_tag(const char *uri, char *tag, size_t len)
     return kh_uri_key_id(uri, tag, len);
 }
 
+/* Keys a rekey retired but keeps for a grace period: $STATE/NAME/
+ * retired-keys, "DEADLINE URI" per line (written by the renewal code,
+ * which destroys them after the deadline). Their tags join |keep|. */
+static void keep_retired(KH_CTX *ctx, const char *name, KH_STRLIST *keep)
+{
+    char path[KH_PATH_MAX], tag[1100];
+    char *buf = NULL, *line, *save = NULL;
+    time_t now = time(NULL);
+
+    if (!kh_path(path, sizeof(path), "%s/%s/retired-keys", ctx->state_dir,
+                 name)
+        || !kh_read_file(path, 1024 * 1024, &buf, NULL, NULL, 0)) {
+        return;
+    }
+    for (line = strtok_r(buf, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *end = NULL;
+        long long deadline = strtoll(line, &end, 10);
+
+        if (end == line || end == NULL || *end != ' ') {
+            continue;
+        }
+        while (*end == ' ') {
+            end++;
+        }
+        if (deadline > (long long)now && key_tag(end, tag, sizeof(tag))
+            && !kh_strlist_has(keep, tag)) {
+            kh_strlist_add(keep, tag);
+        }
+    }
+    free(buf);
+}
+
 /* Removes generations older than |keep_from| and destroys the keys that no
- * kept generation or pending record references. */
+ * kept generation, pending record or retired-key grace period
+ * references. */
 static void prune(KH_CTX *ctx, KH_IDENTITY *id, KH_TOKEN *tok,
                   unsigned keep_from)
 {
@@ -485,6 +519,7 @@ static void prune(KH_CTX *ctx, KH_IDENTITY *id, KH_TOKEN *tok,
             kh_strlist_add(&keep, tag);
         }
     }
+    keep_retired(ctx, id->name, &keep);
     if (keep.n == 0) {
         goto end;
     }
@@ -722,6 +757,9 @@ int kh_identity_install(KH_CTX *ctx, KH_IDENTITY *id, const KH_INSTALL_REQ *req,
         /* pkcs11 keys are destroyed only with a logged-in session */
         prune(ctx, id, (tok != NULL && !req->no_token_cert) ? tok : NULL,
               gen - 1);
+        if (tok != NULL && !req->no_token_cert) {
+            kh_identity_clean_orphans(ctx, id, tok, e2, sizeof(e2));
+        }
     }
     kh_crash_point("pruned");
     rc = KH_EXIT_OK;
@@ -869,13 +907,17 @@ int kh_identity_clean_orphans(KH_CTX *ctx, const KH_IDENTITY *id, KH_TOKEN *t,
             free(uri);
         }
     }
-    if (kh_uri_key_id(kh_id_get(id, "key-uri"), hex, sizeof(hex))) {
+    /* the config's key-uri is the key in use only until a certificate is
+     * installed; later the generations say which keys serve */
+    if (cur == 0
+        && kh_uri_key_id(kh_id_get(id, "key-uri"), hex, sizeof(hex))) {
         kh_strlist_add(&keep, hex);
     }
     kh_status_read(ctx, id->name, &st);
     if (kh_uri_key_id(st.pending_key_uri, hex, sizeof(hex))) {
         kh_strlist_add(&keep, hex);
     }
+    keep_retired(ctx, id->name, &keep);
     for (i = 0; i < ids.n; i++) {
         if (kh_strlist_has(&keep, ids.v[i])) {
             continue;

@@ -43,12 +43,25 @@ jq -e '.pending_key_uri == ""' "$KEYHOLD_STATE_DIR/rec/status.json" >/dev/null |
 pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin "$KH_CLI_PIN" \
     --list-objects --type privkey 2>/dev/null | grep -c "Private Key Object" >"$T/n"
 [ "$(cat "$T/n")" = 2 ] || kh_fail "expected old + new key, found $(cat "$T/n")"
-kh_log "a third install prunes gen-1 and its key"
+kh_log "a key in its grace period (retired-keys) survives pruning"
+olduri=$(jq -r '.[0].key_uri' <("$KEYHOLD" status rec --json 2>/dev/null || true))
+gen1uri=$(sed -n 's/^key-uri = //p' "$KEYHOLD_CONF_DIR/rec.conf")
+echo "$(( $(date +%s) + 3600 )) $gen1uri" >"$KEYHOLD_STATE_DIR/rec/retired-keys"
+kh_cli_sign rec "$T/graced.pem" "DNS:cam1.example.com"
+"$KEYHOLD" install rec "$T/graced.pem" >/dev/null
+"$KEYHOLD" install rec "$T/graced.pem" >/dev/null
+pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin "$KH_CLI_PIN" \
+    --list-objects --type privkey 2>/dev/null | grep -c "Private Key Object" >"$T/n"
+[ "$(cat "$T/n")" = 2 ] || kh_fail "a key in its grace period was destroyed"
+echo "$(( $(date +%s) - 10 )) $gen1uri" >"$KEYHOLD_STATE_DIR/rec/retired-keys"
+[ -n "$olduri" ] || kh_fail "no key uri"
+
+kh_log "past the grace period, the next install destroys the old key"
 kh_cli_sign rec "$T/new2.pem" "DNS:cam1.example.com"
 "$KEYHOLD" install rec "$T/new2.pem"
 [ ! -e "$KEYHOLD_STATE_DIR/rec/gen-1" ] || kh_fail "gen-1 kept"
 pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin "$KH_CLI_PIN" \
-    --list-objects --type privkey 2>/dev/null | grep -c "Private Key Object" >"$T/n"
+    --list-objects --type privkey 2>/dev/null | grep -c "label: *keyhold:rec:" >"$T/n"
 [ "$(cat "$T/n")" = 1 ] || kh_fail "old key not destroyed ($(cat "$T/n") keys)"
 pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin "$KH_CLI_PIN" \
     --list-objects 2>/dev/null | kh_has -i "ID: *$oldid" && kh_fail "old key id still present"
