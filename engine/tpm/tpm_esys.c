@@ -1239,6 +1239,53 @@ static size_t hash_len(TPMI_ALG_HASH h)
     }
 }
 
+/*
+ * The authorization for using a key: a key without an auth value takes the
+ * empty password; a key with one gets an HMAC session of its own, so the
+ * auth value never crosses the bus in the clear and a replayed command
+ * fails. The session ends with the command (continueSession clear); after
+ * a failed command the TPM keeps it, so it is flushed here.
+ */
+static TSS2_RC key_session_locked(struct kh_tpm_key *k, ESYS_TR *sess)
+{
+    static const TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_NULL };
+    TSS2_RC rc;
+
+    *sess = ESYS_TR_PASSWORD;
+    if (k->auth.size == 0) {
+        return TSS2_RC_SUCCESS;
+    }
+    for (;;) {
+        rc = Esys_StartAuthSession(g.esys, ESYS_TR_NONE, ESYS_TR_NONE,
+                                   ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                   NULL, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256,
+                                   sess);
+        if (rc_is_objmem(rc) && evict_one_locked(k)) {
+            continue;
+        }
+        break;
+    }
+    if (rc != TSS2_RC_SUCCESS) {
+        *sess = ESYS_TR_PASSWORD;
+        return rc;
+    }
+    rc = Esys_TRSess_SetAttributes(g.esys, *sess, 0,
+                                   TPMA_SESSION_CONTINUESESSION);
+    if (rc != TSS2_RC_SUCCESS) {
+        Esys_FlushContext(g.esys, *sess);
+        *sess = ESYS_TR_PASSWORD;
+    }
+    return rc;
+}
+
+static void key_session_done(ESYS_TR sess, TSS2_RC rc)
+{
+    if (sess != ESYS_TR_PASSWORD && rc != TSS2_RC_SUCCESS
+        && !rc_is_comm(rc)) {
+        Esys_FlushContext(g.esys, sess);
+    }
+}
+
 struct sign_arg {
     TPM2B_DIGEST digest;
     TPMT_SIG_SCHEME scheme;
@@ -1255,8 +1302,17 @@ static TSS2_RC sign_op(struct kh_tpm_key *k, void *arg)
         .digest = { .size = 0 },
     };
 
-    return Esys_Sign(g.esys, k->tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                     ESYS_TR_NONE, &a->digest, &a->scheme, &none, &a->sig);
+    ESYS_TR sess;
+    TSS2_RC rc;
+
+    rc = key_session_locked(k, &sess);
+    if (rc != TSS2_RC_SUCCESS) {
+        return rc;
+    }
+    rc = Esys_Sign(g.esys, k->tr, sess, ESYS_TR_NONE, ESYS_TR_NONE,
+                   &a->digest, &a->scheme, &none, &a->sig);
+    key_session_done(sess, rc);
+    return rc;
 }
 
 static enum kh_tpm_rc ecdsa_to_der(const TPMS_SIGNATURE_ECC *s,
@@ -1373,9 +1429,17 @@ static TSS2_RC dec_op(struct kh_tpm_key *k, void *arg)
 {
     struct dec_arg *a = arg;
 
-    return Esys_RSA_Decrypt(g.esys, k->tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                            ESYS_TR_NONE, &a->in, &a->scheme, &a->label,
-                            &a->out);
+    ESYS_TR sess;
+    TSS2_RC rc;
+
+    rc = key_session_locked(k, &sess);
+    if (rc != TSS2_RC_SUCCESS) {
+        return rc;
+    }
+    rc = Esys_RSA_Decrypt(g.esys, k->tr, sess, ESYS_TR_NONE, ESYS_TR_NONE,
+                          &a->in, &a->scheme, &a->label, &a->out);
+    key_session_done(sess, rc);
+    return rc;
 }
 
 enum kh_tpm_rc kh_tpm_key_decrypt(KH_TPM_KEY *k, int oaep_md_nid,
