@@ -68,6 +68,8 @@ static int prompt(const char *what, char *pin, size_t pinsize, size_t *pinlen,
     if (tty == NULL) {
         return kh_seterr(err, errlen, KH_EXIT_PIN, "cannot open the terminal");
     }
+    /* no stdio buffer of our own holds the PIN after it was read */
+    setvbuf(tty, NULL, _IONBF, 0);
     if (tcgetattr(fileno(tty), &old) != 0) {
         fclose(tty);
         return kh_seterr(err, errlen, KH_EXIT_PIN, "no terminal for a prompt");
