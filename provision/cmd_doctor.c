@@ -6,6 +6,7 @@
  * PIN file and state permissions, the clock.
  */
 #include <errno.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,14 @@ static void check_perm(const char *what, const char *path, int pin)
             bad("%s %s has mode %04o: run 'chmod 0640 %s; chown root:keyhold "
                 "%s'", what, path, (unsigned)(st.st_mode & 07777), path, path);
         } else {
+            struct group *g = getgrnam("keyhold");
+
             ok("%s %s mode %04o", what, path, (unsigned)(st.st_mode & 07777));
+            if (g != NULL && st.st_gid != g->gr_gid) {
+                printf("info     %s %s is not in group keyhold: servers "
+                       "running in that group cannot read it ('chgrp "
+                       "keyhold %s')\n", what, path, path);
+            }
         }
     } else if (st.st_mode & S_IWOTH) {
         bad("%s %s is world-writable: run 'chmod o-w %s'", what, path, path);
