@@ -4,7 +4,7 @@
 # (CKR_DEVICE_REMOVED / CKR_TOKEN_NOT_PRESENT, also in the middle of a
 # signature) -> the handshake ends with a TLS alert, the server does not
 # crash, and when the token is back the next handshake works without a
-# restart.
+# restart -- for s_server and for nginx's workers.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$KH_SHIM"
@@ -52,6 +52,59 @@ kh_shim_set 'fail C_Sign CKR_DEVICE_REMOVED at=1'
 kh_r_handshake "$port" -tls1_3 || true
 kh_r_alive "$srv" s_server
 kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no handshake after a one-off DEVICE_REMOVED"; }
+
+# 5. The same under nginx with 4 workers on a key reference: every worker
+#    fails cleanly while the token is away and serves again when it is back.
+kh_need "$BUILD/tests/kh-keyref" "$BUILD/tests/kh-hsloop"
+kh_shim_set
+"$BUILD/tests/kh-keyref" "$(kh_shim_uri appl srv)" >"$T/key.pem"
+cnf=$(kh_openssl_cnf last)
+nport=$(kh_r_port)
+d=$T/nginx
+mkdir -p "$d/tmp" "$d/logs"
+cat >"$d/nginx.conf" <<NGX
+user root;
+worker_processes 4;
+daemon off;
+pid $T/nginx.pid;
+error_log $d/logs/error.log notice;
+env SOFTHSM2_CONF;
+env KH_SHIM_CONTROL;
+env KH_SHIM_LOG;
+env KH_SHIM_MODULE;
+events { worker_connections 32; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    server {
+        listen 127.0.0.1:$nport ssl reuseport;
+        ssl_certificate $T/srv.pem;
+        ssl_certificate_key $T/key.pem;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        location / { return 200 "keyhold\n"; }
+    }
+}
+NGX
+OPENSSL_CONF=$cnf nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" >"$d/logs/stdout.log" 2>&1 </dev/null &
+nginx_master=$!
+kh_wait_port "$nport"
+"$BUILD/tests/kh-hsloop" -p "$nport" -C "$T/ca/ca.pem" -n 40 >"$T/n1.out" 2>&1 \
+    || { cat "$T/n1.out"; kh_fail "nginx: handshakes before the removal"; }
+kh_shim_set removed
+rc=0
+"$BUILD/tests/kh-hsloop" -p "$nport" -C "$T/ca/ca.pem" -n 40 -k >"$T/n2.out" 2>&1 || rc=$?
+grep -q "handshakes: 0/40 failed: 40" "$T/n2.out" || { cat "$T/n2.out"; kh_fail "nginx: handshakes succeeded without the token"; }
+kill -0 "$nginx_master" || kh_fail "nginx died while the token was away"
+kh_shim_set
+"$BUILD/tests/kh-hsloop" -p "$nport" -C "$T/ca/ca.pem" -n 40 >"$T/n3.out" 2>&1 \
+    || { cat "$T/n3.out"; kh_fail "nginx: no handshake after the token came back"; }
+if grep -E 'exited on signal|\[alert\]' "$d/logs/error.log"; then kh_fail "an nginx worker crashed"; fi
+kh_log "nginx, 4 workers: 40/40 fail cleanly while removed, 40/40 succeed after, no restart"
 
 if grep -qE 'AddressSanitizer|runtime error:|Segmentation' "$T/s_server.$port.log"; then
     cat "$T/s_server.$port.log"; kh_fail "server reported a crash or sanitizer error"
