@@ -161,9 +161,9 @@ static int new_key(KH_CTX *ctx, KH_IDENTITY *id, char **uri, char *err,
 }
 
 /*
- * After a rekey passed its health check and the reload hooks: destroys the
- * key it replaced (|uri|, NULL when it is kept) and any key of this
- * identity nothing references any more (a crash right after keygen).
+ * Destroys the key |uri| a rekey replaced (after its health check, reload
+ * hooks and grace period); with |uri| NULL, sweeps the keys of this identity
+ * that nothing references any more (a crash right after keygen).
  */
 static void retire_key(KH_CTX *ctx, KH_IDENTITY *id, const char *uri,
                        int quiet)
@@ -203,7 +203,7 @@ static void retire_key(KH_CTX *ctx, KH_IDENTITY *id, const char *uri,
                      "replaced by rekey");
         }
     }
-    if (rc == KH_EXIT_OK) {
+    if (rc == KH_EXIT_OK && uri == NULL) {
         rc = kh_identity_clean_orphans(ctx, id, t, e2, sizeof(e2));
     }
     kh_token_close(t);
