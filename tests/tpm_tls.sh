@@ -21,11 +21,12 @@ KT=$BUILD/keyhold-tpm
 # private key): tpm_cert PUB OUT
 tpm_cert() {
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout /dev/null -subj "/CN=localhost" -out "$T/tmp.csr" 2>/dev/null
+        -keyout "$T/tmp.key" -subj "/CN=localhost" -out "$T/tmp.csr" 2>"$T/cert.err" \
+        || { cat "$T/cert.err"; kh_fail "openssl req for $1"; }
     KH_SAN=DNS:localhost openssl x509 -req -in "$T/tmp.csr" -force_pubkey "$1" \
         -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" -CAcreateserial -days 7 \
-        -extfile "$T/ca/ext-server.cnf" -out "$2" 2>/dev/null \
-        || kh_fail "test CA could not certify $1"
+        -extfile "$T/ca/ext-server.cnf" -out "$2" 2>"$T/cert.err" \
+        || { cat "$T/cert.err"; kh_fail "test CA could not certify $1"; }
 }
 tpm_cert "$T/ec.pub" "$T/ec.crt"
 tpm_cert "$T/rsa.pub" "$T/rsa.crt"
