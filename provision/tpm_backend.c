@@ -292,6 +292,10 @@ int kh_tpm_get_pubkey(KH_CTX *ctx, const KH_IDENTITY *id, const char *key_uri,
         trc = kh_tpm_key_from_handle(handle, &k, e, sizeof(e));
     } else {
         trc = kh_tpm_key_from_file(file, &k, e, sizeof(e));
+        /* A file alone proves nothing: the TPM must still load it. */
+        if (trc == KH_TPM_OK) {
+            trc = kh_tpm_key_check(k, e, sizeof(e));
+        }
     }
     if (trc == KH_TPM_OK) {
         *pub = kh_tpm_key_public(k, ctx->libctx, NULL, e, sizeof(e));

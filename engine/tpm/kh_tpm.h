@@ -70,6 +70,13 @@ enum kh_tpm_rc kh_tpm_key_from_file(const char *path, KH_TPM_KEY **out,
 KH_TPM_KEY *kh_tpm_key_up_ref(KH_TPM_KEY *k);
 void kh_tpm_key_free(KH_TPM_KEY *k);
 
+/*
+ * Loads the key into the TPM and lets it go: proves the TPM answers and
+ * still holds the key's storage parent (KH_TPM_ERR_NOTFOUND when the TPM
+ * was cleared or the file belongs to another TPM).
+ */
+enum kh_tpm_rc kh_tpm_key_check(KH_TPM_KEY *k, char *err, size_t errlen);
+
 /* 1 when the key was created with an empty auth value. */
 int kh_tpm_key_empty_auth(const KH_TPM_KEY *k);
 /* Copies the auth value into the key (wiped on free). */

@@ -873,6 +873,14 @@ static enum kh_tpm_rc run_key_op(struct kh_tpm_key *k, key_op op, void *arg,
         snprintf(err, errlen, "%s: no key at persistent handle 0x%08x",
                  what, k->persistent);
         ret = KH_TPM_ERR_NOTFOUND;
+    } else if (!k->persistent && !started && !rc_is_comm(rc)
+               && (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER) {
+        /* The TPM refuses the key file: its storage key is not the one
+         * the file was made under (TPM cleared, another machine's file). */
+        snprintf(err, errlen, "%s: this TPM cannot load the key file (TPM "
+                 "cleared, or a key of another TPM): %s", what,
+                 Tss2_RC_Decode(rc));
+        ret = KH_TPM_ERR_NOTFOUND;
     } else {
         ret = fail(rc, err, errlen, what);
     }
@@ -1002,6 +1010,18 @@ enum kh_tpm_rc kh_tpm_key_from_file(const char *path, KH_TPM_KEY **out,
     }
     OPENSSL_free(der);
     return rc;
+}
+
+static TSS2_RC noop_op(struct kh_tpm_key *k, void *arg)
+{
+    (void)k;
+    (void)arg;
+    return TSS2_RC_SUCCESS;
+}
+
+enum kh_tpm_rc kh_tpm_key_check(KH_TPM_KEY *k, char *err, size_t errlen)
+{
+    return run_key_op(k, noop_op, NULL, "loading the TPM key", err, errlen);
 }
 
 static TSS2_RC read_public_op(struct kh_tpm_key *k, void *arg)
