@@ -196,7 +196,22 @@ int kh_tpm_keygen(KH_CTX *ctx, KH_IDENTITY *id, const char *alg,
             rc = kh_seterr(err, errlen, KH_EXIT_TOKEN, "state path too long");
             goto end;
         }
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        /*
+         * Servers sign as a member of group keyhold: like the token's
+         * files, the key file is readable by the group (it is wrapped by
+         * the TPM; using it still needs the TPM) and writable by root.
+         * The state dir is setgid keyhold, so the group is inherited.
+         */
+        if (mkdir(dir, 0750) == 0) {
+            struct stat st;
+            char *slash = strrchr(dir, '/');
+
+            /* 0750 whatever the umask, keeping the parent's setgid. */
+            *slash = '\0';
+            n = stat(dir, &st);
+            *slash = '/';
+            chmod(dir, 0750 | (n == 0 ? (st.st_mode & S_ISGID) : 0));
+        } else if (errno != EEXIST) {
             rc = kh_seterr(err, errlen, errno == EACCES ? KH_EXIT_PERM
                            : KH_EXIT_TOKEN, "%s: %s", dir, strerror(errno));
             goto end;
@@ -208,7 +223,7 @@ int kh_tpm_keygen(KH_CTX *ctx, KH_IDENTITY *id, const char *alg,
         }
         /* A file left by an interrupted run of this generation: replace. */
         unlink(path);
-        if (!kh_tpm_pem_write(path, der, derlen, e, sizeof(e))) {
+        if (!kh_tpm_pem_write(path, der, derlen, 0640, e, sizeof(e))) {
             rc = kh_seterr(err, errlen, KH_EXIT_TOKEN, "TPM key file: %s", e);
             goto end;
         }

@@ -22,6 +22,8 @@ uri=$(sed -n 's/^key-uri = //p' "$KEYHOLD_CONF_DIR/cam.conf")
 case $uri in tpm2:file=*) ;; *) kh_fail "key-uri is not a TPM key file: $uri";; esac
 keyfile=${uri#tpm2:file=}; keyfile=${keyfile%%;*}
 head -1 "$keyfile" | grep -q "BEGIN TSS2 PRIVATE KEY" || kh_fail "no TSS2 key file at $keyfile"
+# Servers in group keyhold read it (it is wrapped by the TPM), nobody else.
+[ "$(stat -c %a "$keyfile")" = 640 ] || kh_fail "key file mode $(stat -c %a "$keyfile"), want 640"
 kh_est_enroll cam >"$T/e.out" 2>&1 || { cat "$T/e.out"; kh_fail "enroll"; }
 kh_est_works cam
 "$KEYHOLD" status cam --json >"$T/st.json"

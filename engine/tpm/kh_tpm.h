@@ -154,9 +154,9 @@ enum kh_tpm_rc kh_tpm_evict(uint32_t handle, char *err, size_t errlen);
 /* 1 when an object exists at the persistent handle, 0 when not, -1 error */
 int kh_tpm_handle_exists(uint32_t handle, char *err, size_t errlen);
 
-/* TSS2 PRIVATE KEY DER <-> PEM. */
+/* Writes a TSS2 PRIVATE KEY PEM file (new file, O_EXCL, |mode|, fsync). */
 int kh_tpm_pem_write(const char *path, const unsigned char *der,
-                     size_t derlen, char *err, size_t errlen);
+                     size_t derlen, int mode, char *err, size_t errlen);
 
 /*
  * The TPM's identity for provisioning reports: "sha256:HEX" of the

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/asn1t.h>
 #include <openssl/bio.h>
@@ -343,16 +344,23 @@ end:
 }
 
 int kh_tpm_pem_write(const char *path, const unsigned char *der,
-                     size_t derlen, char *err, size_t errlen)
+                     size_t derlen, int mode, char *err, size_t errlen)
 {
     BIO *out = NULL;
     FILE *fp = NULL;
     int fd, ok = 0;
 
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-              0600);
+              mode);
     if (fd < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        goto end;
+    }
+    /* The mode asked for, whatever the caller's umask. */
+    if (fchmod(fd, (mode_t)mode) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        close(fd);
+        unlink(path);
         goto end;
     }
     fp = fdopen(fd, "w");

@@ -159,7 +159,7 @@ static int cmd_create(int argc, char **argv)
         ret = exit_of(rc);
         goto end;
     }
-    if (out != NULL && !kh_tpm_pem_write(out, der, derlen, err,
+    if (out != NULL && !kh_tpm_pem_write(out, der, derlen, 0600, err,
                                          sizeof(err))) {
         fprintf(stderr, "keyhold-tpm: %s\n", err);
         ret = 3;
@@ -272,7 +272,7 @@ static int cmd_seal(int argc, char **argv)
         ret = exit_of(rc);
         goto end;
     }
-    if (!kh_tpm_pem_write(out, der, derlen, err, sizeof(err))) {
+    if (!kh_tpm_pem_write(out, der, derlen, 0600, err, sizeof(err))) {
         fprintf(stderr, "keyhold-tpm: %s\n", err);
         ret = 3;
         goto end;
