@@ -63,6 +63,9 @@ struct kh_prov_ctx {
     int debug;
     int p11_registered;
     int queried;                   /* first query seen (provider.c) */
+    int store_key_files;           /* store-key-files (provider.c) */
+    OSSL_ALGORITHM store_algs[3];
+    OSSL_ALGORITHM decoder_algs[8];
     /* digests fetched once from libctx (sig.c): SHA-1, SHA-2, SHA-3 */
 #define KH_MD_CACHE 8
     EVP_MD *md_cache[KH_MD_CACHE];

@@ -6,8 +6,10 @@
  * fetches and decodes in the application, so keyhold offers exactly what a
  * hardware key needs and nothing else.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -53,10 +55,6 @@ static const OSSL_ALGORITHM kh_encoder[] = {
       kh_ec_text_encoder_functions, "public half and URI of a keyhold key" },
     { NULL, NULL, NULL, NULL }
 };
-
-/* Filled at init: the TPM entries join only when that backend is linked. */
-static OSSL_ALGORITHM kh_store[3];
-static OSSL_ALGORITHM kh_decoder[8];
 
 static const OSSL_ITEM kh_reasons[] = {
     { KH_R_INTERNAL, "internal error" },
@@ -190,9 +188,9 @@ static const OSSL_ALGORITHM *kh_query(void *provctx, int operation_id,
     case OSSL_OP_ASYM_CIPHER:
         return kh_asym_cipher;
     case OSSL_OP_STORE:
-        return kh_store;
+        return ((KH_PROV_CTX *)provctx)->store_algs;
     case OSSL_OP_DECODER:
-        return kh_decoder;
+        return ((KH_PROV_CTX *)provctx)->decoder_algs;
     case OSSL_OP_ENCODER:
         return kh_encoder;
     default:
@@ -242,66 +240,91 @@ static const OSSL_DISPATCH kh_dispatch[] = {
     { 0, NULL }
 };
 
-static void fill_tables(void)
+/*
+ * The algorithm lists, per provider instance (the decoder names depend on
+ * its configuration).
+ *
+ * Key files (the key reference and, with the TPM backend, TSS2 PRIVATE KEY)
+ * decode in two steps: a PEM step that recognises its label and passes the
+ * DER body on, tagged with its own structure name, and a DER step per key
+ * type that claims only that structure. The PEM steps are named
+ * "KEYHOLD-DER" and the DER steps take that as input, so they join only the
+ * chains that decode private keys (PEM_read_bio_PrivateKey, nginx): every
+ * decoder named "DER" is instantiated for each DER step of every
+ * certificate public-key decode, which cost software TLS handshakes several
+ * percent. With store-key-files on (by default in the openssl command only)
+ * they are named "DER" and take DER input instead, which OSSL_STORE's
+ * file: loader (the openssl commands' -key/-in) needs, at that price.
+ */
+static void fill_tables(KH_PROV_CTX *prov)
 {
+    const char *pem_name = prov->store_key_files ? "DER" : "KEYHOLD-DER";
+    const char *ref_props = prov->store_key_files
+        ? KH_PROPS ",input=der,structure=keyhold-key-reference"
+        : KH_PROPS ",input=keyhold-der,structure=keyhold-key-reference";
+    const char *tss2_props = prov->store_key_files
+        ? KH_PROPS ",input=der,structure=tss2"
+        : KH_PROPS ",input=keyhold-der,structure=tss2";
+    OSSL_ALGORITHM *st = prov->store_algs, *dec = prov->decoder_algs;
     int i = 0;
 
-    kh_store[i++] = (OSSL_ALGORITHM){ "pkcs11", KH_PROPS,
-                                      kh_p11_store_functions,
-                                      "pkcs11: URI store" };
+    st[i++] = (OSSL_ALGORITHM){ "pkcs11", KH_PROPS, kh_p11_store_functions,
+                                "pkcs11: URI store" };
     if (kh_tpm_store_functions != NULL) {
-        kh_store[i++] = (OSSL_ALGORITHM){ "tpm2", KH_PROPS,
-                                          kh_tpm_store_functions,
-                                          "tpm2: reference store" };
+        st[i++] = (OSSL_ALGORITHM){ "tpm2", KH_PROPS, kh_tpm_store_functions,
+                                    "tpm2: reference store" };
     }
-    kh_store[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
+    st[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
 
     i = 0;
-    /*
-     * The key reference: a PEM step (named "DER", as OpenSSL's own PEM to
-     * DER decoder, so that every PEM-reading chain includes it) and a DER
-     * step per key type, which claims only keyhold's structure. Both look
-     * at a few bytes of other input and step aside.
-     */
-    kh_decoder[i++] = (OSSL_ALGORITHM){ "RSA:rsaEncryption:1.2.840.113549.1.1.1",
-                                        KH_PROPS ",input=der,structure=keyhold-key-reference",
-                                        kh_rsa_keyref_decoder_functions,
-                                        "keyhold key reference" };
-    kh_decoder[i++] = (OSSL_ALGORITHM){ "EC:id-ecPublicKey:1.2.840.10045.2.1",
-                                        KH_PROPS ",input=der,structure=keyhold-key-reference",
-                                        kh_ec_keyref_decoder_functions,
-                                        "keyhold key reference" };
-    kh_decoder[i++] = (OSSL_ALGORITHM){ "DER", KH_PROPS ",input=pem",
-                                        kh_keyref_pem_decoder_functions,
-                                        "keyhold key reference PEM to DER" };
+    dec[i++] = (OSSL_ALGORITHM){ "RSA:rsaEncryption:1.2.840.113549.1.1.1",
+                                 ref_props, kh_rsa_keyref_decoder_functions,
+                                 "keyhold key reference" };
+    dec[i++] = (OSSL_ALGORITHM){ "EC:id-ecPublicKey:1.2.840.10045.2.1",
+                                 ref_props, kh_ec_keyref_decoder_functions,
+                                 "keyhold key reference" };
+    /* Each PEM step has its own structure property, or the method store
+     * would keep only one of two same-named decoders of one provider. */
+    dec[i++] = (OSSL_ALGORITHM){ pem_name,
+                                 KH_PROPS ",input=pem,structure=keyhold-key-reference",
+                                 kh_keyref_pem_decoder_functions,
+                                 "keyhold key reference PEM step" };
     if (kh_tpm_rsa_decoder_functions != NULL) {
-        kh_decoder[i++] = (OSSL_ALGORITHM){
-            "RSA:rsaEncryption:1.2.840.113549.1.1.1",
-            KH_PROPS ",input=der,structure=tss2",
-            kh_tpm_rsa_decoder_functions, "TSS2 PRIVATE KEY" };
+        dec[i++] = (OSSL_ALGORITHM){ "RSA:rsaEncryption:1.2.840.113549.1.1.1",
+                                     tss2_props, kh_tpm_rsa_decoder_functions,
+                                     "TSS2 PRIVATE KEY" };
     }
     if (kh_tpm_ec_decoder_functions != NULL) {
-        kh_decoder[i++] = (OSSL_ALGORITHM){
-            "EC:id-ecPublicKey:1.2.840.10045.2.1",
-            KH_PROPS ",input=der,structure=tss2",
-            kh_tpm_ec_decoder_functions, "TSS2 PRIVATE KEY" };
+        dec[i++] = (OSSL_ALGORITHM){ "EC:id-ecPublicKey:1.2.840.10045.2.1",
+                                     tss2_props, kh_tpm_ec_decoder_functions,
+                                     "TSS2 PRIVATE KEY" };
     }
     if (kh_tpm_pem_decoder_functions != NULL) {
-        /* Its own property, or the method store keeps one "DER" only. */
-        kh_decoder[i++] = (OSSL_ALGORITHM){ "DER",
-                                            KH_PROPS ",input=pem,structure=tss2",
-                                            kh_tpm_pem_decoder_functions,
-                                            "TSS2 PRIVATE KEY PEM to DER" };
+        dec[i++] = (OSSL_ALGORITHM){ pem_name,
+                                     KH_PROPS ",input=pem,structure=tss2",
+                                     kh_tpm_pem_decoder_functions,
+                                     "TSS2 PRIVATE KEY PEM step" };
     }
-    kh_decoder[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
+    dec[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
+}
+
+/* 1 until every test that opens key files through OSSL_STORE in its own
+ * programs sets store-key-files; then -1 ("auto"). */
+#define KH_STORE_KEY_FILES_DEFAULT 1
+
+static int is_true(const char *v)
+{
+    return v != NULL && (strcmp(v, "1") == 0 || strcasecmp(v, "yes") == 0
+                         || strcasecmp(v, "true") == 0
+                         || strcasecmp(v, "on") == 0);
 }
 
 static int read_config(KH_PROV_CTX *prov, const OSSL_DISPATCH *in)
 {
     OSSL_FUNC_core_get_params_fn *get_params = NULL;
     char *module_path = NULL, *pin_source = NULL, *debug = NULL;
-    char *tcti = NULL;
-    OSSL_PARAM params[5];
+    char *tcti = NULL, *store_files = NULL;
+    OSSL_PARAM params[6];
     const OSSL_DISPATCH *d;
 
     for (d = in; d->function_id != 0; d++) {
@@ -317,7 +340,9 @@ static int read_config(KH_PROV_CTX *prov, const OSSL_DISPATCH *in)
     params[1] = OSSL_PARAM_construct_utf8_ptr("pin-source", &pin_source, 0);
     params[2] = OSSL_PARAM_construct_utf8_ptr("debug", &debug, 0);
     params[3] = OSSL_PARAM_construct_utf8_ptr("tpm2-tcti", &tcti, 0);
-    params[4] = OSSL_PARAM_construct_end();
+    params[4] = OSSL_PARAM_construct_utf8_ptr("store-key-files",
+                                              &store_files, 0);
+    params[5] = OSSL_PARAM_construct_end();
     if (!get_params(prov->handle, params)) {
         return 1;
     }
@@ -339,8 +364,20 @@ static int read_config(KH_PROV_CTX *prov, const OSSL_DISPATCH *in)
             return 0;
         }
     }
-    if (debug != NULL && (strcmp(debug, "1") == 0 || strcmp(debug, "yes") == 0
-                          || strcmp(debug, "true") == 0)) {
+    /*
+     * store-key-files: 1/0, or "auto" (default): on in the openssl command
+     * (whose -key/-in go through OSSL_STORE), off in servers and other
+     * programs (PEM readers need no "DER"-named decoder).
+     */
+    if (store_files == NULL) {
+        prov->store_key_files = KH_STORE_KEY_FILES_DEFAULT;
+    } else if (strcasecmp(store_files, "auto") == 0) {
+        prov->store_key_files =
+            strcmp(program_invocation_short_name, "openssl") == 0;
+    } else {
+        prov->store_key_files = is_true(store_files);
+    }
+    if (is_true(debug)) {
         prov->debug = 1;
         kh_debug_on = 1;
     }
@@ -437,7 +474,7 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
     kh_md_cache_fill(prov);
     kh_p11_init_prov(prov);
     prov->p11_registered = 1;
-    fill_tables();
+    fill_tables(prov);
     if (kh_tpm_init != NULL) {
         kh_tpm_init(prov, prov->tpm2_tcti);
     }

@@ -3,10 +3,12 @@
 # The provider works whatever its place in openssl.cnf: with keyhold listed
 # before and after default (no -propquery, no default_properties), a token
 # key serves TLS 1.2 and 1.3 (ECDSA needs P-256 in libssl's group list), a
-# key reference file loads through OSSL_STORE (openssl pkey/dgst) and software
-# keys are still generated and used by the default provider.
+# key reference file loads through PEM_read_bio_PrivateKey (as nginx reads
+# it, store-key-files = 0) and through OSSL_STORE (openssl pkey/dgst,
+# store-key-files = auto),
+# and software keys are still generated and used by the default provider.
 . "$(dirname "$0")/lib.sh"
-kh_need "$BUILD/keyhold.so"
+kh_need "$BUILD/keyhold.so" "$BUILD/tests/kh-pemload"
 
 kh_softhsm_setup
 kh_softhsm_token order
@@ -35,6 +37,12 @@ PY
 head -c 1000 /dev/urandom >"$T/data"
 
 for order in first last; do
+    KH_CNF_EXTRA="pin-source = file:$T/order.pin
+store-key-files = 0" kh_openssl_cnf "$order" >/dev/null
+    kh_log "[$order] key reference through PEM_read_bio_PrivateKey, lean decoders"
+    OPENSSL_CONF=$T/openssl.cnf "$BUILD/tests/kh-pemload" "$T/key.pem" \
+        | grep -q "loaded EC key" || kh_fail "PEM reader did not load the reference"
+
     KH_CNF_EXTRA="pin-source = file:$T/order.pin" kh_openssl_cnf "$order" >/dev/null
     cp "$T/openssl.cnf" "$T/openssl-$order.cnf"
     export OPENSSL_CONF=$T/openssl-$order.cnf
