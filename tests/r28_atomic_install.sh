@@ -3,9 +3,10 @@
 # Scenario 28: installing a generation writes each file to a temporary
 # name, fsyncs it, renames it into place and fsyncs the directory (seen
 # with strace), and a new generation is on disk before `current` points at
-# it; nginx reloading in a loop while renewals switch generations never
-# loads a half-written or mismatched pair: every reload succeeds and every
-# handshake verifies.
+# it; nginx reloading in a loop while renewals and rekeys switch
+# generations never loads a half-written or mismatched pair, and every
+# handshake verifies (a replaced key stays usable for its grace period,
+# so workers not yet reloaded keep signing).
 # timeout: 300
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
@@ -70,7 +71,7 @@ sys.exit(1 if bad or checked == 0 else 0)
 PY
 kh_log "every file and link renamed into place was fsynced first, and its directory after"
 
-# 2. nginx reloading in a loop while renewals switch generations.
+# 2. nginx reloading in a loop while renewals and rekeys switch generations.
 cnf=$(KH_CNF_EXTRA="pin-source = file:$T/app.pin" kh_openssl_cnf last)
 port=$(kh_r_port)
 d=$T/nginx
@@ -118,18 +119,21 @@ KH_BG_PIDS+=("$loop")
 # such a renewal fails cleanly (exit 3) and is simply run again, as the
 # timer would. Anything else is a failure.
 for i in $(seq 1 10); do
+    # every other switch is a rekey: a new key as well as a new certificate
+    op=(renew cam --force)
+    [ $((i % 2)) = 0 ] && op=(rekey cam)
     for try in 1 2 3; do
         rc=0
-        "$KEYHOLD" renew cam --force >"$T/renew.out" 2>&1 || rc=$?
+        "$KEYHOLD" "${op[@]}" >"$T/renew.out" 2>&1 || rc=$?
         [ "$rc" = 3 ] && grep -qE "not found|no token" "$T/renew.out" && continue
         break
     done
-    [ "$rc" = 0 ] || { cat "$T/renew.out"; kh_fail "renew $i during the reload loop (exit $rc)"; }
+    [ "$rc" = 0 ] || { cat "$T/renew.out"; kh_fail "${op[0]} $i during the reload loop (exit $rc)"; }
 done
 rm -f "$T/stop"
 wait "$loop" || true
 reloads=$(grep -c "reconfiguring" "$d/logs/error.log" || true)
-kh_log "$reloads reloads, $(grep -c '^handshakes' "$T/hs.out") handshake batches during 10 renewals"
+kh_log "$reloads reloads, $(grep -c '^handshakes' "$T/hs.out") handshake batches during 5 renewals and 5 rekeys"
 # A reload that cannot find or log in to the token in such a SoftHSM
 # moment is refused by nginx, which keeps serving the previous generation:
 # not a partial pair (the token access itself is the provider's to retry).
