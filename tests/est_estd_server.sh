@@ -8,6 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
 
+kh_need "$BUILD/tests/kh-keyref"
 kh_estd_setup
 d=$KH_ESTD_DIR
 kh_test_ca "$T/boot"                                  # factory bootstrap CA
@@ -179,10 +180,11 @@ for v in 1.2 1.3; do
 done
 openssl x509 -in "$T/e2.pem" -noout -text | grep -q "ecdsa-with-SHA384" || kh_fail "P-384 CA not SHA-384"
 
-kh_log "CA key URI without pin-source: the PIN comes from --pin-file"
+kh_log "CA key as a keyhold key reference file; the PIN comes from --pin-file"
+"$BUILD/tests/kh-keyref" "pkcs11:token=estca;object=ca;type=private" >"$T/ca.ref"
 port3=$(kh_free_port)
 kh_bg "$KEYHOLD_ESTD" --listen "127.0.0.1:$port3" --tls-cert "$d/tls.pem" --tls-key "$d/tls.key" \
-    --ca-cert "$d/ca.pem" --ca-key "pkcs11:token=estca;object=ca;type=private" \
+    --ca-cert "$d/ca.pem" --ca-key "$T/ca.ref" \
     --pin-file "$T/estca.pin" --allow-anonymous --log "$d/estd3.log"
 kh_wait_port "$port3"
 "${C[@]}" --resolve "localhost:$port3:127.0.0.1" -o "$T/e3.b64" "${P[@]}" \

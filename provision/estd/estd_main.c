@@ -26,6 +26,7 @@
 #include <openssl/ui.h>
 
 #include "estd.h"
+#include "kh_keyref.h"
 #include "kh_pin.h"
 
 static volatile sig_atomic_t stopping;
@@ -151,13 +152,45 @@ end:
     return ret;
 }
 
-EVP_PKEY *estd_load_key(const char *uri, const char *pin_file, char *err,
+/*
+ * A keyhold key reference file names its key by URI: open the URI itself,
+ * whatever the provider's policy for key files read through OSSL_STORE.
+ * Returns an OPENSSL_malloc'd URI, or NULL when |path| is not a reference.
+ */
+static char *reference_uri(const char *path)
+{
+    char line[128] = "", err[ESTD_ERRLEN];
+    char *uri = NULL;
+    BIO *b;
+
+    if (strchr(path, ':') != NULL && access(path, R_OK) != 0) {
+        return NULL;   /* a URI, not a file */
+    }
+    b = BIO_new_file(path, "r");
+    if (b == NULL) {
+        ERR_clear_error();
+        return NULL;
+    }
+    if (BIO_gets(b, line, sizeof(line)) > 0
+        && strstr(line, "BEGIN " KH_KEYREF_PEM_LABEL) != NULL
+        && BIO_reset(b) == 0 && !kh_keyref_pem_read(b, &uri, err,
+                                                   sizeof(err))) {
+        uri = NULL;
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    return uri;
+}
+
+EVP_PKEY *estd_load_key(const char *path, const char *pin_file, char *err,
                         size_t errlen)
 {
     OSSL_STORE_CTX *st = NULL;
     OSSL_STORE_INFO *info;
     UI_METHOD *ui = NULL;
     EVP_PKEY *key = NULL;
+    char *ref = reference_uri(path);
+    const char *uri = ref != NULL ? ref : path;
 
     ui = UI_UTIL_wrap_read_pem_callback(pin_cb, 0);
     if (ui == NULL) {
@@ -201,6 +234,7 @@ EVP_PKEY *estd_load_key(const char *uri, const char *pin_file, char *err,
 end:
     OSSL_STORE_close(st);
     UI_destroy_method(ui);
+    OPENSSL_free(ref);
     return key;
 }
 
