@@ -630,6 +630,24 @@ respond:
              q.method[0] ? q.method : "-", q.path[0] ? q.path : "-",
              r.status, r.note);
     SSL_shutdown(ssl);
+    if (r.status >= 400) {
+        /*
+         * The client may still be sending what we refused to read (a body
+         * over the limit, a huge head): closing now would reset the
+         * connection and could destroy our answer in its receive buffer.
+         * Read and drop a bounded amount for a short while first.
+         */
+        struct timeval lv = { .tv_sec = 1 };
+        unsigned char sink[4096];
+        size_t dropped = 0;
+
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &lv, sizeof(lv));
+        while (dropped < (1u << 20)
+               && SSL_read_ex(ssl, sink, sizeof(sink), &got) == 1) {
+            dropped += got;
+        }
+        ERR_clear_error();
+    }
 end:
     OPENSSL_cleanse(q.authorization, sizeof(q.authorization));
     if (head != NULL) {
