@@ -641,8 +641,10 @@ respond:
         unsigned char sink[4096];
         size_t dropped = 0;
 
+        time_t until = time(NULL) + 2;
+
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &lv, sizeof(lv));
-        while (dropped < (1u << 20)
+        while (dropped < (1u << 20) && time(NULL) < until
                && SSL_read_ex(ssl, sink, sizeof(sink), &got) == 1) {
             dropped += got;
         }
