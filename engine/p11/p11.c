@@ -457,24 +457,29 @@ static CK_RV open_session(KH_P11_TOKEN *tok, CK_SLOT_ID slot,
     CK_RV rv = tok->mod->fl->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL,
                                            NULL, sess);
 
-    if (rv == CKR_OK) {
-        __atomic_add_fetch(&tok->mod->opened, 1, __ATOMIC_RELAXED);
-    } else {
+    if (rv != CKR_OK) {
         tok->last_open_rv = rv;
     }
     return rv;
 }
 
+/*
+ * Answers that, right after C_Initialize, mean "the module has not read
+ * the token properly yet" rather than a real state: SoftHSM reads its token
+ * files then, and a sibling process rewriting them (a worker logging in)
+ * makes the slot, or the token's PIN, look missing. None spends a PIN try.
+ */
 static int is_lost_token(CK_RV rv)
 {
     return rv == CKR_SLOT_ID_INVALID || rv == CKR_TOKEN_NOT_PRESENT
-           || rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_RECOGNIZED;
+           || rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_RECOGNIZED
+           || rv == CKR_USER_PIN_NOT_INITIALIZED;
 }
 
 /*
  * A module initialised moments ago (first use in a forked child) may not
  * see a token that another process is writing at the same time (SoftHSM
- * reads its token files at C_Initialize). While nothing has been opened
+ * reads its token files at C_Initialize). While no session has been handed
  * since that C_Initialize, initialising again is harmless: do it and look
  * for the token again by its attributes. Returns 1 found, 0 not yet, -1
  * not allowed (sessions in use) or failed.
@@ -614,10 +619,21 @@ static int login_locked(KH_PROV_CTX *prov, KH_P11_TOKEN *tok, const char *pin,
         OPENSSL_cleanse(h, sizeof(h));
         return 0;
     }
-    ERR_set_mark();
-    rv = fl->C_Login(tok->login_session, CKU_USER, (CK_UTF8CHAR_PTR)pin,
-                     (CK_ULONG)pinlen);
-    ERR_pop_to_mark();
+    /* CKR_GENERAL_ERROR is SoftHSM meeting a token file another process is
+     * rewriting; it spends no PIN try. A few short waits, then give up. */
+    for (i = 0;; i++) {
+        ERR_set_mark();
+        rv = fl->C_Login(tok->login_session, CKU_USER, (CK_UTF8CHAR_PTR)pin,
+                         (CK_ULONG)pinlen);
+        ERR_pop_to_mark();
+        if (rv != CKR_GENERAL_ERROR || i >= 3) {
+            break;
+        }
+        usleep(10000 * (i + 1));
+    }
+    if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+        tok->last_open_rv = rv;
+    }
     if (rv == CKR_PIN_INCORRECT) {
         if (!tok->has_bad_pin) {
             RAND_bytes_ex(prov->libctx, tok->pin_salt, sizeof(tok->pin_salt),
@@ -794,8 +810,9 @@ static CK_RV session_get_once(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
         pthread_mutex_lock(&tok->lock);
         token_sync_gen(tok);
     }
-    if (!tok->logged_in && tok->pin != NULL
-        && (tok->flags & CKF_LOGIN_REQUIRED)) {
+    if (!tok->logged_in && tok->pin != NULL) {
+        /* A kept PIN means this token wanted a login; its flags, read at a
+         * bad moment after fork, are not trusted for that. */
         /* First use after fork or recovery: log in again, no prompt. */
         tok->last_open_rv = CKR_OK;
         if (!login_locked(prov, tok, tok->pin, tok->pinlen)) {
@@ -815,6 +832,8 @@ static CK_RV session_get_once(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
     rv = open_session(tok, slot, sess);
     if (rv != CKR_OK) {
         KH_debug("C_OpenSession: %s", kh_ckr_name(rv));
+    } else {
+        __atomic_add_fetch(&tok->mod->opened, 1, __ATOMIC_RELAXED);
     }
     return rv;
 }
