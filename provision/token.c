@@ -41,6 +41,19 @@ static struct {
     CK_FUNCTION_LIST_PTR fl;
 } g_mod;
 
+/*
+ * SoftHSM answers CKR_GENERAL_ERROR now and then while another process
+ * rewrites the token's files (a server reloading during a renewal). Such
+ * a call is tried again, a bounded number of times; never a call that
+ * failed for a reason (a wrong PIN is never retried).
+ */
+static int transient(CK_RV rv)
+{
+    return rv == CKR_GENERAL_ERROR || rv == CKR_DEVICE_ERROR;
+}
+
+#define KH_P11_TRIES 3
+
 static const char *module_or_default(const char *module)
 {
     return module != NULL && *module != '\0' ? module : KH_DEFAULT_P11_MODULE;
@@ -269,16 +282,24 @@ int kh_token_get_info(KH_TOKEN *t, KH_TOKEN_INFO *info, char *err,
     return KH_EXIT_OK;
 }
 
+
 int kh_token_login(KH_TOKEN *t, const char *pin, size_t pinlen, char *err,
                    size_t errlen)
 {
     CK_TOKEN_INFO ti;
     CK_RV rv;
+    int i;
 
     if (t->logged_in) {
         return KH_EXIT_OK;
     }
-    rv = t->fl->C_GetTokenInfo(t->slot, &ti);
+    for (i = 0; i < KH_P11_TRIES; i++) {
+        rv = t->fl->C_GetTokenInfo(t->slot, &ti);
+        if (!transient(rv)) {
+            break;
+        }
+        usleep(100 * 1000);
+    }
     if (rv != CKR_OK) {
         return kh_seterr(err, errlen, KH_EXIT_TOKEN, "token '%s': %s",
                          t->label, kh_ckr_name(rv));
@@ -295,8 +316,14 @@ int kh_token_login(KH_TOKEN *t, const char *pin, size_t pinlen, char *err,
                          "(check the PIN file, then reset the counter with "
                          "the SO PIN)", t->label);
     }
-    rv = t->fl->C_Login(t->session, CKU_USER, (CK_UTF8CHAR_PTR)pin,
-                        (CK_ULONG)pinlen);
+    for (i = 0; i < KH_P11_TRIES; i++) {
+        rv = t->fl->C_Login(t->session, CKU_USER, (CK_UTF8CHAR_PTR)pin,
+                            (CK_ULONG)pinlen);
+        if (!transient(rv)) {
+            break;
+        }
+        usleep(100 * 1000);
+    }
     if (rv == CKR_USER_ALREADY_LOGGED_IN) {
         rv = CKR_OK;
     }
@@ -355,15 +382,22 @@ static CK_ULONG find_objects(KH_TOKEN *t, CK_ATTRIBUTE *tmpl, CK_ULONG n,
                              CK_OBJECT_HANDLE *out, CK_ULONG max)
 {
     CK_ULONG got = 0;
+    CK_RV rv = CKR_OK;
+    int i;
 
-    if (t->fl->C_FindObjectsInit(t->session, tmpl, n) != CKR_OK) {
-        return 0;
-    }
-    if (t->fl->C_FindObjects(t->session, out, max, &got) != CKR_OK) {
+    for (i = 0; i < KH_P11_TRIES; i++) {
         got = 0;
+        rv = t->fl->C_FindObjectsInit(t->session, tmpl, n);
+        if (rv == CKR_OK) {
+            rv = t->fl->C_FindObjects(t->session, out, max, &got);
+            t->fl->C_FindObjectsFinal(t->session);
+        }
+        if (!transient(rv)) {
+            break;
+        }
+        usleep(100 * 1000);
     }
-    t->fl->C_FindObjectsFinal(t->session);
-    return got;
+    return rv == CKR_OK ? got : 0;
 }
 
 static int check_custody(KH_TOKEN *t, CK_OBJECT_HANDLE priv, char *err,
@@ -703,8 +737,16 @@ int kh_token_store_cert(KH_TOKEN *t, const char *id_hex, const char *label,
             { CKA_ID, id, idlen },
         };
 
-        rv = t->fl->C_CreateObject(t->session, tmpl,
-                                   sizeof(tmpl) / sizeof(tmpl[0]), &h);
+        int i;
+
+        for (i = 0; i < KH_P11_TRIES; i++) {
+            rv = t->fl->C_CreateObject(t->session, tmpl,
+                                       sizeof(tmpl) / sizeof(tmpl[0]), &h);
+            if (!transient(rv)) {
+                break;
+            }
+            usleep(100 * 1000);
+        }
         if (rv != CKR_OK) {
             kh_seterr(err, errlen, KH_EXIT_TOKEN,
                       "storing the certificate in token '%s': %s", t->label,
