@@ -47,6 +47,13 @@ pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --read-object --type ce
     || kh_fail "no certificate object in the token"
 cmp "$T/tokcert.der" <(openssl x509 -in "$T/rec2.pem" -outform DER) \
     || kh_fail "the token's certificate object was not rolled back"
+kh_log "key.pem alone (a server with separate certificate and key files)"
+port2=$(kh_free_port)
+OPENSSL_CONF=$cnf kh_s_server "$port2" -cert "$d/fullchain.pem" -key "$d/key.pem"
+OPENSSL_CONF=$cnf openssl pkey -in "$d/key.pem" -pubout >"$T/kp.pem" 2>"$T/kp.err" \
+    || { cat "$T/kp.err"; kh_fail "key.pem does not load"; }
+cmp "$T/kp.pem" <(openssl x509 -in "$d/cert.pem" -noout -pubkey) || kh_fail "key.pem is another key"
+kh_tls_clients "$port2" "$T/ca/ca.pem" 1.3
 kh_nginx_stop
 if grep -E "exited on signal|\[alert\]|\[crit\]|\[emerg\]" "$T/nginx/logs/error.log"; then
     kh_fail "nginx logged a crash or a critical error"
