@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "keyhold.h"
 #include "est.h"
@@ -18,6 +19,13 @@ static const char usage[] =
 "           [--server-ca FILE] [--ca FILE | --ca-fingerprint sha256:HEX]\n"
 "           [--user USER --password-file FILE] [--bootstrap IDENTITY]\n"
 "           [--poll-max SECONDS] [--timeout SECONDS]\n"
+"       keyhold enroll NAME --scep URL [--challenge-file F]\n"
+"           [--ca-fingerprint sha256:HEX | --ca FILE]\n"
+"       keyhold enroll NAME --acme DIRECTORY_URL [--server-ca FILE] [--ca FILE]\n"
+"           [--challenge http-01|tls-alpn-01] [--challenge-port PORT]\n"
+"           [--webroot DIR] [--eab-kid KID --eab-hmac-file F]\n"
+"       keyhold enroll NAME --cmp URL [--server-ca FILE] [--ca FILE]\n"
+"           [--ref REF --secret-file F]\n"
 "\n"
 "Gets the identity's certificate from an EST (RFC 7030) server: /cacerts is\n"
 "checked against the pinned CA, the CSR is signed by the hardware key, the\n"
@@ -36,6 +44,8 @@ static const char usage[] =
 "                       bootstrap certificate whose key is in hardware)\n"
 "  --poll-max SECONDS   how long to wait for a CA's manual approval (600)\n"
 "  --timeout SECONDS    per request (60)\n"
+"SCEP, ACME and CMP carry the same hardware-signed CSR (docs/enrolment.md);\n"
+"their settings are stored as scep-*, acme-*, cmp-* keys and enrol-protocol.\n"
 "Without --ca/--ca-fingerprint the CA is taken from /cacerts only when the\n"
 "server was authenticated by --server-ca, and its fingerprint is pinned.\n"
 "Exit codes: 0 ok, 1 usage, 2 certificate refused, 3 token, 4 network/CA,\n"
@@ -53,8 +63,38 @@ int cmd_enroll(KH_CTX *ctx, int argc, char **argv)
         { "bootstrap", required_argument, NULL, 'b' },
         { "poll-max", required_argument, NULL, 'P' },
         { "timeout", required_argument, NULL, 't' },
+        { "scep", required_argument, NULL, 'S' },
+        { "acme", required_argument, NULL, 'A' },
+        { "cmp", required_argument, NULL, 'C' },
+        { "challenge-file", required_argument, NULL, 1001 },
+        { "challenge", required_argument, NULL, 1002 },
+        { "challenge-port", required_argument, NULL, 1003 },
+        { "webroot", required_argument, NULL, 1004 },
+        { "eab-kid", required_argument, NULL, 1005 },
+        { "eab-hmac-file", required_argument, NULL, 1006 },
+        { "ref", required_argument, NULL, 1007 },
+        { "secret-file", required_argument, NULL, 1008 },
         { NULL, 0, NULL, 0 }
     };
+    /* settings of the other protocols, stored verbatim (paths absolute) */
+    static const struct {
+        int opt;
+        const char *key;
+        int is_path;
+    } extra[] = {
+        { 1001, "scep-challenge-file", 1 },
+        { 1002, "acme-challenge", 0 },
+        { 1003, "acme-challenge-port", 0 },
+        { 1004, "acme-webroot", 1 },
+        { 1005, "acme-eab-kid", 0 },
+        { 1006, "acme-eab-hmac-file", 1 },
+        { 1007, "cmp-ref", 0 },
+        { 1008, "cmp-secret-file", 1 },
+    };
+    const char *extra_val[sizeof(extra) / sizeof(extra[0])] = { NULL };
+    const char *proto = NULL, *proto_url = NULL;
+    int changed = 0;
+    size_t k;
     const char *est = NULL, *server_ca = NULL, *ca = NULL, *fp = NULL;
     const char *user = NULL, *pwfile = NULL, *boot = NULL, *poll = NULL;
     const char *timeout = NULL, *name;
@@ -77,10 +117,34 @@ int cmd_enroll(KH_CTX *ctx, int argc, char **argv)
         case 'b': boot = optarg; break;
         case 'P': poll = optarg; break;
         case 't': timeout = optarg; break;
+        case 'S':
+        case 'A':
+        case 'C':
+            if (proto != NULL) {
+                kh_err(ctx, "enroll: give one of --est, --scep, --acme, "
+                       "--cmp");
+                return KH_EXIT_USAGE;
+            }
+            proto = c == 'S' ? "scep" : c == 'A' ? "acme" : "cmp";
+            proto_url = optarg;
+            break;
         default:
-            fputs(usage, stderr);
-            return KH_EXIT_USAGE;
+            for (k = 0; k < sizeof(extra) / sizeof(extra[0]); k++) {
+                if (extra[k].opt == c) {
+                    extra_val[k] = optarg;
+                    break;
+                }
+            }
+            if (k == sizeof(extra) / sizeof(extra[0])) {
+                fputs(usage, stderr);
+                return KH_EXIT_USAGE;
+            }
+            break;
         }
+    }
+    if (est != NULL && proto != NULL) {
+        kh_err(ctx, "enroll: give one of --est, --scep, --acme, --cmp");
+        return KH_EXIT_USAGE;
     }
     if (optind + 1 != argc) {
         fputs(usage, stderr);
@@ -140,8 +204,39 @@ int cmd_enroll(KH_CTX *ctx, int argc, char **argv)
     } while (0)
     if (est != NULL) {
         kh_id_set(id, "est-url", base);
+        kh_id_set(id, "enrol-protocol", "est");
     }
-    SET_PATH("est-server-ca", server_ca);
+    if (proto != NULL) {
+        char key[32];
+
+        if (strncasecmp(proto_url, "https://", 8) != 0
+            && strncasecmp(proto_url, "http://", 7) != 0) {
+            rc = kh_seterr(err, sizeof(err), KH_EXIT_USAGE, "--%s: '%s' is "
+                           "not an http(s) URL", proto, proto_url);
+            goto end;
+        }
+        snprintf(key, sizeof(key), "%s-url", proto);
+        kh_id_set(id, key, proto_url);
+        kh_id_set(id, "enrol-protocol", proto);
+    }
+    for (k = 0; k < sizeof(extra) / sizeof(extra[0]); k++) {
+        if (extra_val[k] == NULL) {
+            continue;
+        }
+        if (extra[k].is_path) {
+            SET_PATH(extra[k].key, extra_val[k]);
+        } else {
+            kh_id_set(id, extra[k].key, extra_val[k]);
+        }
+    }
+    {
+        /* the EST server's TLS trust, or the other protocol's */
+        const char *cur = kh_id_get(id, "enrol-protocol");
+
+        SET_PATH(cur == NULL || strcmp(cur, "est") == 0 ? "est-server-ca"
+                                                        : "server-ca",
+                 server_ca);
+    }
     if (ca != NULL) {
         SET_PATH("ca", ca);
         kh_id_set(id, "ca-fingerprint", NULL);
@@ -164,8 +259,12 @@ int cmd_enroll(KH_CTX *ctx, int argc, char **argv)
         kh_id_set(id, "est-timeout", timeout);
     }
 #undef SET_PATH
+    for (k = 0; k < sizeof(extra) / sizeof(extra[0]); k++) {
+        changed |= extra_val[k] != NULL;
+    }
     if (est != NULL || server_ca != NULL || ca != NULL || fp != NULL
-        || user != NULL || boot != NULL || poll != NULL || timeout != NULL) {
+        || user != NULL || boot != NULL || poll != NULL || timeout != NULL
+        || proto != NULL || changed) {
         rc = kh_identity_save(ctx, id, err, sizeof(err));
         if (rc != KH_EXIT_OK) {
             goto end;

@@ -58,8 +58,9 @@ static int renew_one(KH_CTX *ctx, const char *name, int force, int all)
         kh_err(ctx, "renew: %s", err);
         return rc;
     }
-    if (all && kh_id_get(id, "est-url") == NULL) {
-        kh_dbg(ctx, "renew %s: no EST server configured: skipped", name);
+    if (all && kh_id_get(id, "est-url") == NULL
+        && kh_id_get(id, "enrol-protocol") == NULL) {
+        kh_dbg(ctx, "renew %s: no enrolment configured: skipped", name);
         kh_identity_free(id);
         return KH_EXIT_OK;
     }

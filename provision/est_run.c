@@ -16,6 +16,7 @@
 #include <openssl/pem.h>
 
 #include "keyhold.h"
+#include "enrol.h"
 #include "est.h"
 #include "kh_pin.h"
 
@@ -406,15 +407,33 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
     X509_REQ *csr = NULL;
     char *uri = NULL, *old_uri = NULL;
     time_t now = time(NULL);
-    int rc, reenroll, trust_first = 0, audited = 0;
+    int rc, reenroll, trust_first = 0, audited = 0, is_est;
+    const char *proto = kh_id_get(id, "enrol-protocol");
+    kh_enrol_fn transport = NULL;
+    KH_ENROL_IO io;
     KH_INSTALL_REQ req;
 
     memset(&e, 0, sizeof(e));
     memset(&req, 0, sizeof(req));
+    memset(&io, 0, sizeof(io));
     password[0] = '\0';
     if (mode == KH_EST_REKEY && csr_out != NULL) {
         /* air-gapped: no EST settings, no network */
         return offline_csr(ctx, id, csr_out, err, errlen);
+    }
+    if (proto == NULL) {
+        proto = "est";
+    }
+    is_est = strcmp(proto, "est") == 0;
+    if (!is_est) {
+        /* SCEP, ACME, CMP (enrol.h): they carry the CSR, the rest is ours */
+        transport = kh_enrol_protocol(proto);
+        if (transport == NULL) {
+            return kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: this keyhold "
+                             "was built without %s enrolment", id->name,
+                             proto);
+        }
+        url = "https://unused/";
     }
     if (url == NULL) {
         return kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: no EST server "
@@ -430,7 +449,11 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
                          "time first; nothing was changed", id->name);
     }
     e.who = id->name;
-    e.http.server_ca = kh_id_get(id, "est-server-ca");
+    e.http.server_ca = kh_id_get(id, is_est ? "est-server-ca" : "server-ca");
+    if (e.http.server_ca == NULL) {
+        e.http.server_ca = kh_id_get(id, is_est ? "server-ca"
+                                                : "est-server-ca");
+    }
     v = kh_id_get(id, "est-timeout");
     e.http.timeout = v != NULL ? atol(v) : 60;
     e.http.connect_timeout = e.http.timeout < 10 ? e.http.timeout : 10;
@@ -453,8 +476,8 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
     } else if (fp == NULL && curca != NULL) {
         pinned = X509_dup(curca);
     }
-    if (boot != NULL && (mode == KH_EST_ENROLL || !can_reenroll(id, cur, now,
-                                                                &why))) {
+    if (is_est && boot != NULL
+        && (mode == KH_EST_ENROLL || !can_reenroll(id, cur, now, &why))) {
         kh_state_load_current(ctx, boot, &bcert, &bchain, NULL);
         if (bchain != NULL && sk_X509_num(bchain) > 0 && bcert != NULL
             && X509_cmp(sk_X509_value(bchain, 0), bcert) == 0) {
@@ -462,7 +485,7 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
         }
     }
     if (fp == NULL && pinned == NULL
-        && (mode != KH_EST_ENROLL || e.http.server_ca == NULL)) {
+        && (!is_est || mode != KH_EST_ENROLL || e.http.server_ca == NULL)) {
         rc = kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: no pinned CA: give "
                        "--ca FILE or --ca-fingerprint sha256:HEX (or "
                        "--server-ca for the EST server, whose /cacerts is "
@@ -480,6 +503,15 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
     if (mode != KH_EST_ENROLL && !reenroll) {
         fprintf(stderr, "keyhold: %s %s: %s: enrolling again with the "
                 "bootstrap credentials\n", op, id->name, why);
+    }
+    if (!is_est) {
+        if (reenroll) {
+            rc = kh_identity_load_key(ctx, id, NULL, &tls_key, err, errlen);
+            if (rc != KH_EXIT_OK) {
+                goto end;
+            }
+        }
+        goto key;
     }
     if (reenroll) {
         /* RFC 7030 4.2.2: the current certificate and key authenticate */
@@ -573,6 +605,7 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
         }
     }
 
+key:
     /* the key the new certificate is for */
     if (kh_identity_key_uri(ctx, id, &old_uri) != KH_EXIT_OK) {
         old_uri = NULL;
@@ -613,7 +646,36 @@ int kh_est_run(KH_CTX *ctx, KH_IDENTITY *id, enum kh_est_mode mode,
     }
     kh_crash_point("est-csr");
 
-    rc = kh_est_enroll(&e, reenroll, csr, &cert, &extra, err, errlen);
+    if (is_est) {
+        rc = kh_est_enroll(&e, reenroll, csr, &cert, &extra, err, errlen);
+    } else {
+        io.ctx = ctx;
+        io.id = id;
+        io.renewal = reenroll;
+        io.csr = csr;
+        io.key = pkey;
+        io.cur_cert = cur;
+        io.cur_chain = curchain;
+        io.cur_key = tls_key;
+        io.pinned_ca = pinned;
+        io.ca_fingerprint = fp;
+        io.server_ca = e.http.server_ca;
+        rc = transport(&io, err, errlen);
+        if (rc == KH_EXIT_OK && (io.cert == NULL || io.ca == NULL)) {
+            rc = kh_seterr(err, errlen, KH_EXIT_NETWORK, "%s: the %s "
+                           "exchange returned no certificate", id->name,
+                           proto);
+        }
+        if (rc == KH_EXIT_OK) {
+            cert = io.cert;
+            chain = io.chain;
+            ca = io.ca;
+            io.cert = NULL;
+            io.chain = NULL;
+            io.ca = NULL;
+        }
+        kh_enrol_io_clear(&io);
+    }
     if (rc != KH_EXIT_OK) {
         goto end;
     }

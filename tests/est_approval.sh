@@ -11,7 +11,7 @@ kh_estd_setup
 d=$KH_ESTD_DIR
 wait_pending() {
     local i
-    for i in $(seq 1 150); do
+    for i in $(seq 1 600); do
         ls "$1"/pending/ 2>/dev/null | grep -qv tmp && return 0
         sleep 0.1
     done
@@ -19,11 +19,11 @@ wait_pending() {
 }
 wait_pid() {   # bounded wait for a background enrolment
     local i
-    for i in $(seq 1 300); do
+    for i in $(seq 1 900); do
         kill -0 "$1" 2>/dev/null || { wait "$1"; return $?; }
         sleep 0.1
     done
-    kh_fail "enrolment still running after 30 s"
+    kh_fail "enrolment still running after 90 s"
 }
 
 kh_log "Retry-After in seconds: pending, approved by the operator, installed"

@@ -56,7 +56,7 @@ kh_estd_start --manual --spool "$T/spool" --retry-after 1
 fp=$(kh_est_cert_fp cam)
 "$KEYHOLD" renew cam --force >"$T/wait.out" 2>&1 &
 pid=$!
-for i in $(seq 1 150); do
+for i in $(seq 1 600); do
     ls "$T/spool/pending/" 2>/dev/null | grep -q . && break
     sleep 0.1
 done
