@@ -10,6 +10,7 @@ static const struct {
     const char *name;
     kh_enrol_fn fn;
 } protocols[] = {
+    { "cmp", kh_cmp_enrol },
     { NULL, NULL }
 };
 

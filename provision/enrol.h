@@ -40,6 +40,9 @@ typedef struct kh_enrol_io {
 /* Returns a KH_EXIT_* code; on failure err names the problem and the fix. */
 typedef int (*kh_enrol_fn)(KH_ENROL_IO *io, char *err, size_t errlen);
 
+/* CMP (cmp.c): ir with MAC or bootstrap signature, kur for renewals. */
+int kh_cmp_enrol(KH_ENROL_IO *io, char *err, size_t errlen);
+
 /* The transport for "scep", "acme", "cmp"; NULL when not built in. */
 kh_enrol_fn kh_enrol_protocol(const char *name);
 
