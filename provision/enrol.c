@@ -11,6 +11,7 @@ static const struct {
     kh_enrol_fn fn;
 } protocols[] = {
     { "cmp", kh_cmp_enrol },
+    { "acme", kh_acme_enrol },
     { NULL, NULL }
 };
 

@@ -43,6 +43,9 @@ typedef int (*kh_enrol_fn)(KH_ENROL_IO *io, char *err, size_t errlen);
 /* CMP (cmp.c): ir with MAC or bootstrap signature, kur for renewals. */
 int kh_cmp_enrol(KH_ENROL_IO *io, char *err, size_t errlen);
 
+/* ACME (acme.c): account key in hardware, http-01, finalize with the CSR. */
+int kh_acme_enrol(KH_ENROL_IO *io, char *err, size_t errlen);
+
 /* The transport for "scep", "acme", "cmp"; NULL when not built in. */
 kh_enrol_fn kh_enrol_protocol(const char *name);
 
