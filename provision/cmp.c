@@ -176,7 +176,8 @@ end:
 
 /* Names the failure of an exchange from the status and the error queue. */
 static int explain(KH_ENROL_IO *io, OSSL_CMP_CTX *cmp, const char *what,
-                   const char *url, int mac, char *err, size_t errlen)
+                   const char *url, int mac, const char *hint, char *err,
+                   size_t errlen)
 {
     unsigned long e;
     int reason = 0, lib = 0, status = OSSL_CMP_CTX_get_status(cmp);
@@ -242,9 +243,8 @@ static int explain(KH_ENROL_IO *io, OSSL_CMP_CTX *cmp, const char *what,
     }
     if (status >= 0 && sbuf[0] != '\0') {
         return kh_seterr(err, errlen, KH_EXIT_NETWORK, "%s: CMP %s refused "
-                         "by %s: %s (check the reference/secret or the "
-                         "current certificate with the CA); the identity is "
-                         "unchanged", name, what, url, sbuf);
+                         "by %s: %s (%s); the identity is unchanged", name,
+                         what, url, sbuf, hint);
     }
     if (status < 0 && (lib == ERR_LIB_HTTP || lib == ERR_LIB_BIO
                        || lib == ERR_LIB_SYS || lib == ERR_LIB_CMP)) {
@@ -474,7 +474,13 @@ int kh_cmp_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
                                                    : "signed by bootstrap");
     newcert = kur ? OSSL_CMP_exec_KUR_ses(cmp) : OSSL_CMP_exec_IR_ses(cmp);
     if (newcert == NULL) {
-        rc = explain(io, cmp, what, url, mac, err, errlen);
+        rc = explain(io, cmp, what, url, mac,
+                     kur ? "the CA does not accept the current certificate "
+                           "for a key update: enrol again with --ref and "
+                           "--secret-file"
+                         : mac ? "check --ref and --secret-file with the CA"
+                               : "the CA does not accept the bootstrap "
+                                 "certificate", err, errlen);
         goto end;
     }
     ERR_clear_error();
