@@ -75,6 +75,7 @@ typedef struct acme {
     int clen;                       /* ECDSA coordinate length, 0 for RSA */
     char jwk[1200];
     char thumb[64];
+    int own_key;                    /* akey is the certificate's key */
 } ACME;
 
 /* ------------------------------------------------------------------ */
@@ -915,10 +916,16 @@ static int authorize(ACME *a, KH_ACME_CHAL *chal, const char *type,
         }
     }
     resp_clear(&r);
+    if (chal->webroot[0] != '\0') {
+        return kh_seterr(err, errlen, KH_EXIT_NETWORK, "%s: %s failed (%s): "
+                         "%s (does the web server on port 80 serve %s?)",
+                         a->who, what, status,
+                         prob[0] ? prob : "no reason given", chal->webroot);
+    }
     return kh_seterr(err, errlen, KH_EXIT_NETWORK, "%s: %s failed (%s): %s "
-                     "(is port %s of this host reachable by the CA?)",
-                     a->who, what, status, prob[0] ? prob : "no reason given",
-                     chal->webroot[0] ? "80" : "the challenge");
+                     "(keyhold answered on port %d: does the CA reach it "
+                     "there? see --challenge-port)", a->who, what, status,
+                     prob[0] ? prob : "no reason given", chal->port);
 }
 
 static int finalize(ACME *a, X509_REQ *csr, const char *order_url,
@@ -954,6 +961,13 @@ static int finalize(ACME *a, X509_REQ *csr, const char *order_url,
               NULL, &r, err, errlen);
     OPENSSL_free(payload);
     if (rc != KH_EXIT_OK) {
+        if (a->own_key && strstr(err, ":badCSR") != NULL) {
+            len = (int)strlen(err);
+            snprintf(err + len, errlen - (size_t)len, " (this CA wants an "
+                     "account key apart from the certificate's key: provision "
+                     "one more identity and name it with acme-account = "
+                     "NAME in %s's config)", a->who);
+        }
         return rc;
     }
     resp_clear(&r);
@@ -1077,6 +1091,7 @@ int kh_acme_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
         a.akey = own;
     } else {
         a.akey = io->cur_key != NULL ? io->cur_key : io->key;
+        a.own_key = EVP_PKEY_eq(a.akey, io->key) == 1;
     }
     rc = make_jwk(&a, err, errlen);
     if (rc != KH_EXIT_OK) {

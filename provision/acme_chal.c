@@ -121,6 +121,7 @@ int kh_acme_chal_start(KH_ACME_CHAL *c, const char *addr, int port,
 
     memset(c, 0, sizeof(*c));
     c->fd = -1;
+    c->port = port;
     pthread_mutex_init(&c->mu, NULL);
     if (webroot != NULL) {
         snprintf(c->webroot, sizeof(c->webroot), "%s", webroot);

@@ -10,7 +10,7 @@
 
 typedef struct kh_acme_chal {
     int fd;                         /* listening socket or -1 */
-    int running, stop, n;
+    int running, stop, n, port;
     pthread_t th;
     pthread_mutex_t mu;
     char webroot[4096];             /* "" when we serve ourselves */
