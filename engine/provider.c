@@ -308,10 +308,6 @@ static void fill_tables(KH_PROV_CTX *prov)
     dec[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
 }
 
-/* 1 until every test that opens key files through OSSL_STORE in its own
- * programs sets store-key-files; then -1 ("auto"). */
-#define KH_STORE_KEY_FILES_DEFAULT 1
-
 static int is_true(const char *v)
 {
     return v != NULL && (strcmp(v, "1") == 0 || strcasecmp(v, "yes") == 0
@@ -369,9 +365,7 @@ static int read_config(KH_PROV_CTX *prov, const OSSL_DISPATCH *in)
      * (whose -key/-in go through OSSL_STORE), off in servers and other
      * programs (PEM readers need no "DER"-named decoder).
      */
-    if (store_files == NULL) {
-        prov->store_key_files = KH_STORE_KEY_FILES_DEFAULT;
-    } else if (strcasecmp(store_files, "auto") == 0) {
+    if (store_files == NULL || strcasecmp(store_files, "auto") == 0) {
         prov->store_key_files =
             strcmp(program_invocation_short_name, "openssl") == 0;
     } else {
