@@ -9,8 +9,9 @@
  * (pinning, key, CSR, checks, install, hooks, rollback) is est_run.c's.
  *
  * Settings (identity config): cmp-url, cmp-ref, cmp-secret-file,
- * cmp-bootstrap (else est-bootstrap), server-ca (trust for the CMP
- * server's signed responses, besides the pinned CA), cmp-timeout.
+ * cmp-bootstrap (else est-bootstrap), server-ca (trust for an https://
+ * server's TLS and for the CMP server's signed responses, besides the
+ * pinned CA), cmp-timeout.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <openssl/cmperr.h>
 #include <openssl/err.h>
 #include <openssl/http.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include "keyhold.h"
@@ -41,6 +43,64 @@ static int cmp_log(const char *func, const char *file, int line,
         fprintf(stderr, "keyhold: debug: cmp: %s\n", msg);
     }
     return 1;
+}
+
+/* HTTPS: OpenSSL's HTTP client hands over the connected socket BIO; a
+ * TLS BIO goes on top, verifying the server against --server-ca (else the
+ * system store) and its name. On disconnect the chain is freed whole. */
+typedef struct cmp_tls {
+    SSL_CTX *ssl_ctx;
+    const char *host;
+} CMP_TLS;
+
+static BIO *cmp_tls_cb(BIO *bio, void *arg, int connect, int detail)
+{
+    CMP_TLS *t = arg;
+    BIO *sbio;
+    SSL *ssl = NULL;
+
+    if (!connect || !detail) {
+        return bio;
+    }
+    sbio = BIO_new_ssl(t->ssl_ctx, 1);
+    if (sbio == NULL) {
+        return NULL;
+    }
+    BIO_get_ssl(sbio, &ssl);
+    if (ssl == NULL || !SSL_set1_host(ssl, t->host)
+        || (!kh_host_is_ip(t->host)
+            && !SSL_set_tlsext_host_name(ssl, t->host))) {
+        BIO_free(sbio);
+        return NULL;
+    }
+    return BIO_push(sbio, bio);
+}
+
+static SSL_CTX *tls_ctx(KH_ENROL_IO *io, char *err, size_t errlen)
+{
+    SSL_CTX *c = SSL_CTX_new_ex(io->ctx->libctx, "?provider=default",
+                                TLS_client_method());
+    int ok;
+
+    if (c == NULL) {
+        kh_seterr(err, errlen, KH_EXIT_BROKEN, "%s: cannot set up TLS",
+                  io->id->name);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    ok = io->server_ca != NULL
+             ? SSL_CTX_load_verify_file(c, io->server_ca)
+             : SSL_CTX_set_default_verify_paths(c);
+    if (!ok) {
+        ERR_clear_error();
+        kh_seterr(err, errlen, KH_EXIT_REJECTED, "%s: --server-ca %s holds "
+                  "no usable CA certificate", io->id->name,
+                  io->server_ca != NULL ? io->server_ca : "(system store)");
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    return c;
 }
 
 /* A copy bound to the default provider, like every cert the CLI reads. */
@@ -181,11 +241,15 @@ static int explain(KH_ENROL_IO *io, OSSL_CMP_CTX *cmp, const char *what,
 {
     unsigned long e;
     int reason = 0, lib = 0, status = OSSL_CMP_CTX_get_status(cmp);
+    int tls_reason = 0;
     char sbuf[512] = "";
     const char *name = io->id->name;
 
     /* the first CMP reason is the most telling, else the first at all */
     while ((e = ERR_get_error()) != 0) {
+        if (ERR_GET_LIB(e) == ERR_LIB_SSL && tls_reason == 0) {
+            tls_reason = ERR_GET_REASON(e);
+        }
         if (ERR_GET_LIB(e) == ERR_LIB_CMP && lib != ERR_LIB_CMP) {
             lib = ERR_LIB_CMP;
             reason = ERR_GET_REASON(e);
@@ -197,6 +261,16 @@ static int explain(KH_ENROL_IO *io, OSSL_CMP_CTX *cmp, const char *what,
     if (status >= 0 && OSSL_CMP_CTX_snprint_PKIStatus(cmp, sbuf,
                                                       sizeof(sbuf)) == NULL) {
         sbuf[0] = '\0';
+    }
+    if (status < 0 && tls_reason != 0) {
+        const char *r = ERR_reason_error_string(ERR_PACK(ERR_LIB_SSL, 0,
+                                                         tls_reason));
+
+        return kh_seterr(err, errlen, KH_EXIT_NETWORK, "%s: CMP %s: TLS "
+                         "with %s failed (%s): give --server-ca with the CA "
+                         "of the CMP server's TLS certificate; the identity "
+                         "is unchanged", name, what, url,
+                         r != NULL ? r : "handshake failed");
     }
     if (lib == ERR_LIB_CMP) {
         switch (reason) {
@@ -314,6 +388,7 @@ int kh_cmp_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
     STACK_OF(X509) *bchain = NULL, *capubs = NULL, *extra = NULL;
     STACK_OF(X509) *pool = NULL;
     EVP_PKEY *bkey = NULL;
+    CMP_TLS tls = { NULL, NULL };
     int i;
 
     secret[0] = '\0';
@@ -332,13 +407,6 @@ int kh_cmp_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
         return kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: cmp-url '%s' is "
                          "not a URL (http://HOST[:PORT]/PATH)", name, url);
     }
-    if (ssl) {
-        rc = kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: cmp-url '%s': CMP "
-                       "over HTTPS is not supported; CMP messages carry "
-                       "their own protection, use http:// (RFC 6712)",
-                       name, url);
-        goto end;
-    }
     kur = io->renewal && io->cur_cert != NULL && io->cur_key != NULL;
     what = kur ? "key update (kur)" : "initial request (ir)";
 
@@ -349,6 +417,20 @@ int kh_cmp_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
         goto end;
     }
     OSSL_CMP_CTX_set_log_cb(cmp, cmp_log);
+    if (ssl) {
+        tls.host = host;
+        tls.ssl_ctx = tls_ctx(io, err, errlen);
+        if (tls.ssl_ctx == NULL) {
+            rc = KH_EXIT_REJECTED;
+            goto end;
+        }
+        if (!OSSL_CMP_CTX_set_http_cb(cmp, cmp_tls_cb)
+            || !OSSL_CMP_CTX_set_http_cb_arg(cmp, &tls)) {
+            rc = kh_seterr(err, errlen, KH_EXIT_BROKEN, "%s: out of memory",
+                           name);
+            goto end;
+        }
+    }
     v = kh_id_get(io->id, "cmp-timeout");
     timeout = v != NULL ? atol(v) : 60;
     if (timeout <= 0 || timeout > 3600) {
@@ -531,6 +613,7 @@ end:
     }
     OPENSSL_cleanse(secret, sizeof(secret));
     OSSL_CMP_CTX_free(cmp);
+    SSL_CTX_free(tls.ssl_ctx);
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     sk_X509_free(pool);
     sk_X509_pop_free(capubs, X509_free);

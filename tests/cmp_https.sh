@@ -1,0 +1,75 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# CMP over HTTPS: nginx on 127.0.0.1 terminates TLS in front of `openssl
+# cmp`'s mock server; keyhold verifies the TLS server against --server-ca
+# (and its name), then enrols with the shared secret. With a --server-ca
+# that did not issue the TLS certificate the handshake is refused with a
+# clear error and nothing changes.
+. "$(dirname "$0")/lib.sh"
+
+export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
+kh_need "$KEYHOLD" "$BUILD/keyhold.so" /usr/sbin/nginx
+mkdir -p "$KEYHOLD_CONF_DIR" "$KEYHOLD_STATE_DIR" "$T/nginx/tmp" "$T/nginx/logs"
+kh_softhsm_setup
+(umask 077; printf '1111' >"$T/app.pin"; printf '2222' >"$T/app.so"
+ printf 'cmp-secret-9' >"$T/cmp.secret")
+"$KEYHOLD" token init --label app --pin-file "$T/app.pin" --so-pin-file "$T/app.so" \
+    >/dev/null || kh_fail "token init"
+kh_test_ca "$T/ca"
+kh_test_ca "$T/tlsca"
+kh_test_ca "$T/otherca"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/tls.key" \
+    -subj "/CN=localhost" -out "$T/tls.csr" 2>/dev/null
+kh_ca_sign "$T/tlsca" "$T/tls.csr" "$T/tls.pem" "DNS:localhost,IP:127.0.0.1"
+
+"$KEYHOLD" provision cam --token app --alg ec-p256 --host cam1.example \
+    --pin-file "$T/app.pin" --csr-out "$T/cam.csr" >/dev/null || kh_fail "provision"
+kh_ca_sign "$T/ca" "$T/cam.csr" "$T/cam.pem" DNS:cam1.example
+
+cport=$(kh_free_port)
+kh_bg openssl cmp -config "" -port "$cport" -srv_ref keyhold-cmp \
+    -srv_secret pass:cmp-secret-9 -rsp_cert "$T/cam.pem" >"$T/cmp-server.log" 2>&1
+kh_wait_port "$cport"
+tport=$(kh_free_port)
+while [ "$tport" = "$cport" ]; do tport=$(kh_free_port); done
+cat >"$T/nginx/nginx.conf" <<NGX
+worker_processes 1;
+daemon off;
+pid $T/nginx.pid;
+error_log $T/nginx/logs/error.log notice;
+events { worker_connections 16; }
+http {
+    access_log off;
+    client_body_temp_path $T/nginx/tmp/body;
+    proxy_temp_path $T/nginx/tmp/proxy;
+    fastcgi_temp_path $T/nginx/tmp/fastcgi;
+    uwsgi_temp_path $T/nginx/tmp/uwsgi;
+    scgi_temp_path $T/nginx/tmp/scgi;
+    server {
+        listen 127.0.0.1:$tport ssl;
+        ssl_certificate $T/tls.pem;
+        ssl_certificate_key $T/tls.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / { proxy_pass http://127.0.0.1:$cport; }
+    }
+}
+NGX
+kh_bg /usr/sbin/nginx -c "$T/nginx/nginx.conf" -e "$T/nginx/logs/error.log"
+kh_wait_port "$tport"
+URL=https://127.0.0.1:$tport/pkix/
+
+kh_log "TLS server not issued by --server-ca: refused, nothing installed"
+kh_must_fail 4 -- "$KEYHOLD" enroll cam --cmp "$URL" --server-ca "$T/otherca/ca.pem" \
+    --ca "$T/ca/ca.pem" --ref keyhold-cmp --secret-file "$T/cmp.secret"
+kh_expect_output "TLS"
+kh_expect_output "--server-ca"
+[ ! -e "$KEYHOLD_STATE_DIR/cam/current" ] || kh_fail "something was installed"
+
+kh_log "ir over HTTPS with the shared secret"
+"$KEYHOLD" enroll cam --cmp "$URL" --server-ca "$T/tlsca/ca.pem" --ca "$T/ca/ca.pem" \
+    --ref keyhold-cmp --secret-file "$T/cmp.secret" >"$T/enroll.out" 2>&1 \
+    || { cat "$T/enroll.out" "$T/cmp-server.log"; kh_fail "enroll over https"; }
+cmp -s <(openssl x509 -in "$KEYHOLD_STATE_DIR/cam/cert.pem" -outform DER) \
+       <(openssl x509 -in "$T/cam.pem" -outform DER) || kh_fail "not the issued certificate"
+"$KEYHOLD" verify cam >/dev/null || kh_fail "keyhold verify cam"
+kh_log "ok"
