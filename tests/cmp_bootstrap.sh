@@ -3,7 +3,7 @@
 # CMP first enrolment signed by a factory bootstrap identity (its key in the
 # token too) against `openssl cmp`'s mock server, which checks the signature
 # against the test CA; the same with a server that does not trust that CA is
-# refused with nothing changed. Then a CA pinned only by fingerprint, found
+# refused with nothing changed, as is a request the CA rejects. Then a CA pinned only by fingerprint, found
 # among the CA certificates of the ip (caPubs), and a wrong fingerprint
 # refused.
 . "$(dirname "$0")/lib.sh"
@@ -66,8 +66,18 @@ cmp -s <(openssl x509 -in "$KEYHOLD_STATE_DIR/cam/cert.pem" -outform DER) \
 "$KEYHOLD" verify cam >/dev/null || kh_fail "keyhold verify cam"
 "$KEYHOLD" verify factory >/dev/null || kh_fail "the bootstrap identity suffered"
 
-kh_log "CA pinned by fingerprint, taken from the ip's caPubs"
+kh_log "the CA rejects the request: its status text shown, nothing installed"
 identity cam2 cam2.example
+cmp_server -srv_ref keyhold-cmp -srv_secret pass:cmp-secret-7 -rsp_cert "$T/cam2.pem" \
+    -pkistatus 2 -failure 25 -statusstring "device not registered"
+kh_must_fail 4 -- "$KEYHOLD" enroll cam2 --cmp "$CMP_URL" --ref keyhold-cmp \
+    --secret-file "$T/cmp.secret" --ca "$T/ca/ca.pem"
+kh_expect_output "device not registered"
+kh_expect_output "unchanged"
+[ ! -e "$KEYHOLD_STATE_DIR/cam2/current" ] || kh_fail "cam2 installed after a rejection"
+sed -i '/^ca = /d' "$KEYHOLD_CONF_DIR/cam2.conf"
+
+kh_log "CA pinned by fingerprint, taken from the ip's caPubs"
 cmp_server -srv_ref keyhold-cmp -srv_secret pass:cmp-secret-7 -rsp_cert "$T/cam2.pem" \
     -rsp_capubs "$T/ca/ca.pem"
 kh_must_fail 2 -- "$KEYHOLD" enroll cam2 --cmp "$CMP_URL" --ref keyhold-cmp \

@@ -4,7 +4,8 @@
 # an initial request (ir) protected by a reference + shared secret, with the
 # proof of possession signed by the SoftHSM key; a wrong secret refused with
 # a clear error and nothing changed; renewal and rekey as key update (kur)
-# requests signed by the current hardware key. The mock server hands out a
+# requests signed by the current hardware key. The ir is answered only
+# after polling (pollReq/pollRep). The mock server hands out a
 # fixed certificate (-rsp_cert), which the test CA issued for the CSR the
 # identity's key made.
 . "$(dirname "$0")/lib.sh"
@@ -45,9 +46,11 @@ cmp_server() {
     fi
     port=$(kh_free_port)
     if [ "$mode" = mac ]; then
+        # the CA makes the client poll twice before it answers
         kh_bg openssl cmp -config "" -port "$port" -srv_ref keyhold-cmp \
             -srv_secret pass:cmp-secret-42 -rsp_cert "$rsp" \
-            -rsp_extracerts "$T/ca/ca.pem" >>"$T/cmp-server.log" 2>&1
+            -rsp_extracerts "$T/ca/ca.pem" -poll_count 2 -check_after 0 \
+            >>"$T/cmp-server.log" 2>&1
     else
         kh_bg openssl cmp -config "" -port "$port" -srv_cert "$T/srv.pem" \
             -srv_key "$T/srv.key" -srv_trusted "$T/ca/ca.pem" -rsp_cert "$rsp" \
