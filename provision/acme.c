@@ -44,7 +44,7 @@
 
 #define ACME_URL_MAX 1024
 #define ACME_BODY_MAX (256 * 1024)
-#define ACME_NONCE_TRIES 5
+#define ACME_NONCE_TRIES 10
 
 typedef struct acme_resp {
     long status;
@@ -882,7 +882,11 @@ static int authorize(ACME *a, KH_ACME_CHAL *chal, const char *type,
         return kh_seterr(err, errlen, KH_EXIT_NETWORK, "%s: challenge token "
                          "too long", a->who);
     }
-    rc = kh_acme_chal_add(chal, token, ka, err, errlen);
+    if (chal->tls != NULL) {
+        rc = kh_acme_chal_add_tls(chal, ident, ka, err, errlen);
+    } else {
+        rc = kh_acme_chal_add(chal, token, ka, err, errlen);
+    }
     if (rc != KH_EXIT_OK) {
         return rc;
     }
@@ -1059,8 +1063,9 @@ int kh_acme_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
     a.timeout = v != NULL && atol(v) > 0 ? atol(v) : 60;
     v = kh_id_get(id, "acme-poll-max");
     a.poll_max = v != NULL && atol(v) > 0 ? atol(v) : 120;
+    type = type != NULL ? type : "http-01";
     v = kh_id_get(id, "acme-challenge-port");
-    port = v != NULL ? atoi(v) : 80;
+    port = v != NULL ? atoi(v) : strcmp(type, "tls-alpn-01") == 0 ? 443 : 80;
     if (url == NULL) {
         return kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: no ACME directory "
                          "configured (keyhold enroll %s --acme URL)", a.who,
@@ -1069,10 +1074,10 @@ int kh_acme_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
     if (type == NULL) {
         type = "http-01";
     }
-    if (strcmp(type, "http-01") != 0) {
+    if (strcmp(type, "http-01") != 0 && strcmp(type, "tls-alpn-01") != 0) {
         return kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: challenge type "
-                         "'%s' is not supported by this keyhold (use "
-                         "--challenge http-01)", a.who, type);
+                         "'%s' is not supported (use --challenge http-01 or "
+                         "tls-alpn-01)", a.who, type);
     }
     if (port <= 0 || port > 65535) {
         return kh_seterr(err, errlen, KH_EXIT_USAGE, "%s: acme-challenge-port "
@@ -1133,9 +1138,16 @@ int kh_acme_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
     kh_acme_json_getstr(body_span(&r), "status", status, sizeof(status));
 
     if (strcmp(status, "pending") == 0) {
-        rc = kh_acme_chal_start(&chal, kh_id_get(id, "acme-challenge-address"),
-                                port, kh_id_get(id, "acme-webroot"), err,
-                                errlen);
+        if (strcmp(type, "tls-alpn-01") == 0) {
+            rc = kh_acme_chal_start_tls(&chal,
+                                        kh_id_get(id, "acme-challenge-address"),
+                                        port, io->key, err, errlen);
+        } else {
+            rc = kh_acme_chal_start(&chal,
+                                    kh_id_get(id, "acme-challenge-address"),
+                                    port, kh_id_get(id, "acme-webroot"), err,
+                                    errlen);
+        }
         if (rc != KH_EXIT_OK) {
             goto end;
         }
