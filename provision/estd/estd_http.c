@@ -629,18 +629,17 @@ respond:
     estd_log(srv, "%s %s %s %s -> %d %s", peer, ver,
              q.method[0] ? q.method : "-", q.path[0] ? q.path : "-",
              r.status, r.note);
-    SSL_shutdown(ssl);
     if (r.status >= 400) {
         /*
          * The client may still be sending what we refused to read (a body
-         * over the limit, a huge head): closing now would reset the
-         * connection and could destroy our answer in its receive buffer.
-         * Read and drop a bounded amount for a short while first.
+         * over the limit, a huge head): closing with unread input resets
+         * the connection, which can destroy our answer in its receive
+         * buffer. Read and drop a bounded amount for a short while first,
+         * until the client stops sending or closes.
          */
         struct timeval lv = { .tv_sec = 1 };
         unsigned char sink[4096];
         size_t dropped = 0;
-
         time_t until = time(NULL) + 2;
 
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &lv, sizeof(lv));
@@ -650,6 +649,7 @@ respond:
         }
         ERR_clear_error();
     }
+    SSL_shutdown(ssl);
 end:
     OPENSSL_cleanse(q.authorization, sizeof(q.authorization));
     if (head != NULL) {
