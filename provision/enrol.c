@@ -12,6 +12,7 @@ static const struct {
 } protocols[] = {
     { "cmp", kh_cmp_enrol },
     { "acme", kh_acme_enrol },
+    { "scep", kh_scep_enrol },
     { NULL, NULL }
 };
 

@@ -46,6 +46,10 @@ int kh_cmp_enrol(KH_ENROL_IO *io, char *err, size_t errlen);
 /* ACME (acme.c): account key in hardware, http-01, finalize with the CSR. */
 int kh_acme_enrol(KH_ENROL_IO *io, char *err, size_t errlen);
 
+/* SCEP (scep.c): PKCSReq / RenewalReq, CertRep decrypted by the RSA
+ * hardware key; the identity needs allow-decrypt. */
+int kh_scep_enrol(KH_ENROL_IO *io, char *err, size_t errlen);
+
 /* The transport for "scep", "acme", "cmp"; NULL when not built in. */
 kh_enrol_fn kh_enrol_protocol(const char *name);
 
