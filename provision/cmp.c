@@ -11,7 +11,8 @@
  * Settings (identity config): cmp-url, cmp-ref, cmp-secret-file,
  * cmp-bootstrap (else est-bootstrap), server-ca (trust for an https://
  * server's TLS and for the CMP server's signed responses, besides the
- * pinned CA), cmp-timeout.
+ * pinned CA), cmp-timeout (per message, 60 s), cmp-poll-max (the whole
+ * exchange with polling, 600 s).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,16 +77,16 @@ static BIO *cmp_tls_cb(BIO *bio, void *arg, int connect, int detail)
     return BIO_push(sbio, bio);
 }
 
-static SSL_CTX *tls_ctx(KH_ENROL_IO *io, char *err, size_t errlen)
+static int tls_ctx(KH_ENROL_IO *io, SSL_CTX **out, char *err,
+                   size_t errlen)
 {
     SSL_CTX *c = SSL_CTX_new_ex(io->ctx->libctx, "?provider=default",
                                 TLS_client_method());
     int ok;
 
     if (c == NULL) {
-        kh_seterr(err, errlen, KH_EXIT_BROKEN, "%s: cannot set up TLS",
-                  io->id->name);
-        return NULL;
+        return kh_seterr(err, errlen, KH_EXIT_BROKEN, "%s: cannot set up "
+                         "TLS", io->id->name);
     }
     SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
@@ -94,13 +95,14 @@ static SSL_CTX *tls_ctx(KH_ENROL_IO *io, char *err, size_t errlen)
              : SSL_CTX_set_default_verify_paths(c);
     if (!ok) {
         ERR_clear_error();
-        kh_seterr(err, errlen, KH_EXIT_REJECTED, "%s: --server-ca %s holds "
-                  "no usable CA certificate", io->id->name,
-                  io->server_ca != NULL ? io->server_ca : "(system store)");
         SSL_CTX_free(c);
-        return NULL;
+        return kh_seterr(err, errlen, KH_EXIT_REJECTED, "%s: --server-ca "
+                         "%s holds no usable CA certificate", io->id->name,
+                         io->server_ca != NULL ? io->server_ca
+                                               : "(system store)");
     }
-    return c;
+    *out = c;
+    return KH_EXIT_OK;
 }
 
 /* A copy bound to the default provider, like every cert the CLI reads. */
@@ -303,7 +305,7 @@ static int explain(KH_ENROL_IO *io, OSSL_CMP_CTX *cmp, const char *what,
             break;
         case CMP_R_TOTAL_TIMEOUT:
             return kh_seterr(err, errlen, KH_EXIT_NETWORK, "%s: CMP %s to %s "
-                             "timed out (raise cmp-timeout, or ask why the "
+                             "timed out (raise cmp-poll-max, or ask why the "
                              "CA does not answer); the identity is "
                              "unchanged", name, what, url);
         case CMP_R_CERTIFICATE_NOT_ACCEPTED:
@@ -380,7 +382,7 @@ int kh_cmp_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
     size_t seclen = 0;
     char *host = NULL, *port = NULL, *path = NULL;
     int ssl = 0, portnum = 0, rc, mac = 0, kur;
-    long timeout;
+    long timeout, poll_max;
     OSSL_CMP_CTX *cmp = NULL;
     X509_STORE *store = NULL;
     X509_EXTENSIONS *exts = NULL;
@@ -419,9 +421,8 @@ int kh_cmp_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
     OSSL_CMP_CTX_set_log_cb(cmp, cmp_log);
     if (ssl) {
         tls.host = host;
-        tls.ssl_ctx = tls_ctx(io, err, errlen);
-        if (tls.ssl_ctx == NULL) {
-            rc = KH_EXIT_REJECTED;
+        rc = tls_ctx(io, &tls.ssl_ctx, err, errlen);
+        if (rc != KH_EXIT_OK) {
             goto end;
         }
         if (!OSSL_CMP_CTX_set_http_cb(cmp, cmp_tls_cb)
@@ -436,13 +437,23 @@ int kh_cmp_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
     if (timeout <= 0 || timeout > 3600) {
         timeout = 60;
     }
+    v = kh_id_get(io->id, "cmp-poll-max");
+    poll_max = v != NULL ? atol(v) : 600;
+    if (poll_max < timeout || poll_max > 86400) {
+        poll_max = timeout > 600 ? timeout : 600;
+    }
     if (!OSSL_CMP_CTX_set1_server(cmp, host)
         || !OSSL_CMP_CTX_set_serverPort(cmp, portnum)
         || !OSSL_CMP_CTX_set1_serverPath(cmp, path)
         || !OSSL_CMP_CTX_set_option(cmp, OSSL_CMP_OPT_MSG_TIMEOUT,
-                                    (int)(timeout < 30 ? timeout : 30))
+                                    (int)timeout)
         || !OSSL_CMP_CTX_set_option(cmp, OSSL_CMP_OPT_TOTAL_TIMEOUT,
-                                    (int)timeout)) {
+                                    (int)poll_max)
+        /* a refusal the server could not protect (it may not know our
+         * secret) is still shown; only its status is used, never a
+         * certificate */
+        || !OSSL_CMP_CTX_set_option(cmp, OSSL_CMP_OPT_UNPROTECTED_ERRORS,
+                                    1)) {
         rc = kh_seterr(err, errlen, KH_EXIT_BROKEN, "%s: cannot set up the "
                        "CMP client", name);
         goto end;
