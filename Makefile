@@ -40,7 +40,7 @@ Q := @
 E := @echo
 endif
 
-.PHONY: all install check check-asan demo demo-vms bench fuzz deps clean
+.PHONY: all install check check-asan check-targets deps-if-missing demo demo-vms bench fuzz deps clean
 .DEFAULT_GOAL := all
 
 # Object rule shared by every fragment: build/<path>.o from <path>.c
@@ -58,7 +58,7 @@ deps:
 
 # 'make check' installs what is missing, builds, and runs every test.
 check: deps-if-missing
-	$(Q)$(MAKE) --no-print-directory all $(CHECK_TARGETS)
+	$(Q)$(MAKE) --no-print-directory all check-targets
 	$(Q)BUILD=$(abspath $(BUILD)) tests/run $(TESTS)
 
 # The whole suite once more with AddressSanitizer and UBSan in every keyhold
@@ -66,8 +66,12 @@ check: deps-if-missing
 check-asan: deps-if-missing
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan \
 	    SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	    all $(CHECK_TARGETS)
+	    all check-targets
 	$(Q)BUILD=$(abspath build-asan) KH_ASAN=1 tests/run $(TESTS)
+
+# Test programs, the fault shim, fuzzers: expanded by the make that builds
+# them, so that each BUILD directory gets its own.
+check-targets: $(CHECK_TARGETS)
 
 deps-if-missing:
 	@scripts/deps.sh --if-missing
