@@ -699,8 +699,8 @@ static int account(ACME *a, const KH_IDENTITY *id, char *err, size_t errlen)
                          "gave no account URL (Location)", a->who);
     }
     snprintf(a->kid, sizeof(a->kid), "%s", r.location);
-    kh_dbg(a->ctx, "%s: ACME account %s (%s)", a->who, a->kid,
-           r.status == 201 ? "new" : "existing");
+    kh_dbg(a->ctx, "%s: ACME account %s (%s, %s)", a->who, a->kid,
+           r.status == 201 ? "new" : "existing", a->alg);
     resp_clear(&r);
     return KH_EXIT_OK;
 }

@@ -3,7 +3,7 @@
 # ACME beyond the basic http-01 run, against pebble on loopback: tls-alpn-01
 # answered by keyhold's transient TLS listener with an acmeIdentifier
 # certificate signed by the hardware key; http-01 through a web root served
-# by another web server; external account binding (a wrong MAC key refused
+# by another web server; RS256 and ES384 account keys; external account binding (a wrong MAC key refused
 # with pebble's error document, nothing installed); and pebble rejecting a
 # third of all nonces, which badNonce retries absorb.
 . "$(dirname "$0")/lib.sh"
@@ -16,10 +16,13 @@ PEBBLE_WFE_NONCEREJECT=30
 kh_acme_start
 (umask 077; printf 'zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n' >"$T/eab.key"
  printf 'AAAAZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n' >"$T/wrong.key")
-kh_acme_identity acct acct.example
+# account keys in the token: RSA (RS256) for web, P-384 (ES384) for tls
+KH_ACME_ALG=rsa-2048 kh_acme_identity acct acct.example
+KH_ACME_ALG=ec-p384 kh_acme_identity acct384 acct384.example
 kh_acme_identity web web1.example
 kh_acme_identity tls tls1.example
-for n in web tls; do echo "acme-account = acct" >>"$KEYHOLD_CONF_DIR/$n.conf"; done
+echo "acme-account = acct" >>"$KEYHOLD_CONF_DIR/web.conf"
+echo "acme-account = acct384" >>"$KEYHOLD_CONF_DIR/tls.conf"
 
 kh_log "EAB required: none given -> refused naming the fix"
 kh_must_fail 1 -- kh_acme_enroll web
@@ -58,6 +61,8 @@ grep -q "^acme-challenge = tls-alpn-01" "$KEYHOLD_CONF_DIR/tls.conf" || kh_fail 
 kh_log "tls-alpn-01 renewal"
 KEYHOLD_DEBUG=1 "$KEYHOLD" renew tls --force >"$T/tlsr.out" 2>&1 || { cat "$T/tlsr.out"; kh_fail "renew tls"; }
 
+grep -q "ACME account .*RS256" "$T/web.out" || kh_fail "web: not an RS256 account"
+grep -q "ACME account .*ES384" "$T/tls.out" || kh_fail "tls: not an ES384 account"
 kh_log "badNonce answers retried with the fresh nonce: $(cat "$T"/{web,tls,tlsr}.out | grep -c badNonce)"
 cat "$T"/{web,tls,tlsr}.out | grep -q "badNonce" || kh_fail "no badNonce retry seen (PEBBLE_WFE_NONCEREJECT)"
 kh_log "ok"
