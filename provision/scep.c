@@ -384,7 +384,7 @@ static int get_cacert(SCEP *s, KH_ENROL_IO *io, STACK_OF(X509) **all,
         rc = kh_seterr(err, errlen, KH_EXIT_REJECTED, "%s: the SCEP server's "
                        "CA certificate does not match the pinned CA (%s): "
                        "check --ca / --ca-fingerprint against the CA's real "
-                       "certificate", s->url,
+                       "certificate; nothing was changed", s->url,
                        io->ca_fingerprint ? io->ca_fingerprint : "--ca");
         goto end;
     }
@@ -605,6 +605,31 @@ static const char *attr_str(PKCS7_SIGNER_INFO *si, int nid, char *buf,
 }
 
 /*
+ * 1 when |c| may sign CertReps: the CA itself, or one of the GetCACert RA
+ * certificates issued by it whose key usage allows signatures (never just
+ * any certificate of that CA, such as another device's).
+ */
+static int ra_signer(X509 *c, STACK_OF(X509) *pool, X509 *ca)
+{
+    uint32_t ku;
+    int i;
+
+    if (X509_cmp(c, ca) == 0) {
+        return 1;
+    }
+    for (i = 0; i < sk_X509_num(pool); i++) {
+        if (X509_cmp(sk_X509_value(pool, i), c) == 0) {
+            break;
+        }
+    }
+    if (i == sk_X509_num(pool) || !from_ca(c, ca)) {
+        return 0;
+    }
+    ku = X509_get_key_usage(c);
+    return ku == UINT32_MAX || (ku & KU_DIGITAL_SIGNATURE) != 0;
+}
+
+/*
  * A CertRep: signed by the CA or an RA certificate issued by it, matching
  * our transaction and nonce. *status "0" success (then *certs the issued
  * certificates, decrypted by |dkey|/|dcert|), "3" pending; a FAILURE is
@@ -644,7 +669,7 @@ static int cert_rep(SCEP *s, const unsigned char *der, size_t derlen,
     }
     signers = PKCS7_get0_signers(p7, pool, 0);
     if (signers == NULL || sk_X509_num(signers) != 1
-        || !from_ca(sk_X509_value(signers, 0), ca)) {
+        || !ra_signer(sk_X509_value(signers, 0), pool, ca)) {
         kh_seterr(err, errlen, 0, "%s: SCEP: the CertRep is not signed by "
                   "the pinned CA or an RA certificate it issued (refused)",
                   s->url);
@@ -855,7 +880,7 @@ int kh_scep_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
     unsigned char *der = NULL, *msg = NULL, md[32];
     unsigned int mdlen = 0;
     struct body b;
-    int derlen, msglen, rc, pending = 0, i;
+    int derlen = 0, msglen = 0, rc, pending = 0, i;
     long interval, maxwait, waited = 0;
 
     memset(&s, 0, sizeof(s));
@@ -1000,7 +1025,7 @@ int kh_scep_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
         }
         OPENSSL_free(b.p);
         memset(&b, 0, sizeof(b));
-        OPENSSL_free(msg);
+        OPENSSL_clear_free(msg, (size_t)msglen);
         msg = NULL;
         if (rc != KH_EXIT_OK || !pending) {
             break;
@@ -1009,7 +1034,8 @@ int kh_scep_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
             rc = kh_seterr(err, errlen, KH_EXIT_NETWORK, "%s: the SCEP "
                            "request is still PENDING after %ld s (the CA "
                            "operator has to approve it; run the command "
-                           "again later, or raise scep-poll-max)", s.who,
+                           "again later, or raise scep-poll-max); the identity "
+                           "is unchanged", s.who,
                            waited);
             goto end;
         }
@@ -1084,7 +1110,7 @@ int kh_scep_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
     rc = KH_EXIT_OK;
 end:
     OPENSSL_cleanse(pw, sizeof(pw));
-    OPENSSL_free(der);
+    OPENSSL_clear_free(der, der != NULL ? (size_t)derlen : 0);
     OPENSSL_free(msg);
     OPENSSL_free(b.p);
     X509_REQ_free(req);
