@@ -218,6 +218,14 @@ static int start(KH_ACME_CHAL *c, const char *addr, int port,
             a6.sin6_addr = in6addr_any;
         }
         fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 && addr == NULL) {
+            /* no IPv6 in this kernel: every IPv4 address then */
+            a6.sin6_family = 0;
+            a4.sin_family = AF_INET;
+            a4.sin_port = htons((unsigned short)port);
+            a4.sin_addr.s_addr = htonl(INADDR_ANY);
+            fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        }
     }
     if (fd < 0) {
         return kh_seterr(err, errlen, KH_EXIT_NETWORK, "http-01 listener: "
