@@ -156,6 +156,8 @@ static void resp_clear(ACME_RESP *r)
 }
 
 /* One request; KH_EXIT_OK when a response arrived. Keeps the nonce. */
+static int curl_ready;
+
 static int http(ACME *a, const char *method, const char *url,
                 const char *body, const char *accept, ACME_RESP *r,
                 char *err, size_t errlen)
@@ -173,6 +175,13 @@ static int http(ACME *a, const char *method, const char *url,
     }
     if (!kh_http_backend_ok(err, errlen)) {
         return KH_EXIT_NETWORK;
+    }
+    if (!curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            return kh_seterr(err, errlen, KH_EXIT_NETWORK, "libcurl "
+                             "initialisation failed");
+        }
+        curl_ready = 1;
     }
     c = curl_easy_init();
     if (c == NULL) {

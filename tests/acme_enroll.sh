@@ -13,7 +13,7 @@
 
 kh_acme_setup
 kh_acme_start
-kh_acme_identity cam cam1.example
+kh_acme_identity cam cam1.example --san ip:127.0.0.1
 kh_acme_identity acct acct.example
 
 kh_log "ACME server not trusted (no --server-ca): refused, nothing installed"
@@ -45,7 +45,9 @@ cat "$T/enroll.out"
 openssl verify -CAfile "$KH_ACME_DIR/root.pem" -untrusted "$KEYHOLD_STATE_DIR/cam/chain.pem" \
     "$KEYHOLD_STATE_DIR/cam/cert.pem" >/dev/null || kh_fail "cert does not chain to pebble's root"
 openssl x509 -in "$KEYHOLD_STATE_DIR/cam/cert.pem" -noout -ext subjectAltName \
-    | grep -q "DNS:cam1.example" || kh_fail "SAN missing"
+    | grep -q "DNS:cam1.example, IP Address:127.0.0.1" || kh_fail "SAN missing"
+grep -q "validate w/ HTTP: http://127.0.0.1:" "$KH_ACME_DIR/pebble.log" \
+    || kh_fail "the IP identifier was not validated"
 "$KEYHOLD" verify cam >/dev/null || kh_fail "keyhold verify cam"
 grep -q "^acme-url = $KH_ACME_URL" "$KEYHOLD_CONF_DIR/cam.conf" || kh_fail "acme-url not stored"
 grep -q "^enrol-protocol = acme" "$KEYHOLD_CONF_DIR/cam.conf" || kh_fail "enrol-protocol"
