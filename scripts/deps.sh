@@ -15,7 +15,7 @@ nginx gnutls-bin
 libfaketime faketime
 clang llvm libclang-rt-14-dev valgrind strace
 jq procps psmisc iproute2 ca-certificates systemd
-scep pebble
+scep pebble python3
 "
 
 missing=""
