@@ -24,6 +24,7 @@ static const char usage[] =
 "       keyhold enroll NAME --acme DIRECTORY_URL [--server-ca FILE] [--ca FILE]\n"
 "           [--challenge http-01|tls-alpn-01] [--challenge-port PORT]\n"
 "           [--webroot DIR] [--eab-kid KID --eab-hmac-file F]\n"
+"           [--acme-account IDENTITY]\n"
 "       keyhold enroll NAME --cmp URL [--server-ca FILE] [--ca FILE]\n"
 "           [--ref REF --secret-file F]\n"
 "\n"
@@ -74,6 +75,7 @@ int cmd_enroll(KH_CTX *ctx, int argc, char **argv)
         { "eab-hmac-file", required_argument, NULL, 1006 },
         { "ref", required_argument, NULL, 1007 },
         { "secret-file", required_argument, NULL, 1008 },
+        { "acme-account", required_argument, NULL, 1009 },
         { NULL, 0, NULL, 0 }
     };
     /* settings of the other protocols, stored verbatim (paths absolute) */
@@ -90,6 +92,7 @@ int cmd_enroll(KH_CTX *ctx, int argc, char **argv)
         { 1006, "acme-eab-hmac-file", 1 },
         { 1007, "cmp-ref", 0 },
         { 1008, "cmp-secret-file", 1 },
+        { 1009, "acme-account", 0 },
     };
     const char *extra_val[sizeof(extra) / sizeof(extra[0])] = { NULL };
     const char *proto = NULL, *proto_url = NULL;
