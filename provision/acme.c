@@ -465,10 +465,15 @@ static char *jws(ACME *a, const char *url, const char *payload,
         snprintf(prot, cap, "{\"alg\":\"%s\",\"kid\":\"%s\",\"nonce\":\"%s\","
                  "\"url\":\"%s\"}", a->alg, a->kid, a->nonce, url);
     }
-    kh_acme_b64url((const unsigned char *)prot, strlen(prot), pb, cap);
     pay[0] = '\0';
-    if (payload != NULL) {
-        kh_acme_b64url((const unsigned char *)payload, pl, pay, cap);
+    if (kh_acme_b64url((const unsigned char *)prot, strlen(prot), pb, cap)
+            == 0
+        || (payload != NULL && pl > 0
+            && kh_acme_b64url((const unsigned char *)payload, pl, pay, cap)
+                   == 0)) {
+        kh_seterr(err, errlen, KH_EXIT_BROKEN, "%s: ACME request too large",
+                  a->who);
+        goto end;
     }
     snprintf(in, 2 * cap, "%s.%s", pb, pay);
     if (jws_sign(a, in, sig, sizeof(sig), err, errlen) != KH_EXIT_OK) {
