@@ -983,8 +983,8 @@ static int finalize(ACME *a, X509_REQ *csr, const char *order_url,
             len = (int)strlen(err);
             snprintf(err + len, errlen - (size_t)len, " (this CA wants an "
                      "account key apart from the certificate's key: provision "
-                     "one more identity and name it with acme-account = "
-                     "NAME in %s's config)", a->who);
+                     "one more identity and give it with --acme-account "
+                     "NAME, stored as acme-account in %s's config)", a->who);
         }
         return rc;
     }

@@ -21,11 +21,9 @@ kh_must_fail 4 -- "$KEYHOLD" enroll cam --acme "$KH_ACME_URL" --ca "$KH_ACME_DIR
     --challenge-port "$KH_ACME_CHPORT"
 [ ! -e "$KEYHOLD_STATE_DIR/cam/current" ] || kh_fail "something was installed"
 
-echo "acme-account = acct" >>"$KEYHOLD_CONF_DIR/cam.conf"
-
 kh_log "http-01 unreachable (keyhold listens elsewhere): pebble's error document shown"
 other=$(kh_free_port)
-kh_must_fail 4 -- kh_acme_enroll cam --challenge-port "$other"
+kh_must_fail 4 -- kh_acme_enroll cam --challenge-port "$other" --acme-account acct
 kh_expect_output "urn:ietf:params:acme:error:connection"
 kh_expect_output "the authorization for"
 [ ! -e "$KEYHOLD_STATE_DIR/cam/current" ] || kh_fail "something was installed"
@@ -51,6 +49,7 @@ grep -q "validate w/ HTTP: http://127.0.0.1:" "$KH_ACME_DIR/pebble.log" \
 "$KEYHOLD" verify cam >/dev/null || kh_fail "keyhold verify cam"
 grep -q "^acme-url = $KH_ACME_URL" "$KEYHOLD_CONF_DIR/cam.conf" || kh_fail "acme-url not stored"
 grep -q "^enrol-protocol = acme" "$KEYHOLD_CONF_DIR/cam.conf" || kh_fail "enrol-protocol"
+grep -q "^acme-account = acct" "$KEYHOLD_CONF_DIR/cam.conf" || kh_fail "acme-account not stored"
 fp1=$(kh_acme_cert_fp cam)
 
 kh_log "renewal through keyhold renew --force (stored settings)"
