@@ -122,6 +122,17 @@ kh_expect_output "scep-poll-max"
 [ "$(readlink "$KEYHOLD_STATE_DIR/cam/current")" = "$gen4" ] || kh_fail "identity changed"
 "$KEYHOLD" verify cam >/dev/null || kh_fail "verify after refused renew"
 
+kh_log "an old server (no POST, no Renewal, SHA-1, 3DES): GET, renewal as PKCSReq"
+responder --legacy
+gen5=$(readlink "$KEYHOLD_STATE_DIR/cam/current")
+"$KEYHOLD" renew cam --force >"$T/legacy.out" 2>&1 \
+    || { cat "$T/legacy.out" "$T/resp.log"; kh_fail "renew against an old server"; }
+grep -q "PKIOperation by GET" "$T/resp.log" || { cat "$T/resp.log"; kh_fail "not by GET"; }
+grep -q "PKCSReq signed by .* (self-signed)" "$T/resp.log" || kh_fail "not a PKCSReq"
+[ "$(readlink "$KEYHOLD_STATE_DIR/cam/current")" != "$gen5" ] || kh_fail "no new generation"
+"$KEYHOLD" verify cam >/dev/null || kh_fail "verify after legacy renew"
+gen4=$(readlink "$KEYHOLD_STATE_DIR/cam/current")
+
 kh_log "a CA that is not the pinned one: refused before any request"
 kh_test_ca "$T/other" rsa
 kh_must_fail 2 -- "$KEYHOLD" enroll cam --scep "$URL" --challenge-file "$T/challenge" \

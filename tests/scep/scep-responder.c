@@ -12,8 +12,11 @@
  *
  *   scep-responder --port N --ca-cert F --ca-key F --ra-enc-cert F
  *       --ra-enc-key F --ra-sign-cert F --ra-sign-key F
- *       [--challenge-file F] [--pending N] [--days N] [--no-renewal]
+ *       [--challenge-file F] [--pending N] [--days N] [--legacy]
  *       [--log F]
+ *
+ * --legacy: capabilities of an old server (none: no POST, no Renewal, no
+ * SHA-256, no AES), PKIOperation by GET with the base64 message.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -511,7 +514,7 @@ static void serve(int fd)
     if (strncmp(op, "GetCACaps", 9) == 0) {
         const char *caps = renewal
             ? "POSTPKIOperation\nRenewal\nSHA-256\nAES\nSCEPStandard\n"
-            : "POSTPKIOperation\nSHA-256\nAES\n";
+            : "\n";
 
         logmsg("GetCACaps");
         reply(fd, 200, "text/plain", (const unsigned char *)caps,
@@ -545,6 +548,46 @@ static void serve(int fd)
             reply(fd, 200, "application/x-pki-message", out, (size_t)n);
         }
         OPENSSL_free(out);
+    } else if (strncmp(op, "PKIOperation", 12) == 0
+               && strncmp((char *)buf, "GET ", 4) == 0) {
+        /* message=BASE64 (URL-encoded) up to the end of the target */
+        char *m = strstr(op, "message="), *e;
+        unsigned char *der = NULL, *out = NULL;
+        size_t j = 0;
+        int n = 0, dl;
+
+        if (m != NULL) {
+            m += 8;
+            e = m + strcspn(m, " &");
+            der = OPENSSL_malloc((size_t)(e - m) + 4);
+            for (; m < e; m++) {
+                if (*m == '%' && m + 2 < e) {
+                    char hx[3] = { m[1], m[2], 0 };
+
+                    der[j++] = (unsigned char)strtol(hx, NULL, 16);
+                    m += 2;
+                } else {
+                    der[j++] = (unsigned char)*m;
+                }
+            }
+            der[j] = 0;
+            dl = EVP_DecodeBlock(der, der, (int)j);
+            while (dl > 0 && j > 0 && der[j - 1] == '=') {
+                j--;
+                dl--;
+            }
+            if (dl > 0) {
+                logmsg("PKIOperation by GET");
+                out = pki_operation(der, dl, &n);
+            }
+        }
+        if (out == NULL) {
+            reply(fd, 400, "text/plain", (const unsigned char *)"bad\n", 4);
+        } else {
+            reply(fd, 200, "application/x-pki-message", out, (size_t)n);
+        }
+        OPENSSL_free(out);
+        OPENSSL_free(der);
     } else {
         reply(fd, 400, "text/plain", (const unsigned char *)"unsupported\n",
               12);
@@ -559,10 +602,10 @@ int main(int argc, char **argv)
     struct sockaddr_in sa;
 
     for (i = 1; i + 1 < argc || (i < argc && !strcmp(argv[i],
-                                                     "--no-renewal")); i++) {
+                                                     "--legacy")); i++) {
         const char *a = argv[i];
 
-        if (!strcmp(a, "--no-renewal")) {
+        if (!strcmp(a, "--legacy")) {
             renewal = 0;
             continue;
         }
