@@ -29,6 +29,10 @@ FUZZ_SRC_est := provision/est_parse.c
 FUZZ_NAMES += est
 endif
 
+ifneq ($(wildcard provision/acme_parse.c),)
+FUZZ_SRC_acme := provision/acme_parse.c
+FUZZ_NAMES += acme
+endif
 ifneq ($(wildcard engine/tpm/tpm_keyfile.c),)
 FUZZ_SRC_tpmkey := engine/tpm/tpm_keyfile.c
 FUZZ_NAMES += tpmkey
