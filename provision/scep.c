@@ -646,7 +646,7 @@ static int cert_rep(SCEP *s, const unsigned char *der, size_t derlen,
     STACK_OF(PKCS7_SIGNER_INFO) *sis;
     PKCS7_SIGNER_INFO *si;
     ASN1_TYPE *rn;
-    BIO *content = NULL, *plain = NULL;
+    BIO *content = NULL, *plain = NULL, *empty = NULL;
     BUF_MEM *bm;
     char v[80], status[8];
     int rc = KH_EXIT_NETWORK, i;
@@ -660,8 +660,13 @@ static int cert_rep(SCEP *s, const unsigned char *der, size_t derlen,
         goto end;
     }
     content = BIO_new(BIO_s_mem());
-    if (content == NULL
-        || PKCS7_verify(p7, pool, NULL, NULL, content,
+    /* RFC 8894 3.3.2: PENDING and FAILURE omit the content; the signature
+     * then covers empty data */
+    if (PKCS7_get_detached(p7)) {
+        empty = BIO_new_mem_buf("", 0);
+    }
+    if (content == NULL || (PKCS7_get_detached(p7) && empty == NULL)
+        || PKCS7_verify(p7, pool, NULL, empty, content,
                         PKCS7_NOVERIFY | PKCS7_BINARY) != 1) {
         kh_seterr(err, errlen, 0, "%s: SCEP: the CertRep's signature does "
                   "not verify", s->url);
@@ -723,6 +728,11 @@ static int cert_rep(SCEP *s, const unsigned char *der, size_t derlen,
         goto end;
     }
     /* SUCCESS: the enveloped degenerate PKCS#7, decrypted in the token */
+    if (empty != NULL) {
+        kh_seterr(err, errlen, 0, "%s: SCEP: the CertRep reports SUCCESS "
+                  "but carries no certificate", s->url);
+        goto end;
+    }
     BIO_get_mem_ptr(content, &bm);
     p = (const unsigned char *)bm->data;
     env = d2i_PKCS7(NULL, &p, (long)bm->length);
@@ -795,6 +805,7 @@ end:
     sk_X509_free(signers);
     BIO_free(content);
     BIO_free(plain);
+    BIO_free(empty);
     PKCS7_free(p7);
     PKCS7_free(env);
     PKCS7_free(deg);
@@ -1117,6 +1128,5 @@ end:
     X509_free(tmp);
     sk_X509_pop_free(pool, X509_free);
     sk_X509_pop_free(issued, X509_free);
-    (void)ra;
     return rc;
 }

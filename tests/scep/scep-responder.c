@@ -239,7 +239,9 @@ static unsigned char *cert_rep(const char *txid, ASN1_OCTET_STRING *snonce,
         }
         envlen = i2d_PKCS7(env, &envder);
     }
-    sd = PKCS7_sign(NULL, NULL, NULL, NULL, PKCS7_PARTIAL | PKCS7_BINARY);
+    /* RFC 8894 3.3.2: no content unless SUCCESS */
+    sd = PKCS7_sign(NULL, NULL, NULL, NULL, PKCS7_PARTIAL | PKCS7_BINARY
+                    | (issued == NULL ? PKCS7_DETACHED : 0));
     si = PKCS7_sign_add_signer(sd, ra_sign, ra_sign_key, EVP_sha256(),
                                PKCS7_NOSMIMECAP);
     if (si == NULL) {
@@ -260,7 +262,8 @@ static unsigned char *cert_rep(const char *txid, ASN1_OCTET_STRING *snonce,
     }
     content = BIO_new_mem_buf(envder != NULL ? envder : (unsigned char *)"",
                               envlen);
-    if (PKCS7_final(sd, content, PKCS7_BINARY) != 1) {
+    if (PKCS7_final(sd, content, PKCS7_BINARY
+                    | (issued == NULL ? PKCS7_DETACHED : 0)) != 1) {
         die("final");
     }
     *outlen = i2d_PKCS7(sd, &out);
