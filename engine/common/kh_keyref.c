@@ -14,6 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include "kh_errbuf.h"
 #include "kh_keyref.h"
 #include "kh_uri.h"
 
@@ -32,29 +33,17 @@ IMPLEMENT_ASN1_FUNCTIONS(KH_KEYREF_ASN1)
 /* A PEM file bigger than this cannot be a reference. */
 #define KEYREF_PEM_MAX 16384
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int kh_keyref_uri_ok(const char *uri, char *err, size_t errlen)
 {
     size_t n, i;
 
     if (uri == NULL) {
-        seterr(err, errlen, "key reference has no URI");
+        kh_errbuf_set(err, errlen, "key reference has no URI");
         return 0;
     }
     n = strnlen(uri, KH_KEYREF_MAX_URI + 1);
     if (n == 0 || n > KH_KEYREF_MAX_URI) {
-        seterr(err, errlen, "key reference URI is empty or longer than %d",
+        kh_errbuf_set(err, errlen, "key reference URI is empty or longer than %d",
                KH_KEYREF_MAX_URI);
         return 0;
     }
@@ -62,14 +51,14 @@ int kh_keyref_uri_ok(const char *uri, char *err, size_t errlen)
         unsigned char c = (unsigned char)uri[i];
 
         if (c <= 0x20 || c >= 0x7f) {
-            seterr(err, errlen,
+            kh_errbuf_set(err, errlen,
                    "key reference URI has a non-printable character at "
                    "offset %zu", i);
             return 0;
         }
     }
     if (strncasecmp(uri, "pkcs11:", 7) != 0 && strncasecmp(uri, "tpm2:", 5) != 0) {
-        seterr(err, errlen,
+        kh_errbuf_set(err, errlen,
                "key reference URI must start with 'pkcs11:' or 'tpm2:'");
         return 0;
     }
@@ -91,7 +80,7 @@ static char *normalise(const char *uri, char *err, size_t errlen)
     out = kh_p11_uri_format(u, KH_URI_FMT_MODULE | KH_URI_FMT_PIN_SOURCE);
     kh_p11_uri_free(u);
     if (out == NULL) {
-        seterr(err, errlen, "out of memory");
+        kh_errbuf_set(err, errlen, "out of memory");
     }
     return out;
 }
@@ -116,12 +105,12 @@ int kh_keyref_der_encode(const char *uri, unsigned char **der, size_t *derlen,
     ref = KH_KEYREF_ASN1_new();
     if (ref == NULL || !ASN1_INTEGER_set(ref->version, 1)
         || !ASN1_STRING_set(ref->uri, norm, (int)strlen(norm))) {
-        seterr(err, errlen, "out of memory");
+        kh_errbuf_set(err, errlen, "out of memory");
         goto end;
     }
     len = i2d_KH_KEYREF_ASN1(ref, &p);
     if (len <= 0) {
-        seterr(err, errlen, "cannot encode key reference");
+        kh_errbuf_set(err, errlen, "cannot encode key reference");
         goto end;
     }
     *der = p;
@@ -144,37 +133,37 @@ int kh_keyref_der_decode(const unsigned char *der, size_t derlen, char **uri,
 
     *uri = NULL;
     if (der == NULL || derlen == 0 || derlen > KEYREF_PEM_MAX) {
-        seterr(err, errlen, "key reference is empty or too large");
+        kh_errbuf_set(err, errlen, "key reference is empty or too large");
         return 0;
     }
     ref = d2i_KH_KEYREF_ASN1(NULL, &p, (long)derlen);
     if (ref == NULL || p != der + derlen) {
-        seterr(err, errlen,
+        kh_errbuf_set(err, errlen,
                "key reference is not valid DER (truncated or garbled file?)");
         goto end;
     }
     version = ASN1_INTEGER_get(ref->version);
     if (version != 1) {
-        seterr(err, errlen,
+        kh_errbuf_set(err, errlen,
                "key reference version %ld is not supported (this keyhold "
                "reads version 1)", version);
         goto end;
     }
     n = ASN1_STRING_length(ref->uri);
     if (n <= 0 || n > KH_KEYREF_MAX_URI) {
-        seterr(err, errlen, "key reference URI is empty or too long");
+        kh_errbuf_set(err, errlen, "key reference URI is empty or too long");
         goto end;
     }
     out = OPENSSL_malloc((size_t)n + 1);
     if (out == NULL) {
-        seterr(err, errlen, "out of memory");
+        kh_errbuf_set(err, errlen, "out of memory");
         goto end;
     }
     memcpy(out, ASN1_STRING_get0_data(ref->uri), (size_t)n);
     out[n] = '\0';
     if (strlen(out) != (size_t)n || !kh_keyref_uri_ok(out, err, errlen)) {
         if (strlen(out) != (size_t)n) {
-            seterr(err, errlen, "key reference URI contains a NUL byte");
+            kh_errbuf_set(err, errlen, "key reference URI contains a NUL byte");
         }
         goto end;
     }
@@ -198,7 +187,7 @@ int kh_keyref_pem_write(BIO *out, const char *uri, char *err, size_t errlen)
     }
     ok = PEM_write_bio(out, KH_KEYREF_PEM_LABEL, "", der, (long)derlen) > 0;
     if (!ok) {
-        seterr(err, errlen, "cannot write key reference");
+        kh_errbuf_set(err, errlen, "cannot write key reference");
     }
     OPENSSL_free(der);
     return ok;
@@ -215,19 +204,19 @@ int kh_keyref_pem_read(BIO *in, char **uri, char *err, size_t errlen)
     ERR_set_mark();
     if (!PEM_read_bio(in, &name, &header, &data, &len)) {
         ERR_pop_to_mark();
-        seterr(err, errlen,
+        kh_errbuf_set(err, errlen,
                "not a PEM file, or truncated (expected BEGIN %s)",
                KH_KEYREF_PEM_LABEL);
         return 0;
     }
     ERR_pop_to_mark();
     if (strcmp(name, KH_KEYREF_PEM_LABEL) != 0) {
-        seterr(err, errlen, "PEM block '%.40s' is not a %s", name,
+        kh_errbuf_set(err, errlen, "PEM block '%.40s' is not a %s", name,
                KH_KEYREF_PEM_LABEL);
         goto end;
     }
     if (len <= 0 || len > KEYREF_PEM_MAX) {
-        seterr(err, errlen, "key reference body is empty or too large");
+        kh_errbuf_set(err, errlen, "key reference body is empty or too large");
         goto end;
     }
     ok = kh_keyref_der_decode(data, (size_t)len, uri, err, errlen);

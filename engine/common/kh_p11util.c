@@ -6,19 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kh_errbuf.h"
 #include "kh_p11util.h"
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 #define R(x) { x, #x }
 static const struct {
@@ -127,21 +116,21 @@ int kh_p11_module_open(const char *path, void **dlh, CK_FUNCTION_LIST_PTR *fl,
     if (h == NULL) {
         const char *why = dlerror();
 
-        seterr(err, errlen,
+        kh_errbuf_set(err, errlen,
                "cannot load PKCS#11 module '%s': %s (check module-path; "
                "is the package installed?)", path, why != NULL ? why : "?");
         return 0;
     }
     getfl = (CK_C_GetFunctionList)dlsym(h, "C_GetFunctionList");
     if (getfl == NULL) {
-        seterr(err, errlen, "'%s' is not a PKCS#11 module (no C_GetFunctionList)",
+        kh_errbuf_set(err, errlen, "'%s' is not a PKCS#11 module (no C_GetFunctionList)",
                path);
         dlclose(h);
         return 0;
     }
     rv = getfl(fl);
     if (rv != CKR_OK || *fl == NULL) {
-        seterr(err, errlen, "PKCS#11 module '%s': C_GetFunctionList: %s", path,
+        kh_errbuf_set(err, errlen, "PKCS#11 module '%s': C_GetFunctionList: %s", path,
                kh_ckr_name(rv));
         dlclose(h);
         *fl = NULL;

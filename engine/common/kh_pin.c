@@ -16,19 +16,8 @@
 
 #include <openssl/crypto.h>
 
+#include "kh_errbuf.h"
 #include "kh_pin.h"
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* A TPM-sealed PIN is a TSS2 key blob. The label is split so that scans of
  * the tree for key material do not flag this source file. */
@@ -53,22 +42,22 @@ enum kh_pin_rc kh_pin_read_file(const char *path, char *pin, size_t pinsize,
         path += 5;
     }
     if (path == NULL || *path == '\0') {
-        seterr(err, errlen, "no PIN file given");
+        kh_errbuf_set(err, errlen, "no PIN file given");
         return KH_PIN_ERR_NONE;
     }
     fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        seterr(err, errlen, "cannot open PIN file '%s': %s%s", path,
+        kh_errbuf_set(err, errlen, "cannot open PIN file '%s': %s%s", path,
                strerror(errno),
                errno == ELOOP ? " (symbolic links are refused)" : "");
         return errno == EACCES ? KH_PIN_ERR_PERM : KH_PIN_ERR_IO;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "PIN file '%s' is not a regular file", path);
+        kh_errbuf_set(err, errlen, "PIN file '%s' is not a regular file", path);
         goto end;
     }
     if (st.st_mode & S_IRWXO) {
-        seterr(err, errlen,
+        kh_errbuf_set(err, errlen,
                "PIN file '%s' is accessible by others (mode %04o): run "
                "'chmod 0640 %s' (owner root, group keyhold)",
                path, (unsigned)(st.st_mode & 07777), path);
@@ -76,14 +65,14 @@ enum kh_pin_rc kh_pin_read_file(const char *path, char *pin, size_t pinsize,
         goto end;
     }
     if (st.st_mode & S_IWGRP) {
-        seterr(err, errlen,
+        kh_errbuf_set(err, errlen,
                "PIN file '%s' is writable by its group (mode %04o): run "
                "'chmod 0640 %s'", path, (unsigned)(st.st_mode & 07777), path);
         rc = KH_PIN_ERR_PERM;
         goto end;
     }
     if (st.st_uid != 0 && st.st_uid != geteuid()) {
-        seterr(err, errlen,
+        kh_errbuf_set(err, errlen,
                "PIN file '%s' is owned by uid %u, not by root or the caller: "
                "run 'chown root:keyhold %s'", path, (unsigned)st.st_uid, path);
         rc = KH_PIN_ERR_PERM;
@@ -95,7 +84,7 @@ enum kh_pin_rc kh_pin_read_file(const char *path, char *pin, size_t pinsize,
             continue;
         }
         if (r < 0) {
-            seterr(err, errlen, "cannot read PIN file '%s': %s", path,
+            kh_errbuf_set(err, errlen, "cannot read PIN file '%s': %s", path,
                    strerror(errno));
             goto end;
         }
@@ -108,7 +97,7 @@ enum kh_pin_rc kh_pin_read_file(const char *path, char *pin, size_t pinsize,
         && memcmp(buf, sealed_label, sizeof(sealed_label) - 1) == 0) {
         /* A PIN sealed to the TPM (docs/tpm.md): unsealed right here. */
         if (kh_pin_unseal == NULL) {
-            seterr(err, errlen, "PIN file '%s' holds a TPM-sealed PIN, but "
+            kh_errbuf_set(err, errlen, "PIN file '%s' holds a TPM-sealed PIN, but "
                    "this program was built without TPM support", path);
             rc = KH_PIN_ERR_FORMAT;
             goto end;
@@ -123,13 +112,13 @@ enum kh_pin_rc kh_pin_read_file(const char *path, char *pin, size_t pinsize,
         }
     }
     if (n == 0) {
-        seterr(err, errlen, "PIN file '%s' is empty", path);
+        kh_errbuf_set(err, errlen, "PIN file '%s' is empty", path);
         rc = KH_PIN_ERR_FORMAT;
         goto end;
     }
     if (n > KH_PIN_MAX || n + 1 > pinsize || memchr(buf, '\0', n) != NULL
         || memchr(buf, '\n', n) != NULL) {
-        seterr(err, errlen,
+        kh_errbuf_set(err, errlen,
                "PIN file '%s' does not hold one PIN of at most %d characters "
                "on one line", path, KH_PIN_MAX);
         rc = KH_PIN_ERR_FORMAT;
@@ -168,7 +157,7 @@ enum kh_pin_rc kh_pin_read_default(char *pin, size_t pinsize, size_t *pinlen,
             return kh_pin_read_file(path, pin, pinsize, pinlen, err, errlen);
         }
     }
-    seterr(err, errlen,
+    kh_errbuf_set(err, errlen,
            "no PIN source: set pin-file in the identity's config, "
            "KEYHOLD_PIN_FILE, or systemd LoadCredential=keyhold-pin:FILE");
     return KH_PIN_ERR_NONE;

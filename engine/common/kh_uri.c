@@ -17,21 +17,10 @@
 
 #include <openssl/crypto.h>
 
+#include "kh_errbuf.h"
 #include "kh_uri.h"
 
 #define URI_MAX 8192
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int kh_is_p11_uri(const char *s)
 {
@@ -63,7 +52,7 @@ static unsigned char *pct_decode(const char *s, size_t n, size_t *outlen,
     size_t i, o = 0;
 
     if (out == NULL) {
-        seterr(err, errlen, "out of memory");
+        kh_errbuf_set(err, errlen, "out of memory");
         return NULL;
     }
     for (i = 0; i < n; i++) {
@@ -72,7 +61,7 @@ static unsigned char *pct_decode(const char *s, size_t n, size_t *outlen,
 
             if (i + 2 >= n || (hi = hexval((unsigned char)s[i + 1])) < 0
                 || (lo = hexval((unsigned char)s[i + 2])) < 0) {
-                seterr(err, errlen,
+                kh_errbuf_set(err, errlen,
                        "bad percent-encoding in attribute '%s' (a '%%' must be "
                        "followed by two hex digits)", attr);
                 free(out);
@@ -178,12 +167,12 @@ static int set_attr(KH_P11_URI *u, const char *a, size_t alen, int in_query,
         nlen = alen < sizeof(name) - 1 ? alen : sizeof(name) - 1;
         memcpy(name, a, nlen);
         name[nlen] = '\0';
-        seterr(err, errlen, "attribute '%s' has no '=value'", name);
+        kh_errbuf_set(err, errlen, "attribute '%s' has no '=value'", name);
         return 0;
     }
     nlen = (size_t)(eq - a);
     if (nlen == 0 || nlen >= sizeof(name)) {
-        seterr(err, errlen, "empty or overlong attribute name");
+        kh_errbuf_set(err, errlen, "empty or overlong attribute name");
         return 0;
     }
     memcpy(name, a, nlen);
@@ -200,12 +189,12 @@ static int set_attr(KH_P11_URI *u, const char *a, size_t alen, int in_query,
         if (strncmp(name, "x-", 2) == 0) {
             return 1; /* vendor attribute: RFC 7512 lets us ignore it */
         }
-        seterr(err, errlen, "unknown %s attribute '%s'",
+        kh_errbuf_set(err, errlen, "unknown %s attribute '%s'",
                in_query ? "query" : "path", name);
         return 0;
     }
     if (in_query && !def->query) {
-        seterr(err, errlen, "'%s' is a path attribute; it must come before '?'",
+        kh_errbuf_set(err, errlen, "'%s' is a path attribute; it must come before '?'",
                name);
         return 0;
     }
@@ -214,7 +203,7 @@ static int set_attr(KH_P11_URI *u, const char *a, size_t alen, int in_query,
         return 0;
     }
     if (def->kind != A_ID && memchr(val, '\0', declen) != NULL) {
-        seterr(err, errlen, "attribute '%s' contains a NUL byte", name);
+        kh_errbuf_set(err, errlen, "attribute '%s' contains a NUL byte", name);
         goto fail;
     }
 
@@ -224,7 +213,7 @@ static int set_attr(KH_P11_URI *u, const char *a, size_t alen, int in_query,
         char **field = (char **)((char *)u + def->off);
 
         if (*field != NULL) {
-            seterr(err, errlen, "attribute '%s' given twice", name);
+            kh_errbuf_set(err, errlen, "attribute '%s' given twice", name);
             goto fail;
         }
         *field = (char *)val;
@@ -232,7 +221,7 @@ static int set_attr(KH_P11_URI *u, const char *a, size_t alen, int in_query,
     }
     case A_ID:
         if (u->has_id) {
-            seterr(err, errlen, "attribute 'id' given twice");
+            kh_errbuf_set(err, errlen, "attribute 'id' given twice");
             goto fail;
         }
         u->id = val;
@@ -241,7 +230,7 @@ static int set_attr(KH_P11_URI *u, const char *a, size_t alen, int in_query,
         return 1;
     case A_TYPE:
         if (u->type != KH_URI_TYPE_ANY) {
-            seterr(err, errlen, "attribute 'type' given twice");
+            kh_errbuf_set(err, errlen, "attribute 'type' given twice");
             goto fail;
         }
         for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
@@ -251,7 +240,7 @@ static int set_attr(KH_P11_URI *u, const char *a, size_t alen, int in_query,
                 return 1;
             }
         }
-        seterr(err, errlen,
+        kh_errbuf_set(err, errlen,
                "unknown object type '%.32s' (use private, public, cert, "
                "secret-key or data)", (char *)val);
         goto fail;
@@ -260,13 +249,13 @@ static int set_attr(KH_P11_URI *u, const char *a, size_t alen, int in_query,
         long v;
 
         if (seen_slot) {
-            seterr(err, errlen, "attribute 'slot-id' given twice");
+            kh_errbuf_set(err, errlen, "attribute 'slot-id' given twice");
             goto fail;
         }
         errno = 0;
         v = strtol((char *)val, &end, 10);
         if (declen == 0 || *end != '\0' || errno != 0 || v < 0) {
-            seterr(err, errlen, "slot-id '%.32s' is not a decimal number",
+            kh_errbuf_set(err, errlen, "slot-id '%.32s' is not a decimal number",
                    (char *)val);
             goto fail;
         }
@@ -309,17 +298,17 @@ int kh_p11_uri_parse(const char *uri, KH_P11_URI **out, char *err,
 
     *out = NULL;
     if (uri == NULL || !kh_is_p11_uri(uri)) {
-        seterr(err, errlen, "not a pkcs11: URI (it must start with 'pkcs11:')");
+        kh_errbuf_set(err, errlen, "not a pkcs11: URI (it must start with 'pkcs11:')");
         return 0;
     }
     len = strnlen(uri, URI_MAX + 1);
     if (len > URI_MAX) {
-        seterr(err, errlen, "pkcs11: URI longer than %d bytes", URI_MAX);
+        kh_errbuf_set(err, errlen, "pkcs11: URI longer than %d bytes", URI_MAX);
         return 0;
     }
     for (p = uri; *p != '\0'; p++) {
         if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
-            seterr(err, errlen,
+            kh_errbuf_set(err, errlen,
                    "pkcs11: URI contains a space or control/non-ASCII "
                    "character at offset %zu (percent-encode it)",
                    (size_t)(p - uri));
@@ -328,7 +317,7 @@ int kh_p11_uri_parse(const char *uri, KH_P11_URI **out, char *err,
     }
     u = calloc(1, sizeof(*u));
     if (u == NULL) {
-        seterr(err, errlen, "out of memory");
+        kh_errbuf_set(err, errlen, "out of memory");
         return 0;
     }
     u->slot_id = -1;

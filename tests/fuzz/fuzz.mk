@@ -14,8 +14,8 @@ FUZZ_CFLAGS := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE \
 	-DKH_VERSION='"$(VERSION)"' -Iengine -Iengine/common $(DEP_CFLAGS)
 
 # NAME -> project sources linked into its harness.
-FUZZ_SRC_uri := engine/common/kh_uri.c
-FUZZ_SRC_keyref := engine/common/kh_keyref.c engine/common/kh_uri.c
+FUZZ_SRC_uri := engine/common/kh_uri.c engine/common/kh_errbuf.c
+FUZZ_SRC_keyref := engine/common/kh_keyref.c engine/common/kh_uri.c engine/common/kh_errbuf.c
 FUZZ_NAMES := uri keyref
 
 # Parsers of the CLI join when their sources exist.
