@@ -243,7 +243,7 @@ static int explain(KH_ENROL_IO *io, OSSL_CMP_CTX *cmp, const char *what,
 {
     unsigned long e;
     int reason = 0, lib = 0, status = OSSL_CMP_CTX_get_status(cmp);
-    int tls_reason = 0;
+    int tls_reason = 0, dlib = 0, dreason = 0;
     char sbuf[512] = "";
     const char *name = io->id->name;
 
@@ -251,6 +251,11 @@ static int explain(KH_ENROL_IO *io, OSSL_CMP_CTX *cmp, const char *what,
     while ((e = ERR_get_error()) != 0) {
         if (ERR_GET_LIB(e) == ERR_LIB_SSL && tls_reason == 0) {
             tls_reason = ERR_GET_REASON(e);
+        }
+        /* the first reason below CMP: what was wrong with the transfer */
+        if (ERR_GET_LIB(e) != ERR_LIB_CMP && dlib == 0) {
+            dlib = ERR_GET_LIB(e);
+            dreason = ERR_GET_REASON(e);
         }
         if (ERR_GET_LIB(e) == ERR_LIB_CMP && lib != ERR_LIB_CMP) {
             lib = ERR_LIB_CMP;
@@ -296,6 +301,21 @@ static int explain(KH_ENROL_IO *io, OSSL_CMP_CTX *cmp, const char *what,
                              name, what, url,
                              sbuf[0] != '\0' ? "; server said: " : "", sbuf);
         case CMP_R_TRANSFER_ERROR:
+            if (status < 0 && dlib != 0 && dlib != ERR_LIB_SYS
+                && dlib != ERR_LIB_BIO) {
+                /* something answered, but not with a CMP message */
+                const char *l = ERR_lib_error_string(ERR_PACK(dlib, 0, 0));
+                const char *d = ERR_reason_error_string(
+                    ERR_PACK(dlib, 0, dreason));
+
+                return kh_seterr(err, errlen, KH_EXIT_NETWORK, "%s: CMP %s: "
+                                 "the answer from %s is not a usable CMP "
+                                 "message (%s%s%s; is the URL the CA's CMP "
+                                 "endpoint?); the identity is unchanged",
+                                 name, what, url, l != NULL ? l : "",
+                                 l != NULL ? ": " : "",
+                                 d != NULL ? d : "malformed");
+            }
             if (status < 0) {
                 return kh_seterr(err, errlen, KH_EXIT_NETWORK, "%s: CMP %s: "
                                  "no answer from %s (is the CMP server "
