@@ -71,6 +71,20 @@ const char *kh_ckr_name(CK_RV rv)
     return buf;
 }
 
+int kh_ckr_parse(const char *name, CK_RV *rv)
+{
+    size_t i;
+
+    for (i = 0; name != NULL && i < sizeof(ckr_names) / sizeof(ckr_names[0]);
+         i++) {
+        if (strcmp(ckr_names[i].name, name) == 0) {
+            *rv = ckr_names[i].rv;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 const char *kh_ckr_hint(CK_RV rv)
 {
     switch (rv) {

@@ -12,6 +12,9 @@
 /* "CKR_PIN_INCORRECT", or "CKR_0x%08lx" for unknown codes (static buffer per thread). */
 const char *kh_ckr_name(CK_RV rv);
 
+/* The code named |name| ("CKR_PIN_INCORRECT"); 1 when known, else 0. */
+int kh_ckr_parse(const char *name, CK_RV *rv);
+
 /* A short remedy for common codes ("check the PIN ...") or NULL. */
 const char *kh_ckr_hint(CK_RV rv);
 

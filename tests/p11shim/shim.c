@@ -46,6 +46,8 @@
 
 #include <p11-kit/pkcs11.h>
 
+#include "kh_p11util.h"
+
 #define SH_EXPORT __attribute__((visibility("default")))
 #define SH_DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
 #define SH_MAX_RULES 64
@@ -93,33 +95,6 @@ static struct sh_config cfg;
 /* ---- names ---------------------------------------------------------- */
 
 #define N(x) { x, #x }
-static const struct {
-    unsigned long v;
-    const char *name;
-} ckr_tab[] = {
-    N(CKR_OK), N(CKR_CANCEL), N(CKR_HOST_MEMORY), N(CKR_SLOT_ID_INVALID),
-    N(CKR_GENERAL_ERROR), N(CKR_FUNCTION_FAILED), N(CKR_ARGUMENTS_BAD),
-    N(CKR_ATTRIBUTE_SENSITIVE), N(CKR_ATTRIBUTE_TYPE_INVALID),
-    N(CKR_DATA_INVALID), N(CKR_DATA_LEN_RANGE), N(CKR_DEVICE_ERROR),
-    N(CKR_DEVICE_MEMORY), N(CKR_DEVICE_REMOVED), N(CKR_FUNCTION_CANCELED),
-    N(CKR_FUNCTION_NOT_SUPPORTED), N(CKR_KEY_HANDLE_INVALID),
-    N(CKR_KEY_TYPE_INCONSISTENT), N(CKR_KEY_FUNCTION_NOT_PERMITTED),
-    N(CKR_KEY_UNEXTRACTABLE), N(CKR_MECHANISM_INVALID),
-    N(CKR_MECHANISM_PARAM_INVALID), N(CKR_OBJECT_HANDLE_INVALID),
-    N(CKR_OPERATION_ACTIVE), N(CKR_OPERATION_NOT_INITIALIZED),
-    N(CKR_PIN_INCORRECT), N(CKR_PIN_INVALID), N(CKR_PIN_LEN_RANGE),
-    N(CKR_PIN_EXPIRED), N(CKR_PIN_LOCKED), N(CKR_SESSION_CLOSED),
-    N(CKR_SESSION_COUNT), N(CKR_SESSION_HANDLE_INVALID),
-    N(CKR_SESSION_READ_ONLY), N(CKR_SESSION_EXISTS),
-    N(CKR_SIGNATURE_INVALID), N(CKR_SIGNATURE_LEN_RANGE),
-    N(CKR_TEMPLATE_INCOMPLETE), N(CKR_TEMPLATE_INCONSISTENT),
-    N(CKR_TOKEN_NOT_PRESENT), N(CKR_TOKEN_NOT_RECOGNIZED),
-    N(CKR_TOKEN_WRITE_PROTECTED), N(CKR_USER_ALREADY_LOGGED_IN),
-    N(CKR_USER_NOT_LOGGED_IN), N(CKR_USER_PIN_NOT_INITIALIZED),
-    N(CKR_USER_TYPE_INVALID), N(CKR_USER_ANOTHER_ALREADY_LOGGED_IN),
-    N(CKR_BUFFER_TOO_SMALL), N(CKR_CRYPTOKI_NOT_INITIALIZED),
-    N(CKR_CRYPTOKI_ALREADY_INITIALIZED), N(CKR_MUTEX_BAD),
-};
 
 static const struct {
     unsigned long v;
@@ -173,8 +148,7 @@ static int parse_num(const char *s, unsigned long *out)
 
 static int ckr_parse(const char *s, CK_RV *out)
 {
-    TAB_LOOKUP(ckr_tab, s, out);
-    return parse_num(s, out);
+    return kh_ckr_parse(s, out) || parse_num(s, out);
 }
 
 static int ckm_parse(const char *s, CK_MECHANISM_TYPE *out)
@@ -189,17 +163,10 @@ static int ckf_parse(const char *s, CK_FLAGS *out)
     return parse_num(s, out);
 }
 
-static const char *ckr_str(CK_RV rv, char *buf, size_t len)
+/* Names of return codes come from the table the provider uses too. */
+static const char *ckr_str(CK_RV rv)
 {
-    size_t i;
-
-    for (i = 0; i < sizeof(ckr_tab) / sizeof(ckr_tab[0]); i++) {
-        if (ckr_tab[i].v == rv) {
-            return ckr_tab[i].name;
-        }
-    }
-    snprintf(buf, len, "CKR_0x%08lx", (unsigned long)rv);
-    return buf;
+    return kh_ckr_name(rv);
 }
 
 static const char *ckm_str(CK_MECHANISM_TYPE m, char *buf, size_t len)
@@ -485,7 +452,7 @@ struct sh_call {
 
 static void log_call(const struct sh_call *c, CK_RV rv, const char *what)
 {
-    char line[512], rb[32], mb[32];
+    char line[512], mb[32];
     int n;
 
     if (logfd < 0) {
@@ -511,7 +478,7 @@ static void log_call(const struct sh_call *c, CK_RV rv, const char *what)
         n += snprintf(line + n, sizeof(line) - n, " %s", what);
     } else {
         n += snprintf(line + n, sizeof(line) - n, " rv=%s%s",
-                      ckr_str(rv, rb, sizeof(rb)),
+                      ckr_str(rv),
                       c->injected ? " injected" : "");
     }
     if (n >= (int)sizeof(line) - 1) {

@@ -4,9 +4,10 @@
 # ($(BUILD)/tests/unit/p11shim_selftest, run by tests/run with the unit
 # tests). The module exports C_GetFunctionList only.
 
-$(BUILD)/tests/libkhshim.so: $(BUILD)/tests/p11shim/shim.o
+# Return-code names come from libkhcommon (kept private to the module).
+$(BUILD)/tests/libkhshim.so: $(BUILD)/tests/p11shim/shim.o $(BUILD)/libkhcommon.a
 	$(E) "  LD      $@"
-	$(Q)$(CC) $(KH_LDFLAGS) -shared -Wl,-z,defs -o $@ $^ -ldl -lpthread
+	$(Q)$(CC) $(KH_LDFLAGS) -shared -Wl,-z,defs -Wl,--exclude-libs,ALL -o $@ $^ -ldl -lpthread
 
 $(BUILD)/tests/p11shim/shim.o: EXTRA_CFLAGS_tests += -fvisibility=hidden
 

@@ -255,6 +255,13 @@ static void test_p11util(void)
     CHECK(strcmp(kh_ckr_name(CKR_PIN_INCORRECT), "CKR_PIN_INCORRECT") == 0);
     CHECK(strcmp(kh_ckr_name(0x12345), "CKR_0x00012345") == 0);
     CHECK(kh_ckr_hint(CKR_TOKEN_NOT_PRESENT) != NULL);
+    {
+        CK_RV rv = 0;
+
+        CHECK(kh_ckr_parse("CKR_DEVICE_REMOVED", &rv)
+              && rv == CKR_DEVICE_REMOVED);
+        CHECK(!kh_ckr_parse("CKR_NO_SUCH_THING", &rv));
+    }
     kh_p11_str(s, sizeof(s), (const unsigned char *)"ab   ", 5);
     CHECK(strcmp(s, "ab") == 0);
     kh_p11_str(s, sizeof(s), (const unsigned char *)"abcdefghij", 10);
