@@ -28,6 +28,7 @@ kh_cleanup() {
         [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
     done
     if [ -f "$T/nginx.pid" ]; then kill "$(cat "$T/nginx.pid")" 2>/dev/null || true; fi
+    kh_release_ports 2>/dev/null || true
     if [ "${KH_KEEP:-0}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
     exit $rc
 }
@@ -67,16 +68,49 @@ kh_bg() {
     KH_LAST_PID=$!
 }
 
-# A TCP port that nobody listens on right now (bounded number of tries).
+# A TCP/UDP port that nobody listens on right now and that no other test of
+# this machine has been handed (bounded number of tries). Each port handed
+# out is reserved by an atomic mkdir under $KH_PORT_LOCKS, owned by this
+# test's shell, so neither two calls of one test nor two tests running side
+# by side can get the same port before either has bound it; the reservation
+# is released when the test ends, and one whose owner died is taken over.
+KH_PORT_LOCKS=${KH_PORT_LOCKS:-${TMPDIR:-/tmp}/keyhold-test-ports}
+# Reserves port P for this test; fails if another live test holds it.
+kh_port_reserve() {
+    local p=$1 owner
+    mkdir -p "$KH_PORT_LOCKS"
+    if ! mkdir "$KH_PORT_LOCKS/$p" 2>/dev/null; then
+        owner=$(cat "$KH_PORT_LOCKS/$p/owner" 2>/dev/null || true)
+        if [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; then
+            rm -rf "$KH_PORT_LOCKS/$p"
+        fi
+        return 1
+    fi
+    echo "$$" >"$KH_PORT_LOCKS/$p/owner"
+}
+
 kh_free_port() {
     local i p
-    for i in $(seq 1 200); do
+    for i in $(seq 1 400); do
         # below the kernel's ephemeral range (32768-60999), where client
         # connections could hold a port between this check and the bind
         p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12768 ))
-        if ! ss -Htln "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
+        kh_port_reserve "$p" || continue
+        if ss -Htuan "sport = :$p" | grep -q .; then continue; fi
+        echo "$p"
+        return 0
     done
     kh_fail "no free port"
+}
+
+# Releases the ports this test reserved (called on exit).
+kh_release_ports() {
+    local d
+    [ -d "$KH_PORT_LOCKS" ] || return 0
+    for d in "$KH_PORT_LOCKS"/*/; do
+        [ -f "${d}owner" ] || continue
+        if [ "$(cat "${d}owner" 2>/dev/null)" = "$$" ]; then rm -rf "$d"; fi
+    done
 }
 
 # Waits (bounded) until something listens on 127.0.0.1:PORT.
@@ -461,6 +495,8 @@ kh_swtpm_start() {
         local i p
         for i in $(seq 1 200); do
             p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))
+            kh_port_reserve "$p" || continue
+            kh_port_reserve "$((p + 1))" || continue
             if ! ss -Htan "( sport = :$p or sport = :$((p + 1)) )" | grep -q .; then
                 KH_SWTPM_PORT=$p
                 break
