@@ -5,37 +5,12 @@
 # through keyhold; libp11 signs and keyhold verifies (with the token's
 # public key object), keyhold signs and libp11 verifies.
 . "$(dirname "$0")/lib.sh"
-kh_need "$BUILD/keyhold.so" "$LIBP11_ENGINE"
-
-kh_softhsm_token tok
-kh_p11tool_keygen tok ec256 01 EC:prime256v1
-GNUTLS_PIN=1234 p11tool --provider "$SOFTHSM_MODULE" --login --generate-privkey=ECDSA \
-    --curve=secp256r1 --label gt --id=0a "pkcs11:token=tok" >/dev/null 2>&1 \
-    || kh_fail "p11tool could not generate a key"
-printf 'interop message\n' >"$T/data"
-
-cat >"$T/libp11.cnf" <<CNF
-openssl_conf = openssl_init
-[openssl_init]
-engines = engine_sect
-[engine_sect]
-pkcs11 = pkcs11_sect
-[pkcs11_sect]
-engine_id = pkcs11
-dynamic_path = $LIBP11_ENGINE
-MODULE_PATH = $SOFTHSM_MODULE
-init = 0
-CNF
-libp11() {
-    local sub=$1; shift
-    OPENSSL_CONF=$T/libp11.cnf openssl "$sub" -engine pkcs11 -keyform engine "$@"
-}
+LIBP11_KEY=ec256 LIBP11_KEYTYPE=EC:prime256v1
+LIBP11_P11TOOL_ARGS=(--generate-privkey=ECDSA --curve=secp256r1)
+. "$(dirname "$0")/p11_libp11.inc"
 
 for key in ec256:01 gt:0a; do
-    label=${key%:*} id=${key#*:}
-    priv="pkcs11:token=tok;object=$label;type=private?pin-value=1234"
-    pub="pkcs11:token=tok;object=$label;type=public"
-    kh_p11_pubkey tok "$id" "$T/$label.pub.pem"
+    libp11_key "$key"
 
     kh_log "$label: keyhold signs, the default provider verifies"
     openssl dgst -sha256 -sign "$priv" "${KH_PROV[@]}" -out "$T/kh.sig" "$T/data"

@@ -5,37 +5,12 @@
 # object in the token) and vice versa; a p11tool-made RSA key signs through
 # keyhold.
 . "$(dirname "$0")/lib.sh"
-kh_need "$BUILD/keyhold.so" "$LIBP11_ENGINE"
-
-kh_softhsm_token tok
-kh_p11tool_keygen tok rsa2048 01 rsa:2048
-GNUTLS_PIN=1234 p11tool --provider "$SOFTHSM_MODULE" --login --generate-privkey=RSA \
-    --bits=2048 --label gt --id=0a "pkcs11:token=tok" >/dev/null 2>&1 \
-    || kh_fail "p11tool could not generate a key"
-printf 'interop message\n' >"$T/data"
-
-cat >"$T/libp11.cnf" <<CNF
-openssl_conf = openssl_init
-[openssl_init]
-engines = engine_sect
-[engine_sect]
-pkcs11 = pkcs11_sect
-[pkcs11_sect]
-engine_id = pkcs11
-dynamic_path = $LIBP11_ENGINE
-MODULE_PATH = $SOFTHSM_MODULE
-init = 0
-CNF
-libp11() {
-    local sub=$1; shift
-    OPENSSL_CONF=$T/libp11.cnf openssl "$sub" -engine pkcs11 -keyform engine "$@"
-}
+LIBP11_KEY=rsa2048 LIBP11_KEYTYPE=rsa:2048
+LIBP11_P11TOOL_ARGS=(--generate-privkey=RSA --bits=2048)
+. "$(dirname "$0")/p11_libp11.inc"
 
 for key in rsa2048:01 gt:0a; do
-    label=${key%:*} id=${key#*:}
-    priv="pkcs11:token=tok;object=$label;type=private?pin-value=1234"
-    pub="pkcs11:token=tok;object=$label;type=public"
-    kh_p11_pubkey tok "$id" "$T/$label.pub.pem"
+    libp11_key "$key"
     for pad in pkcs1 pss; do
         opts=()
         [ $pad = pss ] && opts=(-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest)
