@@ -5,19 +5,5 @@
 # (and their own children) and the parent all sign afterwards and every
 # signature verifies. Also the cold case: first signature in the child.
 . "$(dirname "$0")/lib.sh"
-kh_need "$BUILD/keyhold.so" "$BUILD/tests/kh-forksign"
-FS=$BUILD/tests/kh-forksign
-kh_softhsm_setup
-grep -q "reset_on_fork = true" "$SOFTHSM2_CONF" || kh_fail "reset_on_fork is not set"
-
-kh_softhsm_token tok
-kh_p11tool_keygen tok rsa2048 01 rsa:2048
-uri=$(kh_p11_uri tok rsa2048)
-
-kh_log "warm: parent signs, forks 4 children with grandchildren; all sign"
-"$FS" -k "$uri" -f 4 -n 10 -g -L last -P "$BUILD" || kh_fail "warm fork failed"
-kh_log "cold: fork before the first signature"
-"$FS" -k "$uri" -c -f 4 -n 10 -L first -P "$BUILD" || kh_fail "cold fork failed"
-kh_log "openssl.cnf loading, 2 children"
-OPENSSL_CONF=$(kh_openssl_cnf last) "$FS" -k "$uri" -f 2 -n 10 || kh_fail "fork via openssl.cnf failed"
-kh_log "parent and children signed after fork; all verified"
+FORK_KEY=rsa2048 FORK_KEYTYPE=rsa:2048 FORK_N=10
+. "$(dirname "$0")/p11_fork.inc"
