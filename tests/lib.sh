@@ -349,19 +349,30 @@ kh_tls_clients() {
 
 # nginx in the foreground (daemon off) under $T, master + WORKERS workers,
 # started with OPENSSL_CONF=CNF so that keyhold is loaded from openssl.cnf.
+# Its configuration is $T/nginx/nginx.conf. Optional, set for the call:
+#   KH_NGINX_USER="USER [GROUP]"  the workers' account (default root)
+#   KH_NGINX_SHIM=1  the workers see the fault shim's environment, each has
+#                    its own listening socket (reuseport) and every handshake
+#                    is a full one (no session cache, no tickets)
 #   kh_nginx_start PORT CERT KEY CNF [WORKERS]
 kh_nginx_start() {
     local port=$1 cert=$2 key=$3 cnf=$4 workers=${5:-2} d=$T/nginx
+    local shim_env="" listen_opt="" ssl_opt=""
+    if [ "${KH_NGINX_SHIM:-0}" = 1 ]; then
+        shim_env=$'env KH_SHIM_CONTROL;\nenv KH_SHIM_LOG;\nenv KH_SHIM_MODULE;\n'
+        listen_opt=" reuseport"
+        ssl_opt=$'        ssl_session_cache off;\n        ssl_session_tickets off;\n'
+    fi
     mkdir -p "$d/tmp" "$d/logs"
     cat >"$d/nginx.conf" <<NGX
-user root;
+user ${KH_NGINX_USER:-root};
 worker_processes $workers;
 daemon off;
 master_process on;
 pid $T/nginx.pid;
 error_log $d/logs/error.log notice;
 env SOFTHSM2_CONF;
-events { worker_connections 64; }
+${shim_env}events { worker_connections 64; }
 http {
     access_log off;
     client_body_temp_path $d/tmp/body;
@@ -370,12 +381,12 @@ http {
     uwsgi_temp_path $d/tmp/uwsgi;
     scgi_temp_path $d/tmp/scgi;
     server {
-        listen 127.0.0.1:$port ssl;
+        listen 127.0.0.1:$port ssl$listen_opt;
         server_name localhost;
         ssl_certificate $cert;
         ssl_certificate_key $key;
         ssl_protocols TLSv1.2 TLSv1.3;
-        location / { return 200 "keyhold\n"; }
+${ssl_opt}        location / { return 200 "keyhold\n"; }
     }
 }
 NGX
@@ -637,4 +648,29 @@ kh_r_estd_restart() {
     kh_estd_stop
     kh_estd_start "$@"
     sed -i "s|^est-url = .*|est-url = $KH_ESTD_URL/.well-known/est|" "$KEYHOLD_CONF_DIR/$name.conf"
+}
+
+# Reliability scenarios with a server under faults: kh_r_token_key_cert,
+# the fault shim, and openssl s_server loading the key through the shim on
+# a free port; its first handshake must succeed. Sets port and srv (the
+# server's pid).
+#   kh_r_shim_server
+kh_r_shim_server() {
+    kh_need "$BUILD/keyhold.so" "$KH_SHIM"
+    kh_r_token_key_cert
+    kh_shim_setup
+    port=$(kh_r_port)
+    kh_s_server "$port" -key "$(kh_shim_uri appl srv)" -cert "$T/srv.pem" "${KH_PROV[@]}"
+    srv=$KH_LAST_PID
+    kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "first handshake failed"; }
+}
+
+# A fault the provider must recover from: the shim's log is reset, its
+# rules set, and a TLS 1.3 handshake against PORT must still complete.
+#   kh_r_recovers PORT WHAT RULE...   (fails with "no recovery from WHAT")
+kh_r_recovers() {
+    local port=$1 what=$2; shift 2
+    kh_shim_log_reset
+    kh_shim_set "$@"
+    kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no recovery from $what"; }
 }

@@ -17,43 +17,8 @@ cnf=$(kh_openssl_cnf last)
 
 port=$(kh_r_port)
 d=$T/nginx
-mkdir -p "$d/tmp" "$d/logs"
-cat >"$d/nginx.conf" <<NGX
-user root;
-worker_processes 4;
-daemon off;
-master_process on;
-pid $T/nginx.pid;
-error_log $d/logs/error.log notice;
-env SOFTHSM2_CONF;
-env KH_SHIM_CONTROL;
-env KH_SHIM_LOG;
-env KH_SHIM_MODULE;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    server {
-        listen 127.0.0.1:$port ssl reuseport;
-        server_name localhost;
-        ssl_certificate $T/srv.pem;
-        ssl_certificate_key $T/key.pem;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_session_cache off;
-        ssl_session_tickets off;
-        location / { return 200 "keyhold\n"; }
-    }
-}
-NGX
-# Not registered with kh_bg: kh_cleanup stops nginx through $T/nginx.pid.
-OPENSSL_CONF=$cnf nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" \
-    >"$d/logs/stdout.log" 2>&1 </dev/null &
-master=$!
-kh_wait_port "$port"
+KH_NGINX_SHIM=1 kh_nginx_start "$port" "$T/srv.pem" "$T/key.pem" "$cnf" 4
+master=$KH_NGINX_PID
 kh_log "nginx master $master with 4 workers on $port"
 
 "$BUILD/tests/kh-hsloop" -p "$port" -C "$T/ca/ca.pem" -n 200 -V 1.3 -k >"$T/hs13.out" 2>&1 \

@@ -7,15 +7,8 @@
 # restart -- for s_server and for nginx's workers.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
-kh_need "$BUILD/keyhold.so" "$KH_SHIM"
 
-kh_r_token_key_cert
-kh_shim_setup
-port=$(kh_r_port)
-kh_s_server "$port" -key "$(kh_shim_uri appl srv)" -cert "$T/srv.pem" "${KH_PROV[@]}"
-srv=$KH_LAST_PID
-
-kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "first handshake failed"; }
+kh_r_shim_server
 kh_log "token present: handshake ok"
 
 # 1. The whole device is gone: every call fails, no token in any slot.
@@ -61,38 +54,8 @@ kh_shim_set
 cnf=$(kh_openssl_cnf last)
 nport=$(kh_r_port)
 d=$T/nginx
-mkdir -p "$d/tmp" "$d/logs"
-cat >"$d/nginx.conf" <<NGX
-user root;
-worker_processes 4;
-daemon off;
-pid $T/nginx.pid;
-error_log $d/logs/error.log notice;
-env SOFTHSM2_CONF;
-env KH_SHIM_CONTROL;
-env KH_SHIM_LOG;
-env KH_SHIM_MODULE;
-events { worker_connections 32; }
-http {
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    server {
-        listen 127.0.0.1:$nport ssl reuseport;
-        ssl_certificate $T/srv.pem;
-        ssl_certificate_key $T/key.pem;
-        ssl_session_cache off;
-        ssl_session_tickets off;
-        location / { return 200 "keyhold\n"; }
-    }
-}
-NGX
-OPENSSL_CONF=$cnf nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" >"$d/logs/stdout.log" 2>&1 </dev/null &
-nginx_master=$!
-kh_wait_port "$nport"
+KH_NGINX_SHIM=1 kh_nginx_start "$nport" "$T/srv.pem" "$T/key.pem" "$cnf" 4
+nginx_master=$KH_NGINX_PID
 "$BUILD/tests/kh-hsloop" -p "$nport" -C "$T/ca/ca.pem" -n 40 >"$T/n1.out" 2>&1 \
     || { cat "$T/n1.out"; kh_fail "nginx: handshakes before the removal"; }
 kh_shim_set removed

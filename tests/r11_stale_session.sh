@@ -6,34 +6,22 @@
 # The same failure every time -> reported, not looped (one retry, one login).
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
-kh_need "$BUILD/keyhold.so" "$KH_SHIM"
 
-kh_r_token_key_cert
-kh_shim_setup
-port=$(kh_r_port)
-kh_s_server "$port" -key "$(kh_shim_uri appl srv)" -cert "$T/srv.pem" "${KH_PROV[@]}"
-srv=$KH_LAST_PID
-kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "first handshake failed"; }
+kh_r_shim_server
 
 # 1. The session the provider holds was closed behind its back.
-kh_shim_log_reset
-kh_shim_set 'fail C_SignInit CKR_SESSION_HANDLE_INVALID at=1 do=close'
-kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no recovery from a stale session"; }
+kh_r_recovers "$port" "a stale session" 'fail C_SignInit CKR_SESSION_HANDLE_INVALID at=1 do=close'
 [ "$(kh_shim_count C_SignInit CKR_SESSION_HANDLE_INVALID)" = 1 ] || kh_fail "fault not hit"
 [ "$(kh_shim_count C_OpenSession CKR_OK)" -ge 1 ] || kh_fail "no new session was opened"
 [ "$(kh_shim_count C_Sign CKR_OK)" = 1 ] || kh_fail "expected exactly one successful C_Sign"
 kh_log "stale session: reopened, retried once, handshake ok"
 
 # 2. Same on C_Sign itself (the operation was initialised on the dead session).
-kh_shim_log_reset
-kh_shim_set 'fail C_Sign CKR_SESSION_HANDLE_INVALID at=1 do=close'
-kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no recovery from a session lost at C_Sign"; }
+kh_r_recovers "$port" "a session lost at C_Sign" 'fail C_Sign CKR_SESSION_HANDLE_INVALID at=1 do=close'
 
 # 3. The library was finalised behind the provider's back: C_Initialize
 #    again, new session, one new login, retry.
-kh_shim_log_reset
-kh_shim_set 'fail C_SignInit CKR_CRYPTOKI_NOT_INITIALIZED at=1 do=finalize'
-kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no recovery from CRYPTOKI_NOT_INITIALIZED"; }
+kh_r_recovers "$port" "CRYPTOKI_NOT_INITIALIZED" 'fail C_SignInit CKR_CRYPTOKI_NOT_INITIALIZED at=1 do=finalize'
 [ "$(kh_shim_count C_Initialize CKR_OK)" -ge 1 ] || kh_fail "C_Initialize was not called again"
 logins=$(kh_shim_count C_Login)
 [ "$logins" -le 1 ] || kh_fail "$logins logins to recover (want at most one)"

@@ -6,26 +6,16 @@
 # PIN at start goes on.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
-kh_need "$BUILD/keyhold.so" "$KH_SHIM"
 
-kh_r_token_key_cert
-kh_shim_setup
-port=$(kh_r_port)
-kh_s_server "$port" -key "$(kh_shim_uri appl srv)" -cert "$T/srv.pem" "${KH_PROV[@]}"
-srv=$KH_LAST_PID
-kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "first handshake failed"; }
+kh_r_shim_server
 
 # 1. Logged out behind the provider's back, found at C_Sign.
-kh_shim_log_reset
-kh_shim_set 'fail C_Sign CKR_USER_NOT_LOGGED_IN at=1 do=logout'
-kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no recovery from a lost login"; }
+kh_r_recovers "$port" "a lost login" 'fail C_Sign CKR_USER_NOT_LOGGED_IN at=1 do=logout'
 [ "$(kh_shim_count C_Login)" = 1 ] || kh_fail "want exactly one re-login, got $(kh_shim_count C_Login)"
 kh_log "lost login at C_Sign: one re-login, handshake ok"
 
 # 2. Found at C_SignInit.
-kh_shim_log_reset
-kh_shim_set 'fail C_SignInit CKR_USER_NOT_LOGGED_IN at=1 do=logout'
-kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no recovery from a lost login at C_SignInit"; }
+kh_r_recovers "$port" "a lost login at C_SignInit" 'fail C_SignInit CKR_USER_NOT_LOGGED_IN at=1 do=logout'
 [ "$(kh_shim_count C_Login)" = 1 ] || kh_fail "want exactly one re-login, got $(kh_shim_count C_Login)"
 
 # 3. The token keeps saying "not logged in": one login, then a clean failure.

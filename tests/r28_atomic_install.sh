@@ -75,32 +75,7 @@ kh_log "every file and link renamed into place was fsynced first, and its direct
 cnf=$(KH_CNF_EXTRA="pin-source = file:$T/app.pin" kh_openssl_cnf last)
 port=$(kh_r_port)
 d=$T/nginx
-mkdir -p "$d/tmp" "$d/logs"
-cat >"$d/nginx.conf" <<NGX
-user root;
-worker_processes 2;
-daemon off;
-pid $T/nginx.pid;
-error_log $d/logs/error.log notice;
-env SOFTHSM2_CONF;
-events { worker_connections 32; }
-http {
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    server {
-        listen 127.0.0.1:$port ssl;
-        ssl_certificate $KEYHOLD_STATE_DIR/cam/fullchain.pem;
-        ssl_certificate_key $KEYHOLD_STATE_DIR/cam/key.pem;
-        location / { return 200 "keyhold\n"; }
-    }
-}
-NGX
-OPENSSL_CONF=$cnf nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" >"$d/logs/stdout.log" 2>&1 </dev/null &
-kh_wait_port "$port"
+kh_nginx_start "$port" "$KEYHOLD_STATE_DIR/cam/fullchain.pem" "$KEYHOLD_STATE_DIR/cam/key.pem" "$cnf" 2
 : >"$T/stop"
 (
     n=0
