@@ -183,13 +183,7 @@ int cmd_enroll(KH_CTX *ctx, int argc, char **argv)
         kh_err(ctx, "enroll: %s", err);
         return rc;
     }
-    rc = kh_require_manage(ctx, "enroll", err, sizeof(err));
-    if (rc == KH_EXIT_OK) {
-        rc = kh_lock(ctx, name, &lockfd, err, sizeof(err));
-    }
-    if (rc == KH_EXIT_OK) {
-        rc = kh_state_prepare(ctx, name, err, sizeof(err));
-    }
+    rc = kh_manage_begin(ctx, "enroll", name, &lockfd, err, sizeof(err));
     if (rc != KH_EXIT_OK) {
         goto end;
     }
@@ -274,11 +268,7 @@ int cmd_enroll(KH_CTX *ctx, int argc, char **argv)
         }
     }
     rc = kh_est_run(ctx, id, KH_EST_ENROLL, NULL, err, sizeof(err));
-    if (rc != KH_EXIT_OK) {
-        kh_est_record_failure(ctx, name, err);
-    } else {
-        kh_status_record_attempt(ctx, name, 1, NULL, 0);
-    }
+    kh_est_record(ctx, name, rc, err);
 end:
     if (rc != KH_EXIT_OK) {
         kh_est_print_err(ctx, "enroll", name, err);

@@ -65,21 +65,11 @@ int cmd_rekey(KH_CTX *ctx, int argc, char **argv)
         kh_err(ctx, "rekey: %s", err);
         return rc;
     }
-    rc = kh_require_manage(ctx, "rekey", err, sizeof(err));
-    if (rc == KH_EXIT_OK) {
-        rc = kh_lock(ctx, name, &lockfd, err, sizeof(err));
-    }
-    if (rc == KH_EXIT_OK) {
-        rc = kh_state_prepare(ctx, name, err, sizeof(err));
-    }
+    rc = kh_manage_begin(ctx, "rekey", name, &lockfd, err, sizeof(err));
     if (rc == KH_EXIT_OK) {
         rc = kh_est_run(ctx, id, KH_EST_REKEY, csr_out, err, sizeof(err));
         if (csr_out == NULL) {
-            if (rc == KH_EXIT_OK) {
-                kh_status_record_attempt(ctx, name, 1, NULL, 0);
-            } else {
-                kh_est_record_failure(ctx, name, err);
-            }
+            kh_est_record(ctx, name, rc, err);
         }
     }
     if (rc != KH_EXIT_OK) {

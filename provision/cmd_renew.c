@@ -125,11 +125,10 @@ static int renew_one(KH_CTX *ctx, const char *name, int force, int all)
         }
     }
     rc = kh_est_run(ctx, id, KH_EST_RENEW, NULL, err, sizeof(err));
+    kh_est_record(ctx, name, rc, err);
     if (rc == KH_EXIT_OK) {
-        kh_status_record_attempt(ctx, name, 1, NULL, 0);
         goto end;
     }
-    kh_est_record_failure(ctx, name, err);
     kh_status_read(ctx, name, &st);
     fmt_time((time_t)st.next_attempt, when, sizeof(when));
     {

@@ -96,5 +96,9 @@ void kh_est_clean_orphans(struct kh_ctx *ctx, struct kh_identity *id);
 /* Records a failed attempt with its backoff (status.json). */
 void kh_est_record_failure(struct kh_ctx *ctx, const char *name,
                            const char *err);
+/* Records the outcome of an enrolment run ending with RC: a success, or
+ * a failure (ERR) with its backoff. */
+void kh_est_record(struct kh_ctx *ctx, const char *name, int rc,
+                   const char *err);
 
 #endif

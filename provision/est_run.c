@@ -830,6 +830,15 @@ void kh_est_record_failure(KH_CTX *ctx, const char *name, const char *err)
     X509_free(cur);
 }
 
+void kh_est_record(KH_CTX *ctx, const char *name, int rc, const char *err)
+{
+    if (rc == KH_EXIT_OK) {
+        kh_status_record_attempt(ctx, name, 1, NULL, 0);
+    } else {
+        kh_est_record_failure(ctx, name, err);
+    }
+}
+
 void kh_est_clean_orphans(KH_CTX *ctx, KH_IDENTITY *id)
 {
     const char *backend = kh_id_get(id, "backend");

@@ -322,6 +322,11 @@ void kh_unlock(int fd);
 /* Creates $STATE/NAME and removes an incomplete gen-N (> current) left by
  * a crash, and the token cert objects it stored. Call with the lock held. */
 int kh_state_prepare(KH_CTX *ctx, const char *name, char *err, size_t errlen);
+/* Start of a management run on identity NAME: the caller may manage keys
+ * (kh_require_manage, WHAT names the command), holds the identity's lock
+ * (*lockfd, released by kh_unlock) and the state is prepared. */
+int kh_manage_begin(KH_CTX *ctx, const char *what, const char *name,
+                    int *lockfd, char *err, size_t errlen);
 /* Generation that `current` points at, 0 when none. */
 unsigned kh_state_current_gen(KH_CTX *ctx, const char *name);
 /* Highest gen-N directory present (>= current). */

@@ -231,6 +231,20 @@ int kh_state_prepare(KH_CTX *ctx, const char *name, char *err, size_t errlen)
     return KH_EXIT_OK;
 }
 
+int kh_manage_begin(KH_CTX *ctx, const char *what, const char *name,
+                    int *lockfd, char *err, size_t errlen)
+{
+    int rc = kh_require_manage(ctx, what, err, errlen);
+
+    if (rc == KH_EXIT_OK) {
+        rc = kh_lock(ctx, name, lockfd, err, errlen);
+    }
+    if (rc == KH_EXIT_OK) {
+        rc = kh_state_prepare(ctx, name, err, errlen);
+    }
+    return rc;
+}
+
 static int gen_key_uri(KH_CTX *ctx, const char *name, unsigned gen, char **uri)
 {
     char path[KH_PATH_MAX], e[256];
