@@ -74,41 +74,67 @@ static char *abs_path(const char *p)
     return r != NULL ? r : strdup(p);
 }
 
+/* The options both subcommands take: the token's label, the PIN file, a
+ * second PIN file (init: the SO PIN, set-pin: the new user PIN) and the
+ * module. The label and the second file are required, the PIN file only
+ * when NEED_PIN; anything else prints USAGE and is KH_EXIT_USAGE. */
+struct token_args {
+    const char *label, *pinf, *pin2f, *module;
+};
+
+static int token_args(int argc, char **argv, const struct option *opts,
+                      const char *usage, int need_pin, struct token_args *a)
+{
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': a->label = optarg; break;
+        case 'p': a->pinf = optarg; break;
+        case 'f': a->pin2f = optarg; break;
+        case 'm': a->module = optarg; break;
+        default:
+            fputs(usage, stderr);
+            return KH_EXIT_USAGE;
+        }
+    }
+    if (a->label == NULL || a->pin2f == NULL || (need_pin && a->pinf == NULL)
+        || optind != argc) {
+        fputs(usage, stderr);
+        return KH_EXIT_USAGE;
+    }
+    return KH_EXIT_OK;
+}
+
 static int token_init(KH_CTX *ctx, int argc, char **argv)
 {
     static const struct option opts[] = {
         { "label", required_argument, NULL, 'l' },
         { "pin-file", required_argument, NULL, 'p' },
-        { "so-pin-file", required_argument, NULL, 's' },
+        { "so-pin-file", required_argument, NULL, 'f' },
         { "module", required_argument, NULL, 'm' },
         { NULL, 0, NULL, 0 }
     };
-    const char *label = NULL, *pinf = NULL, *sof = NULL, *module = NULL;
+    struct token_args a = { NULL, NULL, NULL, NULL };
+    const char *label, *pinf, *sof, *module;
     char pin[KH_PIN_MAX + 1], so[KH_PIN_MAX + 1], serial[17] = "";
     size_t pinlen = 0, solen = 0;
     char err[KH_ERR_MAX];
     char *ap = NULL, *asp = NULL;
-    int c, rc;
+    int rc;
 
     if (kh_want_help(argc, argv, usage_init)) {
         return KH_EXIT_OK;
     }
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'l': label = optarg; break;
-        case 'p': pinf = optarg; break;
-        case 's': sof = optarg; break;
-        case 'm': module = optarg; break;
-        default:
-            fputs(usage_init, stderr);
-            return KH_EXIT_USAGE;
-        }
+    rc = token_args(argc, argv, opts, usage_init, 1, &a);
+    if (rc != KH_EXIT_OK) {
+        return rc;
     }
-    if (label == NULL || pinf == NULL || sof == NULL || optind != argc) {
-        fputs(usage_init, stderr);
-        return KH_EXIT_USAGE;
-    }
+    label = a.label;
+    pinf = a.pinf;
+    sof = a.pin2f;
+    module = a.module;
     rc = kh_pin_from_file(pinf, pin, sizeof(pin), &pinlen, err, sizeof(err));
     if (rc == KH_EXIT_OK) {
         rc = kh_pin_from_file(sof, so, sizeof(so), &solen, err, sizeof(err));
@@ -142,36 +168,29 @@ static int token_set_pin(KH_CTX *ctx, int argc, char **argv)
         { "label", required_argument, NULL, 'l' },
         { "token", required_argument, NULL, 'l' },
         { "pin-file", required_argument, NULL, 'p' },
-        { "new-pin-file", required_argument, NULL, 'n' },
+        { "new-pin-file", required_argument, NULL, 'f' },
         { "module", required_argument, NULL, 'm' },
         { NULL, 0, NULL, 0 }
     };
-    const char *label = NULL, *pinf = NULL, *newf = NULL, *module = NULL;
+    struct token_args a = { NULL, NULL, NULL, NULL };
+    const char *label, *pinf, *newf, *module;
     char pin[KH_PIN_MAX + 1], npin[KH_PIN_MAX + 1];
     size_t pinlen = 0, npinlen = 0;
     char err[KH_ERR_MAX];
     KH_TOKEN *t = NULL;
-    int c, rc;
+    int rc;
 
     if (kh_want_help(argc, argv, usage_setpin)) {
         return KH_EXIT_OK;
     }
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'l': label = optarg; break;
-        case 'p': pinf = optarg; break;
-        case 'n': newf = optarg; break;
-        case 'm': module = optarg; break;
-        default:
-            fputs(usage_setpin, stderr);
-            return KH_EXIT_USAGE;
-        }
+    rc = token_args(argc, argv, opts, usage_setpin, 0, &a);
+    if (rc != KH_EXIT_OK) {
+        return rc;
     }
-    if (label == NULL || newf == NULL || optind != argc) {
-        fputs(usage_setpin, stderr);
-        return KH_EXIT_USAGE;
-    }
+    label = a.label;
+    pinf = a.pinf;
+    newf = a.pin2f;
+    module = a.module;
     if (pinf != NULL) {
         rc = kh_pin_from_file(pinf, pin, sizeof(pin), &pinlen, err,
                               sizeof(err));
