@@ -325,52 +325,51 @@ end:
     return rc;
 }
 
-static int fp(const unsigned char *der, int len, char *out, size_t outlen)
+/* "sha256:HEX" of LEN bytes of DER (len <= 0: the encoding failed); takes
+ * DER and frees it, so each caller is its encoder and nothing else. */
+static int fp(unsigned char *der, int len, char *out, size_t outlen)
 {
     unsigned char md[32];
     unsigned int mdlen = 0;
-    int i;
+    int i, ok = 0;
 
     if (len <= 0 || outlen < 8 + 65
         || !EVP_Digest(der, (size_t)len, md, &mdlen, EVP_sha256(), NULL)) {
         if (outlen > 0) {
             out[0] = '\0';
         }
-        return 0;
+        goto end;
     }
     memcpy(out, "sha256:", 7);
     for (i = 0; i < 32; i++) {
         snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
     }
-    return 1;
+    ok = 1;
+end:
+    OPENSSL_free(der);
+    return ok;
 }
 
 int kh_fp_cert(X509 *c, char *out, size_t outlen)
 {
     unsigned char *der = NULL;
-    int len = c ? i2d_X509(c, &der) : -1, ok;
+    int len = c ? i2d_X509(c, &der) : -1;
 
-    ok = fp(der, len, out, outlen);
-    OPENSSL_free(der);
-    return ok;
+    return fp(der, len, out, outlen);
 }
 
 int kh_fp_pubkey(EVP_PKEY *k, char *out, size_t outlen)
 {
     unsigned char *der = NULL;
-    int len = k ? i2d_PUBKEY(k, &der) : -1, ok;
+    int len = k ? i2d_PUBKEY(k, &der) : -1;
 
-    ok = fp(der, len, out, outlen);
-    OPENSSL_free(der);
-    return ok;
+    return fp(der, len, out, outlen);
 }
 
 int kh_fp_req(X509_REQ *r, char *out, size_t outlen)
 {
     unsigned char *der = NULL;
-    int len = r ? i2d_X509_REQ(r, &der) : -1, ok;
+    int len = r ? i2d_X509_REQ(r, &der) : -1;
 
-    ok = fp(der, len, out, outlen);
-    OPENSSL_free(der);
-    return ok;
+    return fp(der, len, out, outlen);
 }

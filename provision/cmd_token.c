@@ -77,16 +77,23 @@ static char *abs_path(const char *p)
 /* The options both subcommands take: the token's label, the PIN file, a
  * second PIN file (init: the SO PIN, set-pin: the new user PIN) and the
  * module. The label and the second file are required, the PIN file only
- * when NEED_PIN; anything else prints USAGE and is KH_EXIT_USAGE. */
+ * when NEED_PIN. Returns 1 to go on, or 0 when the command is done: --help
+ * printed USAGE (*rc KH_EXIT_OK), or a usage error (*rc KH_EXIT_USAGE). */
 struct token_args {
     const char *label, *pinf, *pin2f, *module;
 };
 
 static int token_args(int argc, char **argv, const struct option *opts,
-                      const char *usage, int need_pin, struct token_args *a)
+                      const char *usage, int need_pin, struct token_args *a,
+                      int *rc)
 {
     int c;
 
+    *rc = KH_EXIT_USAGE;
+    if (kh_want_help(argc, argv, usage)) {
+        *rc = KH_EXIT_OK;
+        return 0;
+    }
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -96,15 +103,15 @@ static int token_args(int argc, char **argv, const struct option *opts,
         case 'm': a->module = optarg; break;
         default:
             fputs(usage, stderr);
-            return KH_EXIT_USAGE;
+            return 0;
         }
     }
     if (a->label == NULL || a->pin2f == NULL || (need_pin && a->pinf == NULL)
         || optind != argc) {
         fputs(usage, stderr);
-        return KH_EXIT_USAGE;
+        return 0;
     }
-    return KH_EXIT_OK;
+    return 1;
 }
 
 static int token_init(KH_CTX *ctx, int argc, char **argv)
@@ -117,46 +124,40 @@ static int token_init(KH_CTX *ctx, int argc, char **argv)
         { NULL, 0, NULL, 0 }
     };
     struct token_args a = { NULL, NULL, NULL, NULL };
-    const char *label, *pinf, *sof, *module;
     char pin[KH_PIN_MAX + 1], so[KH_PIN_MAX + 1], serial[17] = "";
     size_t pinlen = 0, solen = 0;
     char err[KH_ERR_MAX];
     char *ap = NULL, *asp = NULL;
     int rc;
 
-    if (kh_want_help(argc, argv, usage_init)) {
-        return KH_EXIT_OK;
-    }
-    rc = token_args(argc, argv, opts, usage_init, 1, &a);
-    if (rc != KH_EXIT_OK) {
+    if (!token_args(argc, argv, opts, usage_init, 1, &a, &rc)) {
         return rc;
     }
-    label = a.label;
-    pinf = a.pinf;
-    sof = a.pin2f;
-    module = a.module;
-    rc = kh_pin_from_file(pinf, pin, sizeof(pin), &pinlen, err, sizeof(err));
+    rc = kh_pin_from_file(a.pinf, pin, sizeof(pin), &pinlen, err,
+                          sizeof(err));
     if (rc == KH_EXIT_OK) {
-        rc = kh_pin_from_file(sof, so, sizeof(so), &solen, err, sizeof(err));
+        rc = kh_pin_from_file(a.pin2f, so, sizeof(so), &solen, err,
+                              sizeof(err));
     }
     if (rc == KH_EXIT_OK) {
-        rc = kh_token_init(ctx, module, label, so, solen, pin, pinlen, serial,
-                           err, sizeof(err));
+        rc = kh_token_init(ctx, a.module, a.label, so, solen, pin, pinlen,
+                           serial, err, sizeof(err));
     }
     OPENSSL_cleanse(pin, sizeof(pin));
     OPENSSL_cleanse(so, sizeof(so));
     if (rc != KH_EXIT_OK) {
-        kh_err(ctx, "token init %s: %s", label, err);
-        kh_audit(ctx, "token-init", NULL, NULL, "failed", label);
+        kh_err(ctx, "token init %s: %s", a.label, err);
+        kh_audit(ctx, "token-init", NULL, NULL, "failed", a.label);
         return rc;
     }
-    ap = abs_path(pinf);
-    asp = abs_path(sof);
-    record_token(ctx, label, serial,
-                 module != NULL ? module : "/usr/lib/softhsm/libsofthsm2.so",
+    ap = abs_path(a.pinf);
+    asp = abs_path(a.pin2f);
+    record_token(ctx, a.label, serial,
+                 a.module != NULL ? a.module
+                                  : "/usr/lib/softhsm/libsofthsm2.so",
                  ap, asp);
-    kh_audit(ctx, "token-init", NULL, NULL, "ok", label);
-    printf("token '%s' initialised (serial %s)\n", label, serial);
+    kh_audit(ctx, "token-init", NULL, NULL, "ok", a.label);
+    printf("token '%s' initialised (serial %s)\n", a.label, serial);
     free(ap);
     free(asp);
     return KH_EXIT_OK;
@@ -173,37 +174,28 @@ static int token_set_pin(KH_CTX *ctx, int argc, char **argv)
         { NULL, 0, NULL, 0 }
     };
     struct token_args a = { NULL, NULL, NULL, NULL };
-    const char *label, *pinf, *newf, *module;
     char pin[KH_PIN_MAX + 1], npin[KH_PIN_MAX + 1];
     size_t pinlen = 0, npinlen = 0;
     char err[KH_ERR_MAX];
     KH_TOKEN *t = NULL;
     int rc;
 
-    if (kh_want_help(argc, argv, usage_setpin)) {
-        return KH_EXIT_OK;
-    }
-    rc = token_args(argc, argv, opts, usage_setpin, 0, &a);
-    if (rc != KH_EXIT_OK) {
+    if (!token_args(argc, argv, opts, usage_setpin, 0, &a, &rc)) {
         return rc;
     }
-    label = a.label;
-    pinf = a.pinf;
-    newf = a.pin2f;
-    module = a.module;
-    if (pinf != NULL) {
-        rc = kh_pin_from_file(pinf, pin, sizeof(pin), &pinlen, err,
+    if (a.pinf != NULL) {
+        rc = kh_pin_from_file(a.pinf, pin, sizeof(pin), &pinlen, err,
                               sizeof(err));
     } else {
         rc = kh_pin_obtain(ctx, NULL, pin, sizeof(pin), &pinlen, err,
                            sizeof(err));
     }
     if (rc == KH_EXIT_OK) {
-        rc = kh_pin_from_file(newf, npin, sizeof(npin), &npinlen, err,
+        rc = kh_pin_from_file(a.pin2f, npin, sizeof(npin), &npinlen, err,
                               sizeof(err));
     }
     if (rc == KH_EXIT_OK) {
-        rc = kh_token_open(ctx, module, label, &t, err, sizeof(err));
+        rc = kh_token_open(ctx, a.module, a.label, &t, err, sizeof(err));
     }
     if (rc == KH_EXIT_OK) {
         rc = kh_token_set_pin(t, pin, pinlen, npin, npinlen, err, sizeof(err));
@@ -212,12 +204,12 @@ static int token_set_pin(KH_CTX *ctx, int argc, char **argv)
     OPENSSL_cleanse(npin, sizeof(npin));
     kh_token_close(t);
     kh_audit(ctx, "token-set-pin", NULL, NULL,
-             rc == KH_EXIT_OK ? "ok" : "failed", label);
+             rc == KH_EXIT_OK ? "ok" : "failed", a.label);
     if (rc != KH_EXIT_OK) {
-        kh_err(ctx, "token set-pin %s: %s", label, err);
+        kh_err(ctx, "token set-pin %s: %s", a.label, err);
         return rc;
     }
-    printf("token '%s': user PIN changed\n", label);
+    printf("token '%s': user PIN changed\n", a.label);
     return KH_EXIT_OK;
 }
 
