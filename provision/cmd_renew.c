@@ -172,18 +172,9 @@ int cmd_renew(KH_CTX *ctx, int argc, char **argv)
             return KH_EXIT_USAGE;
         }
     }
-    if ((all && optind != argc) || (!all && optind + 1 != argc)) {
-        fputs(usage, stderr);
-        return KH_EXIT_USAGE;
-    }
-    {
-        char err[KH_ERR_MAX];
-        int rc0 = kh_require_manage(ctx, "renew", err, sizeof(err));
-
-        if (rc0 != KH_EXIT_OK) {
-            kh_err(ctx, "renew: %s", err);
-            return rc0;
-        }
+    r = kh_manage_args(ctx, "renew", "renew: ", all, argc, usage);
+    if (r != KH_EXIT_OK) {
+        return r;
     }
     if (!all) {
         if (!kh_name_valid(argv[optind])) {

@@ -217,18 +217,9 @@ int cmd_zeroize(KH_CTX *ctx, int argc, char **argv)
             return KH_EXIT_USAGE;
         }
     }
-    if ((all && optind != argc) || (!all && optind + 1 != argc)) {
-        fputs(usage, stderr);
-        return KH_EXIT_USAGE;
-    }
-    {
-        char err[KH_ERR_MAX];
-        int r = kh_require_manage(ctx, "zeroize", err, sizeof(err));
-
-        if (r != KH_EXIT_OK) {
-            kh_err(ctx, "%s", err);
-            return r;
-        }
+    rc = kh_manage_args(ctx, "zeroize", "", all, argc, usage);
+    if (rc != KH_EXIT_OK) {
+        return rc;
     }
     if (all) {
         DIR *d;

@@ -70,6 +70,12 @@ int kh_seterr(char *err, size_t errlen, int code, const char *fmt, ...)
  * renew, rekey): KH_EXIT_PERM for members of group keyhold that are not
  * root, or when the conf/state dirs are not writable. */
 int kh_require_manage(KH_CTX *ctx, const char *what, char *err, size_t errlen);
+/* The rest of a command line that names one identity or --all (ALL, the
+ * options read up to optind): anything else prints USAGE and is
+ * KH_EXIT_USAGE; then kh_require_manage, its refusal printed after
+ * PREFIX. KH_EXIT_OK to go on. */
+int kh_manage_args(KH_CTX *ctx, const char *what, const char *prefix, int all,
+                   int argc, const char *usage);
 
 /* Subcommand entry point: argv[0] is the subcommand name. */
 typedef int (*kh_cmd_fn)(KH_CTX *ctx, int argc, char **argv);

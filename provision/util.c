@@ -423,3 +423,20 @@ int kh_require_manage(KH_CTX *ctx, const char *what, char *err, size_t errlen)
     }
     return KH_EXIT_OK;
 }
+
+int kh_manage_args(KH_CTX *ctx, const char *what, const char *prefix, int all,
+                   int argc, const char *usage)
+{
+    char err[KH_ERR_MAX];
+    int rc;
+
+    if ((all && optind != argc) || (!all && optind + 1 != argc)) {
+        fputs(usage, stderr);
+        return KH_EXIT_USAGE;
+    }
+    rc = kh_require_manage(ctx, what, err, sizeof(err));
+    if (rc != KH_EXIT_OK) {
+        kh_err(ctx, "%s%s", prefix, err);
+    }
+    return rc;
+}
