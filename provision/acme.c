@@ -156,8 +156,6 @@ static void resp_clear(ACME_RESP *r)
 }
 
 /* One request; KH_EXIT_OK when a response arrived. Keeps the nonce. */
-static int curl_ready;
-
 static int http(ACME *a, const char *method, const char *url,
                 const char *body, const char *accept, ACME_RESP *r,
                 char *err, size_t errlen)
@@ -176,39 +174,19 @@ static int http(ACME *a, const char *method, const char *url,
     if (!kh_http_backend_ok(err, errlen)) {
         return KH_EXIT_NETWORK;
     }
-    if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            return kh_seterr(err, errlen, KH_EXIT_NETWORK, "libcurl "
-                             "initialisation failed");
-        }
-        curl_ready = 1;
-    }
-    c = curl_easy_init();
+    c = kh_http_curl_new("https", a->timeout < 10 ? a->timeout : 10L,
+                         a->timeout, (curl_off_t)ACME_BODY_MAX, a->server_ca,
+                         ebuf, err, errlen);
     if (c == NULL) {
-        return kh_seterr(err, errlen, KH_EXIT_NETWORK, "out of memory");
+        return KH_EXIT_NETWORK;
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
-                     a->timeout < 10 ? a->timeout : 10L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, a->timeout);
-    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)ACME_BODY_MAX);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "keyhold/" KH_VERSION);
-    if (a->server_ca != NULL) {
-        curl_easy_setopt(c, CURLOPT_CAINFO, a->server_ca);
-        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
-    }
     hdr = curl_slist_append(hdr, "Expect:");
     if (accept != NULL) {
         snprintf(hb, sizeof(hb), "Accept: %s", accept);

@@ -42,6 +42,16 @@ static X509 *der_to_x509(const unsigned char *der, long len)
     return x;
 }
 
+X509 *kh_cert_rebind(X509 *c)
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(c, &der);
+    X509 *out = len > 0 ? der_to_x509(der, len) : NULL;
+
+    OPENSSL_free(der);
+    return out;
+}
+
 static int push_cert(X509 **cert, STACK_OF(X509) **rest, X509 *x, int n)
 {
     if (n == 0) {

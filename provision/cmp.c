@@ -105,27 +105,6 @@ static int tls_ctx(KH_ENROL_IO *io, SSL_CTX **out, char *err,
     return KH_EXIT_OK;
 }
 
-/* A copy bound to the default provider, like every cert the CLI reads. */
-static X509 *cert_rebind(X509 *c)
-{
-    unsigned char *der = NULL;
-    const unsigned char *p;
-    int len;
-    X509 *out = NULL;
-
-    len = i2d_X509(c, &der);
-    if (len <= 0) {
-        return NULL;
-    }
-    out = X509_new_ex(NULL, "?provider=default");
-    p = der;
-    if (out != NULL && d2i_X509(&out, &p, len) == NULL) {
-        out = NULL;
-    }
-    OPENSSL_free(der);
-    return out;
-}
-
 static int self_issued(X509 *c)
 {
     return X509_NAME_cmp(X509_get_subject_name(c),
@@ -179,7 +158,7 @@ static STACK_OF(X509) *pick_chain(X509 *leaf, X509 *ca,
         if (next == NULL) {
             break;
         }
-        next = cert_rebind(next);
+        next = kh_cert_rebind(next);
         if (next == NULL || !sk_X509_push(chain, next)) {
             X509_free(next);
             break;
@@ -598,7 +577,7 @@ int kh_cmp_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
     }
     ERR_clear_error();
 
-    io->cert = cert_rebind(newcert);
+    io->cert = kh_cert_rebind(newcert);
     capubs = OSSL_CMP_CTX_get1_caPubs(cmp);
     extra = OSSL_CMP_CTX_get1_extraCertsIn(cmp);
     pool = sk_X509_new_null();
@@ -630,7 +609,7 @@ int kh_cmp_enrol(KH_ENROL_IO *io, char *err, size_t errlen)
                        "--ca FILE or --ca-fingerprint sha256:HEX", name);
         goto end;
     }
-    io->ca = cert_rebind(ca);
+    io->ca = kh_cert_rebind(ca);
     io->chain = pick_chain(io->cert, io->ca, pool);
     if (io->ca == NULL || io->chain == NULL) {
         rc = kh_seterr(err, errlen, KH_EXIT_BROKEN, "%s: out of memory",

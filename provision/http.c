@@ -133,11 +133,49 @@ void kh_http_resp_clear(KH_HTTP_RESP *r)
     memset(r, 0, sizeof(*r));
 }
 
+CURL *kh_http_curl_new(const char *protocols, long connect_timeout,
+                       long timeout, curl_off_t max_body,
+                       const char *server_ca, char *ebuf, char *err,
+                       size_t errlen)
+{
+    static int global_done;
+    CURL *c;
+
+    if (!global_done) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            kh_seterr(err, errlen, KH_EXIT_NETWORK,
+                      "libcurl initialisation failed");
+            return NULL;
+        }
+        global_done = 1;
+    }
+    c = curl_easy_init();
+    if (c == NULL) {
+        kh_seterr(err, errlen, KH_EXIT_NETWORK, "out of memory");
+        return NULL;
+    }
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, protocols);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, connect_timeout);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout);
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, max_body);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "keyhold/" KH_VERSION);
+    if (server_ca != NULL) {
+        /* only this anchor: not the system store as well */
+        curl_easy_setopt(c, CURLOPT_CAINFO, server_ca);
+        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    }
+    return c;
+}
+
 int kh_http_request(const KH_HTTP_OPTS *o, const char *method, const char *url,
                     const char *content_type, const void *body, size_t bodylen,
                     KH_HTTP_RESP *resp, char *err, size_t errlen)
 {
-    static int global_done;
     char ebuf[CURL_ERROR_SIZE] = "", ct[160];
     struct curl_slist *hdr = NULL;
     struct xfer x;
@@ -153,43 +191,23 @@ int kh_http_request(const KH_HTTP_OPTS *o, const char *method, const char *url,
     if (!kh_http_backend_ok(err, errlen)) {
         return KH_EXIT_NETWORK;
     }
-    if (!global_done) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            return kh_seterr(err, errlen, KH_EXIT_NETWORK,
-                             "libcurl initialisation failed");
-        }
-        global_done = 1;
-    }
-    c = curl_easy_init();
-    if (c == NULL) {
-        return kh_seterr(err, errlen, KH_EXIT_NETWORK, "out of memory");
-    }
     x.resp = resp;
     x.max = o->max_body != 0 ? o->max_body : KH_HTTP_MAX_BODY_DEFAULT;
     x.too_big = 0;
+    c = kh_http_curl_new("https",
+                         o->connect_timeout > 0 ? o->connect_timeout : 10L,
+                         o->timeout > 0 ? o->timeout : 60L,
+                         (curl_off_t)x.max, o->server_ca, ebuf, err, errlen);
+    if (c == NULL) {
+        return KH_EXIT_NETWORK;
+    }
     curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
-                     o->connect_timeout > 0 ? o->connect_timeout : 10L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, o->timeout > 0 ? o->timeout : 60L);
-    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x.max);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
     curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "keyhold/" KH_VERSION);
-    if (o->server_ca != NULL) {
-        /* only this anchor: not the system store as well */
-        curl_easy_setopt(c, CURLOPT_CAINFO, o->server_ca);
-        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
-    }
     curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
     curl_easy_setopt(c, CURLOPT_SSL_CTX_DATA, (void *)o);
     if (o->user != NULL && o->password != NULL) {

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <time.h>
+#include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -58,5 +59,19 @@ int kh_http_parse_retry_after(const char *value, time_t now, long *secs);
 
 /* 1 when libcurl uses OpenSSL (needed to hand it the provider's key). */
 int kh_http_backend_ok(char *err, size_t errlen);
+
+/*
+ * A libcurl handle (libcurl initialised on first use) with what every
+ * enrolment transfer asks for: PROTOCOLS only ("https", "http,https"), no
+ * redirects, no signals, curl's error text in EBUF (CURL_ERROR_SIZE), the
+ * two timeouts in seconds, bodies larger than MAX_BODY refused, the peer
+ * and its name verified, keyhold's user agent and, when SERVER_CA is given,
+ * that anchor alone. The caller sets the URL and the rest. NULL with err
+ * set when libcurl cannot be set up.
+ */
+CURL *kh_http_curl_new(const char *protocols, long connect_timeout,
+                       long timeout, curl_off_t max_body,
+                       const char *server_ca, char *ebuf, char *err,
+                       size_t errlen);
 
 #endif

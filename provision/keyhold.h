@@ -298,6 +298,9 @@ int kh_certs_read(const char *path, X509 **cert, STACK_OF(X509) **rest,
                   char *err, size_t errlen);
 int kh_certs_read_buf(const unsigned char *buf, size_t len, X509 **cert,
                       STACK_OF(X509) **rest, char *err, size_t errlen);
+/* A copy of C bound to the default provider, like every certificate the
+ * CLI reads (NULL when it cannot be copied). */
+X509 *kh_cert_rebind(X509 *c);
 /* 1 when the system clock is before the build date. */
 int kh_clock_suspect(time_t now);
 /*

@@ -33,6 +33,7 @@
 
 #include "keyhold.h"
 #include "enrol.h"
+#include "http.h"
 #include "kh_pin.h"
 
 #define SCEP_MAX_BODY (256 * 1024)
@@ -119,7 +120,6 @@ static int scep_http(SCEP *s, const char *op, const char *msg,
                      struct body *out, char *ctype, size_t ctlen,
                      char *err, size_t errlen)
 {
-    static int global_done;
     char ebuf[CURL_ERROR_SIZE] = "";
     char *url = NULL, *esc = NULL;
     struct curl_slist *hdr = NULL;
@@ -132,16 +132,11 @@ static int scep_http(SCEP *s, const char *op, const char *msg,
     int rc = KH_EXIT_NETWORK;
 
     memset(out, 0, sizeof(*out));
-    if (!global_done) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            return kh_seterr(err, errlen, KH_EXIT_NETWORK,
-                             "libcurl initialisation failed");
-        }
-        global_done = 1;
-    }
-    c = curl_easy_init();
+    c = kh_http_curl_new("http,https", s->timeout < 10 ? s->timeout : 10L,
+                         s->timeout, (curl_off_t)SCEP_MAX_BODY, s->server_ca,
+                         ebuf, err, errlen);
     if (c == NULL) {
-        return kh_seterr(err, errlen, KH_EXIT_NETWORK, "out of memory");
+        return KH_EXIT_NETWORK;
     }
     if (msg != NULL) {
         esc = curl_easy_escape(c, msg, 0);
@@ -159,24 +154,8 @@ static int scep_http(SCEP *s, const char *op, const char *msg,
     snprintf(url, ulen, "%s%soperation=%s%s%s", s->url, sep, op,
              esc ? "&message=" : "", esc ? esc : "");
     curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
-                     s->timeout < 10 ? s->timeout : 10L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, s->timeout);
-    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE,
-                     (curl_off_t)SCEP_MAX_BODY);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "keyhold/" KH_VERSION);
-    if (s->server_ca != NULL) {
-        curl_easy_setopt(c, CURLOPT_CAINFO, s->server_ca);
-        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
-    }
     hdr = curl_slist_append(hdr, "Expect:");
     if (post != NULL) {
         hdr = curl_slist_append(hdr, "Content-Type: application/x-pki-message");
@@ -221,27 +200,6 @@ end:
     free(url);
     curl_easy_cleanup(c);
     return rc;
-}
-
-/* A copy bound to the default provider, like every cert the CLI reads. */
-static X509 *cert_rebind(X509 *c)
-{
-    unsigned char *der = NULL;
-    const unsigned char *p;
-    int len;
-    X509 *out;
-
-    len = i2d_X509(c, &der);
-    if (len <= 0) {
-        return NULL;
-    }
-    out = X509_new_ex(NULL, "?provider=default");
-    p = der;
-    if (out != NULL && d2i_X509(&out, &p, len) == NULL) {
-        out = NULL;
-    }
-    OPENSSL_free(der);
-    return out;
 }
 
 static int caps_has(const char *caps, const char *word)
@@ -337,7 +295,7 @@ static int get_cacert(SCEP *s, KH_ENROL_IO *io, STACK_OF(X509) **all,
             goto end;
         }
         for (i = 0; i < sk_X509_num(p7->d.sign->cert); i++) {
-            X509 *c = cert_rebind(sk_X509_value(p7->d.sign->cert, i));
+            X509 *c = kh_cert_rebind(sk_X509_value(p7->d.sign->cert, i));
 
             if (c == NULL || !sk_X509_push(certs, c)) {
                 X509_free(c);
@@ -788,7 +746,7 @@ static int cert_rep(SCEP *s, const unsigned char *der, size_t derlen,
     }
     *certs = sk_X509_new_null();
     for (i = 0; *certs != NULL && i < sk_X509_num(deg->d.sign->cert); i++) {
-        X509 *c = cert_rebind(sk_X509_value(deg->d.sign->cert, i));
+        X509 *c = kh_cert_rebind(sk_X509_value(deg->d.sign->cert, i));
 
         if (c == NULL || !sk_X509_push(*certs, c)) {
             X509_free(c);
