@@ -216,28 +216,36 @@ static void retire_key(KH_CTX *ctx, KH_IDENTITY *id, const char *uri,
     }
 }
 
+/* A rekey's new key: the pending one an interrupted run made (named on
+ * stderr), or a new one. */
+static int rekey_key(KH_CTX *ctx, KH_IDENTITY *id, char **uri, char *err,
+                     size_t errlen)
+{
+    KH_STATUS_REC st;
+
+    kh_status_read(ctx, id->name, &st);
+    if (st.pending_key_uri[0] == '\0') {
+        return new_key(ctx, id, uri, err, errlen);
+    }
+    *uri = strdup(st.pending_key_uri);
+    fprintf(stderr, "keyhold: rekey %s: reusing the new key made by an "
+            "earlier run\n", id->name);
+    return *uri != NULL ? KH_EXIT_OK
+                        : kh_seterr(err, errlen, KH_EXIT_BROKEN,
+                                    "out of memory");
+}
+
 /* rekey --csr-out: the pending key (made now or by an earlier run) and its
  * CSR; the identity in service is not touched. */
 static int offline_csr(KH_CTX *ctx, KH_IDENTITY *id, const char *csr_out,
                        char *err, size_t errlen)
 {
-    KH_STATUS_REC st;
     EVP_PKEY *pkey = NULL;
     X509_REQ *csr = NULL;
     char *uri = NULL, hex[130] = "";
     int rc;
 
-    kh_status_read(ctx, id->name, &st);
-    if (st.pending_key_uri[0] != '\0') {
-        uri = strdup(st.pending_key_uri);
-        fprintf(stderr, "keyhold: rekey %s: reusing the new key made by an "
-                "earlier run\n", id->name);
-        rc = uri != NULL ? KH_EXIT_OK
-                         : kh_seterr(err, errlen, KH_EXIT_BROKEN,
-                                     "out of memory");
-    } else {
-        rc = new_key(ctx, id, &uri, err, errlen);
-    }
+    rc = rekey_key(ctx, id, &uri, err, errlen);
     if (rc == KH_EXIT_OK) {
         rc = kh_identity_load_key(ctx, id, uri, &pkey, err, errlen);
     }
@@ -611,18 +619,9 @@ key:
         old_uri = NULL;
     }
     if (mode == KH_EST_REKEY) {
-        KH_STATUS_REC st;
-
-        kh_status_read(ctx, id->name, &st);
-        if (st.pending_key_uri[0] != '\0') {
-            uri = strdup(st.pending_key_uri);
-            fprintf(stderr, "keyhold: rekey %s: reusing the new key made by "
-                    "an earlier run\n", id->name);
-        } else {
-            rc = new_key(ctx, id, &uri, err, errlen);
-            if (rc != KH_EXIT_OK) {
-                goto end;
-            }
+        rc = rekey_key(ctx, id, &uri, err, errlen);
+        if (rc != KH_EXIT_OK) {
+            goto end;
         }
     } else {
         rc = kh_identity_next_key_uri(ctx, id, &uri);
