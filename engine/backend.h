@@ -76,18 +76,56 @@ struct kh_key {
     const struct kh_backend_ops *ops;
     void *bkey;                      /* backend state, opaque here */
     EVP_PKEY *pub;                   /* public half, in the provider's own
-                                        libctx (default provider) */
+                                        libctx (default provider); for a
+                                        key made by kh_key_new_raw NULL
+                                        until kh_key_pub() builds it */
     int type;                        /* EVP_PKEY_RSA or EVP_PKEY_EC */
     int bits;
+    int secbits;                     /* security bits */
+    int size;                        /* largest signature, bytes */
     unsigned int flags;              /* KH_KEY_CAN_* */
     char *uri;                       /* reference to write in a key file
                                         (never holds a PIN) */
+    /* raw public material (kh_key_new_raw): RSA n, e / EC group, point */
+    const char *group;               /* EC group name (static string) */
+    unsigned char *raw;              /* a || b, one allocation */
+    size_t alen, blen;               /* RSA: n, e; EC: point, 0 */
 };
 
 /* Creates a key around a backend handle; takes ownership of bkey and pub. */
 KH_KEY *kh_key_new(KH_PROV_CTX *prov, const struct kh_backend_ops *ops,
                    void *bkey, EVP_PKEY *pub, unsigned int flags,
                    const char *uri);
+
+/*
+ * The public half as the token holds it: RSA modulus and exponent
+ * (big-endian), or an EC group name and the uncompressed point. A key made
+ * from it answers what libssl and libcrypto ask at load and per handshake
+ * (bits, security bits, size, group, encoded point, n, e) from these bytes;
+ * the EVP_PKEY is built only when something needs it (kh_key_pub).
+ */
+typedef struct kh_pub_raw {
+    int type;                        /* EVP_PKEY_RSA or EVP_PKEY_EC */
+    const char *group;               /* EC: OpenSSL's short name */
+    const unsigned char *a;          /* RSA n / EC point */
+    size_t alen;
+    const unsigned char *b;          /* RSA e */
+    size_t blen;
+} KH_PUB_RAW;
+
+/* Like kh_key_new; copies |raw|. NULL (bkey freed) on bad material. */
+KH_KEY *kh_key_new_raw(KH_PROV_CTX *prov, const struct kh_backend_ops *ops,
+                       void *bkey, const KH_PUB_RAW *raw, unsigned int flags,
+                       const char *uri);
+/* Gives an empty key (no pub, no raw) raw material; 0 when the material
+ * is not kept raw (then build an EVP_PKEY instead). */
+int kh_key_set_raw(KH_KEY *key, const KH_PUB_RAW *raw);
+/* Forgets the raw material once key->pub is built and about to change. */
+void kh_key_drop_raw(KH_KEY *key);
+/* The public half, built on first use; NULL when it cannot be built. */
+EVP_PKEY *kh_key_pub(KH_KEY *key);
+/* Whether the key has a public half at all (built or not yet). */
+int kh_key_has_pub(const KH_KEY *key);
 KH_KEY *kh_key_up_ref(KH_KEY *key);
 void kh_key_free(KH_KEY *key);
 

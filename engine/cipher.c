@@ -89,7 +89,7 @@ static int ac_init(KH_CIPHER_CTX *ctx, void *vkey, const OSSL_PARAM params[],
 {
     KH_KEY *key = vkey;
 
-    if (key == NULL || key->pub == NULL || key->type != EVP_PKEY_RSA) {
+    if (key == NULL || !kh_key_has_pub(key) || key->type != EVP_PKEY_RSA) {
         KH_raise(ctx->prov, KH_R_BAD_PARAM, "not an RSA key");
         return 0;
     }
@@ -122,10 +122,14 @@ static int ac_encrypt(void *vctx, unsigned char *out, size_t *outlen,
                       size_t outsize, const unsigned char *in, size_t inlen)
 {
     KH_CIPHER_CTX *ctx = vctx;
-    EVP_PKEY_CTX *pctx;
+    EVP_PKEY_CTX *pctx = NULL;
+    EVP_PKEY *pub;
     int ok = 0;
 
-    pctx = EVP_PKEY_CTX_new_from_pkey(ctx->prov->libctx, ctx->key->pub, NULL);
+    if (ctx->key == NULL || (pub = kh_key_pub(ctx->key)) == NULL) {
+        return 0;
+    }
+    pctx = EVP_PKEY_CTX_new_from_pkey(ctx->prov->libctx, pub, NULL);
     if (pctx == NULL || EVP_PKEY_encrypt_init(pctx) <= 0
         || EVP_PKEY_CTX_set_rsa_padding(pctx, ctx->pad) <= 0) {
         goto end;
@@ -170,7 +174,7 @@ static int ac_decrypt(void *vctx, unsigned char *out, size_t *outlen,
         return 0;
     }
     if (out == NULL) {
-        *outlen = (size_t)EVP_PKEY_get_size(ctx->key->pub);
+        *outlen = (size_t)ctx->key->size;
         return 1;
     }
     memset(&dp, 0, sizeof(dp));
@@ -194,17 +198,8 @@ static int ac_get_params(void *vctx, OSSL_PARAM params[])
     OSSL_PARAM *p;
 
     p = OSSL_PARAM_locate(params, OSSL_ASYM_CIPHER_PARAM_PAD_MODE);
-    if (p != NULL) {
-        if (p->data_type == OSSL_PARAM_INTEGER) {
-            if (!OSSL_PARAM_set_int(p, ctx->pad)) {
-                return 0;
-            }
-        } else if (!OSSL_PARAM_set_utf8_string(
-                       p, ctx->pad == RSA_PKCS1_OAEP_PADDING
-                              ? OSSL_PKEY_RSA_PAD_MODE_OAEP
-                              : OSSL_PKEY_RSA_PAD_MODE_PKCSV15)) {
-            return 0;
-        }
+    if (p != NULL && !kh_rsa_pad_to_param(p, ctx->pad)) {
+        return 0;
     }
     p = OSSL_PARAM_locate(params, OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST);
     if (p != NULL
@@ -243,19 +238,8 @@ static int ac_set_params(void *vctx, const OSSL_PARAM params[])
     }
     p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_PAD_MODE);
     if (p != NULL) {
-        int pad = 0;
+        int pad = kh_rsa_pad_from_param(p);
 
-        if (p->data_type == OSSL_PARAM_INTEGER) {
-            if (!OSSL_PARAM_get_int(p, &pad)) {
-                return 0;
-            }
-        } else if (p->data_type == OSSL_PARAM_UTF8_STRING && p->data != NULL) {
-            if (strcmp(p->data, OSSL_PKEY_RSA_PAD_MODE_PKCSV15) == 0) {
-                pad = RSA_PKCS1_PADDING;
-            } else if (strcmp(p->data, OSSL_PKEY_RSA_PAD_MODE_OAEP) == 0) {
-                pad = RSA_PKCS1_OAEP_PADDING;
-            }
-        }
         if (pad != RSA_PKCS1_PADDING && pad != RSA_PKCS1_OAEP_PADDING) {
             KH_raise(ctx->prov, KH_R_UNSUPPORTED,
                      "RSA padding mode not supported (pkcs1 or oaep)");
@@ -265,11 +249,9 @@ static int ac_set_params(void *vctx, const OSSL_PARAM params[])
     }
     p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST);
     if (p != NULL) {
-        const char *name = NULL;
-        int nid;
+        int nid = kh_md_nid_from_param(p);
 
-        if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)
-            || (nid = kh_md_nid_from_name(name)) == NID_undef) {
+        if (nid == NID_undef) {
             KH_raise(ctx->prov, KH_R_BAD_PARAM, "unsupported OAEP digest");
             return 0;
         }
@@ -277,11 +259,9 @@ static int ac_set_params(void *vctx, const OSSL_PARAM params[])
     }
     p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST);
     if (p != NULL) {
-        const char *name = NULL;
-        int nid;
+        int nid = kh_md_nid_from_param(p);
 
-        if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)
-            || (nid = kh_md_nid_from_name(name)) == NID_undef) {
+        if (nid == NID_undef) {
             KH_raise(ctx->prov, KH_R_BAD_PARAM, "unsupported MGF1 digest");
             return 0;
         }

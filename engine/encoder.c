@@ -51,11 +51,12 @@ static int enc_encode(void *vctx, OSSL_CORE_BIO *cout, const void *obj,
                       OSSL_PASSPHRASE_CALLBACK *cb, void *cbarg)
 {
     KH_PROV_CTX *prov = vctx;
-    const KH_KEY *key = obj;
+    KH_KEY *key = (KH_KEY *)obj;
+    EVP_PKEY *pub;
     BIO *out;
     int ok = 0;
 
-    if (key == NULL || key_abstract != NULL || key->pub == NULL) {
+    if (key == NULL || key_abstract != NULL || (pub = kh_key_pub(key)) == NULL) {
         return 0;
     }
     out = BIO_new_from_core_bio(prov->libctx, cout);
@@ -71,7 +72,7 @@ static int enc_encode(void *vctx, OSSL_CORE_BIO *cout, const void *obj,
             goto end;
         }
     }
-    ok = EVP_PKEY_print_public(out, key->pub, 0, NULL) > 0;
+    ok = EVP_PKEY_print_public(out, pub, 0, NULL) > 0;
 end:
     BIO_free(out);
     return ok;

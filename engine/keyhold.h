@@ -138,13 +138,20 @@ void kh_p11_teardown(KH_PROV_CTX *prov);
 /* key.c helpers */
 const char *kh_key_type_name(const KH_KEY *key);   /* "RSA" or "EC" */
 int kh_key_get_params_pub(const KH_KEY *key, OSSL_PARAM params[]);
+/* Parameters from a key's raw public material; -1: ask the EVP_PKEY. */
+int kh_key_get_params_raw(const KH_KEY *key, OSSL_PARAM params[]);
 
 /* Helpers shared by sig.c and cipher.c */
 int kh_md_nid_from_name(const char *name);
+int kh_md_nid_from_param(const OSSL_PARAM *p);     /* NID_undef: bad */
 const char *kh_md_name_from_nid(int nid);
-/* A new reference to the digest for |nid| from the provider's cache. */
+int kh_md_size(int nid);                           /* 0: unknown */
+/* A new reference to the digest for |nid|, fetched once, on first use. */
 EVP_MD *kh_md_get(KH_PROV_CTX *prov, int nid);
 void kh_md_cache_fill(KH_PROV_CTX *prov);
 void kh_md_cache_free(KH_PROV_CTX *prov);
+/* RSA padding mode parameter, integer or name: RSA_*_PADDING, -1 bad. */
+int kh_rsa_pad_from_param(const OSSL_PARAM *p);
+int kh_rsa_pad_to_param(OSSL_PARAM *p, int pad);
 
 #endif

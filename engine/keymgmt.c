@@ -17,6 +17,7 @@
  */
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
 #include <openssl/core_object.h>
@@ -67,7 +68,7 @@ static int km_has(const void *keydata, int selection)
     }
     if ((selection & (OSSL_KEYMGMT_SELECT_PUBLIC_KEY
                       | OSSL_KEYMGMT_SELECT_ALL_PARAMETERS)) != 0
-        && key->pub == NULL) {
+        && !kh_key_has_pub(key)) {
         return 0;
     }
     return 1;
@@ -80,21 +81,91 @@ static int km_validate(const void *keydata, int selection, int checktype)
 
 static int km_match(const void *keydata1, const void *keydata2, int selection)
 {
-    const KH_KEY *a = keydata1, *b = keydata2;
+    KH_KEY *a = (KH_KEY *)keydata1, *b = (KH_KEY *)keydata2;
+    EVP_PKEY *pa, *pb;
 
-    if (a == NULL || b == NULL || a->pub == NULL || b->pub == NULL) {
+    if (a == NULL || b == NULL || a->type != b->type) {
         return 0;
     }
-    if (a->type != b->type) {
+    /* Both as the token gave them: the bytes say it without an EVP_PKEY */
+    if (a->raw != NULL && b->raw != NULL) {
+        if ((selection & OSSL_KEYMGMT_SELECT_KEYPAIR) != 0) {
+            return a->alen == b->alen && a->blen == b->blen
+                   && a->group == b->group
+                   && memcmp(a->raw, b->raw, a->alen + a->blen) == 0;
+        }
+        return (selection & OSSL_KEYMGMT_SELECT_ALL_PARAMETERS) == 0
+               || a->group == b->group;
+    }
+    if ((pa = kh_key_pub(a)) == NULL || (pb = kh_key_pub(b)) == NULL) {
         return 0;
     }
     if ((selection & OSSL_KEYMGMT_SELECT_KEYPAIR) != 0) {
-        return EVP_PKEY_eq(a->pub, b->pub) == 1;
+        return EVP_PKEY_eq(pa, pb) == 1;
     }
     if ((selection & OSSL_KEYMGMT_SELECT_ALL_PARAMETERS) != 0) {
-        return EVP_PKEY_parameters_eq(a->pub, b->pub) == 1;
+        return EVP_PKEY_parameters_eq(pa, pb) == 1;
     }
     return 1;
+}
+
+/*
+ * A public key given as group and point, or n and e, is kept as bytes
+ * (see key.c): comparing a certificate's key with a token key
+ * (X509_check_private_key, SSL_CTX_use_PrivateKey) then needs no
+ * EVP_PKEY in the provider's library context at all. 1 kept, 0 not.
+ */
+static int import_raw(KH_KEY *key, const char *type, const OSSL_PARAM params[])
+{
+    const OSSL_PARAM *p;
+    KH_PUB_RAW raw;
+    BIGNUM *n = NULL, *e = NULL;
+    unsigned char nb[1024], eb[64];
+    const void *pt = NULL;
+    size_t ptlen = 0;
+    int ok = 0, nl, el;
+
+    memset(&raw, 0, sizeof(raw));
+    if (strcmp(type, "EC") == 0) {
+        raw.type = EVP_PKEY_EC;
+        p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_GROUP_NAME);
+        if (p == NULL || !OSSL_PARAM_get_utf8_string_ptr(p, &raw.group)) {
+            return 0;
+        }
+        p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_PUB_KEY);
+        if (p == NULL || !OSSL_PARAM_get_octet_string_ptr(p, &pt, &ptlen)
+            || ptlen == 0) {
+            return 0;
+        }
+        raw.a = pt;
+        raw.alen = ptlen;
+        return kh_key_set_raw(key, &raw);
+    }
+    raw.type = EVP_PKEY_RSA;
+    p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_N);
+    if (p == NULL || !OSSL_PARAM_get_BN(p, &n)) {
+        goto end;
+    }
+    p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_E);
+    if (p == NULL || !OSSL_PARAM_get_BN(p, &e)) {
+        goto end;
+    }
+    nl = BN_bn2binpad(n, nb, BN_num_bytes(n) <= (int)sizeof(nb)
+                                 ? BN_num_bytes(n) : -1);
+    el = BN_bn2binpad(e, eb, BN_num_bytes(e) <= (int)sizeof(eb)
+                                 ? BN_num_bytes(e) : -1);
+    if (nl <= 0 || el <= 0) {
+        goto end;
+    }
+    raw.a = nb;
+    raw.alen = (size_t)nl;
+    raw.b = eb;
+    raw.blen = (size_t)el;
+    ok = kh_key_set_raw(key, &raw);
+end:
+    BN_free(n);
+    BN_free(e);
+    return ok;
 }
 
 /* Builds the public half from public parameters; private ones refused. */
@@ -106,7 +177,7 @@ static int km_import(KH_KEY *key, const char *type, int selection,
     EVP_PKEY *pk = NULL;
     int ok = 0, sel;
 
-    if (key->pub != NULL || key->ops != NULL) {
+    if (kh_key_has_pub(key) || key->ops != NULL) {
         KH_raise(prov, KH_R_BAD_PARAM, "key already holds data");
         return 0;
     }
@@ -125,6 +196,9 @@ static int km_import(KH_KEY *key, const char *type, int selection,
         goto done;
     }
     if ((selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) != 0) {
+        if (import_raw(key, type, params)) {
+            return 1;
+        }
         sel = EVP_PKEY_PUBLIC_KEY;
     } else if ((selection & OSSL_KEYMGMT_SELECT_ALL_PARAMETERS) != 0) {
         sel = EVP_PKEY_KEY_PARAMETERS;
@@ -140,6 +214,8 @@ done:
     key->pub = pk;
     key->type = strcmp(type, "RSA") == 0 ? EVP_PKEY_RSA : EVP_PKEY_EC;
     key->bits = EVP_PKEY_get_bits(pk);
+    key->secbits = EVP_PKEY_get_security_bits(pk);
+    key->size = EVP_PKEY_get_size(pk);
     ok = 1;
 end:
     EVP_PKEY_CTX_free(ctx);
@@ -185,8 +261,9 @@ static int km_export(void *keydata, int selection, OSSL_CALLBACK *cb,
                      void *cbarg)
 {
     KH_KEY *key = keydata;
+    EVP_PKEY *pub;
 
-    if (key == NULL || key->pub == NULL) {
+    if (key == NULL) {
         return 0;
     }
     if (key->ops != NULL
@@ -196,17 +273,30 @@ static int km_export(void *keydata, int selection, OSSL_CALLBACK *cb,
         KH_debug("export with private selection refused (expected)");
         return 0;
     }
-    return EVP_PKEY_export(key->pub, selection, cb, cbarg);
+    if ((pub = kh_key_pub(key)) == NULL) {
+        return 0;
+    }
+    return EVP_PKEY_export(pub, selection, cb, cbarg);
 }
 
 static int km_get_params(void *keydata, OSSL_PARAM params[])
 {
     KH_KEY *key = keydata;
+    EVP_PKEY *pub;
+    int rv;
 
-    if (key == NULL || key->pub == NULL) {
+    if (key == NULL || !kh_key_has_pub(key)) {
         return 0;
     }
-    return EVP_PKEY_get_params(key->pub, params);
+    /* Not built yet: bits, size, group, point, n, e come from the bytes */
+    if (__atomic_load_n(&key->pub, __ATOMIC_ACQUIRE) == NULL
+        && (rv = kh_key_get_params_raw(key, params)) >= 0) {
+        return rv;
+    }
+    if ((pub = kh_key_pub(key)) == NULL) {
+        return 0;
+    }
+    return EVP_PKEY_get_params(pub, params);
 }
 
 static const OSSL_PARAM *gettable_of(void *provctx, const char *type)
@@ -360,12 +450,13 @@ static int km_gen_set_template(void *genctx, void *templ)
 {
     KH_GEN_CTX *g = genctx;
     KH_KEY *t = templ;
+    EVP_PKEY *pub;
 
-    if (t == NULL || t->pub == NULL) {
+    if (t == NULL || (pub = kh_key_pub(t)) == NULL) {
         return 0;
     }
     return gen_ctx_init(g, EVP_PKEY_CTX_new_from_pkey(g->prov->libctx,
-                                                      t->pub, NULL));
+                                                      pub, NULL));
 }
 
 static int km_gen_set_params(void *genctx, const OSSL_PARAM params[])
@@ -428,11 +519,19 @@ static void km_gen_cleanup(void *genctx)
 static int km_set_params(void *keydata, const OSSL_PARAM params[])
 {
     KH_KEY *key = keydata;
+    EVP_PKEY *pub;
+    int ok;
 
-    if (key == NULL || key->pub == NULL || key->ops != NULL) {
+    if (key == NULL || key->ops != NULL || (pub = kh_key_pub(key)) == NULL) {
         return 0;
     }
-    return EVP_PKEY_set_params(key->pub, (OSSL_PARAM *)params);
+    /* the bytes would no longer say what the key is */
+    kh_key_drop_raw(key);
+    ok = EVP_PKEY_set_params(pub, (OSSL_PARAM *)params);
+    key->bits = EVP_PKEY_get_bits(pub);
+    key->secbits = EVP_PKEY_get_security_bits(pub);
+    key->size = EVP_PKEY_get_size(pub);
+    return ok;
 }
 
 static const OSSL_PARAM *settable_of(void *provctx, const char *type)

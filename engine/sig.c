@@ -1,12 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Signatures with a hardware key: ECDSA, RSA PKCS#1 v1.5 and RSA-PSS.
- * The digest is computed here in software (an EVP_MD from the provider's
- * own library context), the token signs the digest. Verification is done
- * in software with the public half. The parameter handling follows the
- * default provider's names and encodings so that libssl, the CMS/X.509
- * signing code and the openssl apps see no difference.
+ * The digest is computed here in software, the token signs the digest.
+ * Verification is done in software with the public half. The parameter
+ * handling follows the default provider's names and encodings so that
+ * libssl, the CMS/X.509 signing code and the openssl apps see no
+ * difference.
+ *
+ * The sign path is what every TLS handshake pays on top of the token, so
+ * it allocates nothing and fetches nothing: libssl signs with the one-shot
+ * EVP_DigestSign (digest_sign below, no context copy), SHA-1 and SHA-2 are
+ * hashed with OpenSSL's block functions on a context inside ours (an
+ * EVP_MD fetched in the provider's library context would make the first
+ * signature build every digest method there), and only SHA-3 goes through
+ * an EVP_MD_CTX. Those block functions are deprecated as an application
+ * API in OpenSSL 3.0, not removed; they are the default provider's own
+ * implementation.
  */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
 #include <string.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -17,6 +29,7 @@
 #include <openssl/objects.h>
 #include <openssl/params.h>
 #include <openssl/rsa.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include "keyhold.h"
@@ -30,13 +43,18 @@ typedef struct kh_sig_ctx {
     KH_KEY *key;
     int is_rsa;
     int op;                   /* EVP_PKEY_OP_SIGN or EVP_PKEY_OP_VERIFY */
-    EVP_MD *md;               /* NULL: none set */
-    int md_nid;
-    EVP_MD_CTX *mdctx;        /* digest_* operations */
+    int md_nid;               /* NID_undef: none set */
     int pad;                  /* RSA_PKCS1_PADDING / RSA_PKCS1_PSS_PADDING */
     int saltlen;              /* as set: >= 0 or RSA_PSS_SALTLEN_* */
-    EVP_MD *mgf1_md;          /* NULL: same as md */
-    int mgf1_nid;
+    int mgf1_nid;             /* NID_undef: same as md_nid */
+    /* digest_* operations */
+    int dstarted;             /* the digest below holds a started hash */
+    union {
+        SHA_CTX sha1;
+        SHA256_CTX sha256;
+        SHA512_CTX sha512;
+    } dg;
+    EVP_MD_CTX *mdctx;        /* SHA-3 only */
 } KH_SIG_CTX;
 
 static OSSL_FUNC_signature_newctx_fn sig_newctx_rsa;
@@ -50,6 +68,7 @@ static OSSL_FUNC_signature_verify_fn sig_verify;
 static OSSL_FUNC_signature_digest_sign_init_fn sig_dsign_init;
 static OSSL_FUNC_signature_digest_sign_update_fn sig_dupdate;
 static OSSL_FUNC_signature_digest_sign_final_fn sig_dsign_final;
+static OSSL_FUNC_signature_digest_sign_fn sig_dsign;
 static OSSL_FUNC_signature_digest_verify_init_fn sig_dverify_init;
 static OSSL_FUNC_signature_digest_verify_update_fn sig_dupdate;
 static OSSL_FUNC_signature_digest_verify_final_fn sig_dverify_final;
@@ -94,9 +113,8 @@ static void sig_freectx(void *vctx)
         return;
     }
     EVP_MD_CTX_free(ctx->mdctx);
-    EVP_MD_free(ctx->md);
-    EVP_MD_free(ctx->mgf1_md);
     kh_key_free(ctx->key);
+    OPENSSL_cleanse(&ctx->dg, sizeof(ctx->dg));
     OPENSSL_free(ctx);
 }
 
@@ -110,30 +128,19 @@ static void *sig_dupctx(void *vctx)
     }
     dst->mdctx = NULL;
     kh_key_up_ref(dst->key);
-    if (dst->md != NULL && !EVP_MD_up_ref(dst->md)) {
-        dst->md = NULL;
-        goto err;
-    }
-    if (dst->mgf1_md != NULL && !EVP_MD_up_ref(dst->mgf1_md)) {
-        dst->mgf1_md = NULL;
-        goto err;
-    }
     if (src->mdctx != NULL) {
         dst->mdctx = EVP_MD_CTX_new();
         if (dst->mdctx == NULL || !EVP_MD_CTX_copy_ex(dst->mdctx, src->mdctx)) {
-            goto err;
+            sig_freectx(dst);
+            return NULL;
         }
     }
     return dst;
-err:
-    /* falls into freeing the half-built copy */
-    sig_freectx(dst);
-    return NULL;
 }
 
-static int set_md(KH_SIG_CTX *ctx, const char *name, EVP_MD **slot, int *nid)
+/* A digest name (any of OpenSSL's spellings, or an OID) -> ctx nid. */
+static int set_md(KH_SIG_CTX *ctx, const char *name, int *nid)
 {
-    EVP_MD *md;
     int n = kh_md_nid_from_name(name);
 
     if (n == NID_undef) {
@@ -141,13 +148,6 @@ static int set_md(KH_SIG_CTX *ctx, const char *name, EVP_MD **slot, int *nid)
                  name != NULL ? name : "(null)");
         return 0;
     }
-    md = kh_md_get(ctx->prov, n);
-    if (md == NULL) {
-        KH_raise(ctx->prov, KH_R_BAD_PARAM, "digest '%s' unavailable", name);
-        return 0;
-    }
-    EVP_MD_free(*slot);
-    *slot = md;
     *nid = n;
     return 1;
 }
@@ -158,7 +158,7 @@ static int sig_init(KH_SIG_CTX *ctx, void *vkey, const OSSL_PARAM params[],
     KH_KEY *key = vkey;
 
     if (key != NULL) {
-        if (key->pub == NULL) {
+        if (!kh_key_has_pub(key)) {
             KH_raise(ctx->prov, KH_R_PUBLIC_KEY, "key has no public half");
             return 0;
         }
@@ -179,9 +179,11 @@ static int sig_init(KH_SIG_CTX *ctx, void *vkey, const OSSL_PARAM params[],
                 return 0;
             }
         }
-        kh_key_up_ref(key);
-        kh_key_free(ctx->key);
-        ctx->key = key;
+        if (key != ctx->key) {
+            kh_key_up_ref(key);
+            kh_key_free(ctx->key);
+            ctx->key = key;
+        }
     } else if (ctx->key == NULL) {
         KH_raise(ctx->prov, KH_R_BAD_PARAM, "no key");
         return 0;
@@ -222,34 +224,10 @@ static int md_nid_for_len(size_t len)
 /* Resolves the PSS salt length rules to a byte count (signing side). */
 static int pss_saltlen(const KH_SIG_CTX *ctx, int md_nid, int *out)
 {
-    int hlen, emlen, max, bits = ctx->key->bits;
-    const EVP_MD *md;
+    int hlen = kh_md_size(md_nid), emlen, max, bits = ctx->key->bits;
 
-    md = ctx->md;
-    hlen = md != NULL && ctx->md_nid == md_nid ? EVP_MD_get_size(md) : 0;
     if (hlen <= 0) {
-        switch (md_nid) {
-        case NID_sha1:
-            hlen = 20;
-            break;
-        case NID_sha224:
-            hlen = 28;
-            break;
-        case NID_sha256:
-        case NID_sha3_256:
-            hlen = 32;
-            break;
-        case NID_sha384:
-        case NID_sha3_384:
-            hlen = 48;
-            break;
-        case NID_sha512:
-        case NID_sha3_512:
-            hlen = 64;
-            break;
-        default:
-            return 0;
-        }
+        return 0;
     }
     emlen = (bits - 1 + 7) / 8;
     max = emlen - hlen - 2;
@@ -286,20 +264,19 @@ static int sig_sign(void *vctx, unsigned char *sig, size_t *siglen,
     KH_SIG_CTX *ctx = vctx;
     KH_KEY *key = ctx->key;
     KH_SIGN_PARAMS sp;
-    int size;
 
     if (key == NULL || key->ops == NULL || ctx->op != EVP_PKEY_OP_SIGN) {
         KH_raise(ctx->prov, KH_R_BAD_PARAM, "not initialised for signing");
         return 0;
     }
-    size = EVP_PKEY_get_size(key->pub);
     if (sig == NULL) {
-        *siglen = (size_t)size;
+        *siglen = (size_t)key->size;
         return 1;
     }
-    memset(&sp, 0, sizeof(sp));
     sp.md_nid = ctx->md_nid;
-    if (ctx->md != NULL && tbslen != (size_t)EVP_MD_get_size(ctx->md)) {
+    sp.mgf1_md_nid = NID_undef;
+    sp.saltlen = 0;
+    if (sp.md_nid != NID_undef && tbslen != (size_t)kh_md_size(sp.md_nid)) {
         KH_raise(ctx->prov, KH_R_BAD_PARAM,
                  "input length %zu does not match the digest", tbslen);
         return 0;
@@ -322,7 +299,7 @@ static int sig_sign(void *vctx, unsigned char *sig, size_t *siglen,
     } else {
         sp.scheme = KH_SIG_RSA_PKCS1;
     }
-    if (ctx->is_rsa && sigsize < (size_t)size) {
+    if (ctx->is_rsa && sigsize < (size_t)key->size) {
         KH_raise(ctx->prov, KH_R_BUFFER, "signature buffer too small");
         return 0;
     }
@@ -335,16 +312,20 @@ static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
 {
     KH_SIG_CTX *ctx = vctx;
     EVP_PKEY_CTX *pctx = NULL;
+    EVP_PKEY *pub;
+    EVP_MD *md = NULL, *mgf = NULL;
     int ok = 0;
 
-    if (ctx->key == NULL || ctx->key->pub == NULL) {
+    if (ctx->key == NULL || (pub = kh_key_pub(ctx->key)) == NULL) {
         return 0;
     }
-    pctx = EVP_PKEY_CTX_new_from_pkey(ctx->prov->libctx, ctx->key->pub, NULL);
+    pctx = EVP_PKEY_CTX_new_from_pkey(ctx->prov->libctx, pub, NULL);
     if (pctx == NULL || EVP_PKEY_verify_init(pctx) <= 0) {
         goto end;
     }
-    if (ctx->md != NULL && EVP_PKEY_CTX_set_signature_md(pctx, ctx->md) <= 0) {
+    if (ctx->md_nid != NID_undef
+        && ((md = kh_md_get(ctx->prov, ctx->md_nid)) == NULL
+            || EVP_PKEY_CTX_set_signature_md(pctx, md) <= 0)) {
         goto end;
     }
     if (ctx->is_rsa) {
@@ -355,15 +336,110 @@ static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
             if (EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, ctx->saltlen) <= 0) {
                 goto end;
             }
-            if (ctx->mgf1_md != NULL
-                && EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, ctx->mgf1_md) <= 0) {
+            if (ctx->mgf1_nid != NID_undef
+                && ((mgf = kh_md_get(ctx->prov, ctx->mgf1_nid)) == NULL
+                    || EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, mgf) <= 0)) {
                 goto end;
             }
         }
     }
     ok = EVP_PKEY_verify(pctx, sig, siglen, tbs, tbslen) == 1;
 end:
+    EVP_MD_free(md);
+    EVP_MD_free(mgf);
     EVP_PKEY_CTX_free(pctx);
+    return ok;
+}
+
+/* Starts the hash of a digest_* operation. */
+static int dg_start(KH_SIG_CTX *ctx)
+{
+    EVP_MD *md;
+    int ok;
+
+    switch (ctx->md_nid) {
+    case NID_sha1:
+        ok = SHA1_Init(&ctx->dg.sha1);
+        break;
+    case NID_sha224:
+        ok = SHA224_Init(&ctx->dg.sha256);
+        break;
+    case NID_sha256:
+        ok = SHA256_Init(&ctx->dg.sha256);
+        break;
+    case NID_sha384:
+        ok = SHA384_Init(&ctx->dg.sha512);
+        break;
+    case NID_sha512:
+        ok = SHA512_Init(&ctx->dg.sha512);
+        break;
+    default:
+        if (ctx->mdctx == NULL && (ctx->mdctx = EVP_MD_CTX_new()) == NULL) {
+            KH_raise(ctx->prov, KH_R_MALLOC, "out of memory");
+            return 0;
+        }
+        md = kh_md_get(ctx->prov, ctx->md_nid);
+        ok = md != NULL && EVP_DigestInit_ex2(ctx->mdctx, md, NULL);
+        EVP_MD_free(md);
+        break;
+    }
+    ctx->dstarted = ok;
+    return ok;
+}
+
+static int dg_update(KH_SIG_CTX *ctx, const unsigned char *data, size_t len)
+{
+    if (!ctx->dstarted && !dg_start(ctx)) {
+        return 0;
+    }
+    switch (ctx->md_nid) {
+    case NID_sha1:
+        return SHA1_Update(&ctx->dg.sha1, data, len);
+    case NID_sha224:
+        return SHA224_Update(&ctx->dg.sha256, data, len);
+    case NID_sha256:
+        return SHA256_Update(&ctx->dg.sha256, data, len);
+    case NID_sha384:
+        return SHA384_Update(&ctx->dg.sha512, data, len);
+    case NID_sha512:
+        return SHA512_Update(&ctx->dg.sha512, data, len);
+    default:
+        return EVP_DigestUpdate(ctx->mdctx, data, len);
+    }
+}
+
+/* Ends the hash into |out| (EVP_MAX_MD_SIZE); the next update restarts. */
+static int dg_final(KH_SIG_CTX *ctx, unsigned char *out, size_t *outlen)
+{
+    unsigned int len = 0;
+    int ok;
+
+    if (!ctx->dstarted && !dg_start(ctx)) {
+        return 0;
+    }
+    ctx->dstarted = 0;
+    switch (ctx->md_nid) {
+    case NID_sha1:
+        ok = SHA1_Final(out, &ctx->dg.sha1);
+        break;
+    case NID_sha224:
+        ok = SHA224_Final(out, &ctx->dg.sha256);
+        break;
+    case NID_sha256:
+        ok = SHA256_Final(out, &ctx->dg.sha256);
+        break;
+    case NID_sha384:
+        ok = SHA384_Final(out, &ctx->dg.sha512);
+        break;
+    case NID_sha512:
+        ok = SHA512_Final(out, &ctx->dg.sha512);
+        break;
+    default:
+        ok = EVP_DigestFinal_ex(ctx->mdctx, out, &len);
+        *outlen = len;
+        return ok;
+    }
+    *outlen = (size_t)kh_md_size(ctx->md_nid);
     return ok;
 }
 
@@ -374,20 +450,14 @@ static int dinit(KH_SIG_CTX *ctx, const char *mdname, void *vkey,
         return 0;
     }
     if (mdname != NULL && *mdname != '\0') {
-        if (!set_md(ctx, mdname, &ctx->md, &ctx->md_nid)) {
+        if (!set_md(ctx, mdname, &ctx->md_nid)) {
             return 0;
         }
-    } else if (ctx->md == NULL
-               && !set_md(ctx, "SHA256", &ctx->md, &ctx->md_nid)) {
-        return 0;
+    } else if (ctx->md_nid == NID_undef) {
+        ctx->md_nid = NID_sha256;
     }
-    if (ctx->mdctx == NULL && (ctx->mdctx = EVP_MD_CTX_new()) == NULL) {
-        KH_raise(ctx->prov, KH_R_MALLOC, "out of memory");
-        return 0;
-    }
-    if (!EVP_DigestInit_ex2(ctx->mdctx, ctx->md, NULL)) {
-        return 0;
-    }
+    /* The hash starts with the first data (dg_update/dg_final). */
+    ctx->dstarted = 0;
     return 1;
 }
 
@@ -407,10 +477,10 @@ static int sig_dupdate(void *vctx, const unsigned char *data, size_t datalen)
 {
     KH_SIG_CTX *ctx = vctx;
 
-    if (ctx->mdctx == NULL) {
+    if (ctx->md_nid == NID_undef) {
         return 0;
     }
-    return EVP_DigestUpdate(ctx->mdctx, data, datalen);
+    return dg_update(ctx, data, datalen);
 }
 
 static int sig_dsign_final(void *vctx, unsigned char *sig, size_t *siglen,
@@ -418,15 +488,35 @@ static int sig_dsign_final(void *vctx, unsigned char *sig, size_t *siglen,
 {
     KH_SIG_CTX *ctx = vctx;
     unsigned char dgst[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
+    size_t dlen = 0;
 
-    if (ctx->mdctx == NULL) {
+    if (ctx->md_nid == NID_undef) {
         return 0;
     }
     if (sig == NULL) {
         return sig_sign(ctx, NULL, siglen, 0, NULL, 0);
     }
-    if (!EVP_DigestFinal_ex(ctx->mdctx, dgst, &dlen)) {
+    if (!dg_final(ctx, dgst, &dlen)) {
+        return 0;
+    }
+    return sig_sign(ctx, sig, siglen, sigsize, dgst, dlen);
+}
+
+/* EVP_DigestSign in one call: what libssl uses for every handshake. */
+static int sig_dsign(void *vctx, unsigned char *sig, size_t *siglen,
+                     size_t sigsize, const unsigned char *tbs, size_t tbslen)
+{
+    KH_SIG_CTX *ctx = vctx;
+    unsigned char dgst[EVP_MAX_MD_SIZE];
+    size_t dlen = 0;
+
+    if (ctx->md_nid == NID_undef) {
+        return 0;
+    }
+    if (sig == NULL) {
+        return sig_sign(ctx, NULL, siglen, 0, NULL, 0);
+    }
+    if (!dg_update(ctx, tbs, tbslen) || !dg_final(ctx, dgst, &dlen)) {
         return 0;
     }
     return sig_sign(ctx, sig, siglen, sigsize, dgst, dlen);
@@ -437,9 +527,9 @@ static int sig_dverify_final(void *vctx, const unsigned char *sig,
 {
     KH_SIG_CTX *ctx = vctx;
     unsigned char dgst[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
+    size_t dlen = 0;
 
-    if (ctx->mdctx == NULL || !EVP_DigestFinal_ex(ctx->mdctx, dgst, &dlen)) {
+    if (ctx->md_nid == NID_undef || !dg_final(ctx, dgst, &dlen)) {
         return 0;
     }
     return sig_verify(ctx, sig, siglen, dgst, dlen);
@@ -453,6 +543,7 @@ static int algorithm_id(KH_SIG_CTX *ctx, unsigned char *out, size_t outsize,
     RSA_PSS_PARAMS *pss = NULL;
     ASN1_STRING *str = NULL;
     unsigned char *der = NULL;
+    EVP_MD *md = NULL, *mgf = NULL;
     int sig_nid, len, ok = 0, salt;
 
     if (ctx->md_nid == NID_undef || ctx->key == NULL) {
@@ -475,9 +566,14 @@ static int algorithm_id(KH_SIG_CTX *ctx, unsigned char *out, size_t outsize,
         X509_ALGOR_set0(alg, OBJ_nid2obj(sig_nid), V_ASN1_NULL, NULL);
     } else {
         int mgf_nid = ctx->mgf1_nid != NID_undef ? ctx->mgf1_nid : ctx->md_nid;
-        const EVP_MD *mgf = ctx->mgf1_md != NULL ? ctx->mgf1_md : ctx->md;
 
         if (!pss_saltlen(ctx, ctx->md_nid, &salt)) {
+            goto end;
+        }
+        /* X509_ALGOR_set_md takes the digest's parameter rule from it */
+        md = kh_md_get(ctx->prov, ctx->md_nid);
+        mgf = kh_md_get(ctx->prov, mgf_nid);
+        if (md == NULL || mgf == NULL) {
             goto end;
         }
         pss = RSA_PSS_PARAMS_new();
@@ -490,7 +586,7 @@ static int algorithm_id(KH_SIG_CTX *ctx, unsigned char *out, size_t outsize,
             if (pss->hashAlgorithm == NULL) {
                 goto end;
             }
-            X509_ALGOR_set_md(pss->hashAlgorithm, ctx->md);
+            X509_ALGOR_set_md(pss->hashAlgorithm, md);
         }
         if (mgf_nid != NID_sha1) {
             mgfmd = X509_ALGOR_new();
@@ -530,6 +626,8 @@ static int algorithm_id(KH_SIG_CTX *ctx, unsigned char *out, size_t outsize,
     ok = 1;
 end:
     OPENSSL_free(der);
+    EVP_MD_free(md);
+    EVP_MD_free(mgf);
     ASN1_STRING_free(str);
     X509_ALGOR_free(mgfmd);
     RSA_PSS_PARAMS_free(pss);
@@ -553,25 +651,16 @@ static int sig_get_params(void *vctx, OSSL_PARAM params[])
         }
     }
     p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_DIGEST);
-    if (p != NULL && ctx->md != NULL
-        && !OSSL_PARAM_set_utf8_string(p, EVP_MD_get0_name(ctx->md))) {
+    if (p != NULL && ctx->md_nid != NID_undef
+        && !OSSL_PARAM_set_utf8_string(p, kh_md_name_from_nid(ctx->md_nid))) {
         return 0;
     }
     if (!ctx->is_rsa) {
         return 1;
     }
     p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PAD_MODE);
-    if (p != NULL) {
-        if (p->data_type == OSSL_PARAM_INTEGER) {
-            if (!OSSL_PARAM_set_int(p, ctx->pad)) {
-                return 0;
-            }
-        } else if (!OSSL_PARAM_set_utf8_string(
-                       p, ctx->pad == RSA_PKCS1_PSS_PADDING
-                              ? OSSL_PKEY_RSA_PAD_MODE_PSS
-                              : OSSL_PKEY_RSA_PAD_MODE_PKCSV15)) {
-            return 0;
-        }
+    if (p != NULL && !kh_rsa_pad_to_param(p, ctx->pad)) {
+        return 0;
     }
     p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_PSS_SALTLEN);
     if (p != NULL) {
@@ -605,9 +694,10 @@ static int sig_get_params(void *vctx, OSSL_PARAM params[])
     }
     p = OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST);
     if (p != NULL) {
-        const EVP_MD *m = ctx->mgf1_md != NULL ? ctx->mgf1_md : ctx->md;
+        int m = ctx->mgf1_nid != NID_undef ? ctx->mgf1_nid : ctx->md_nid;
 
-        if (m != NULL && !OSSL_PARAM_set_utf8_string(p, EVP_MD_get0_name(m))) {
+        if (m != NID_undef
+            && !OSSL_PARAM_set_utf8_string(p, kh_md_name_from_nid(m))) {
             return 0;
         }
     }
@@ -669,66 +759,51 @@ static int parse_saltlen(const OSSL_PARAM *p, int *out)
     return 0;
 }
 
+/* One pass over |params|: libssl and EVP_PKEY_CTX_set_* send one or two. */
 static int sig_set_params(void *vctx, const OSSL_PARAM params[])
 {
     KH_SIG_CTX *ctx = vctx;
     const OSSL_PARAM *p;
+    const char *name;
+    int v;
 
     if (params == NULL) {
         return 1;
     }
-    p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_DIGEST);
-    if (p != NULL) {
-        const char *name = NULL;
-
-        if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)
-            || !set_md(ctx, name, &ctx->md, &ctx->md_nid)) {
-            return 0;
-        }
-    }
-    if (!ctx->is_rsa) {
-        return 1;
-    }
-    p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PAD_MODE);
-    if (p != NULL) {
-        int pad = 0;
-
-        if (p->data_type == OSSL_PARAM_INTEGER) {
-            if (!OSSL_PARAM_get_int(p, &pad)) {
+    for (p = params; p->key != NULL; p++) {
+        if (strcmp(p->key, OSSL_SIGNATURE_PARAM_DIGEST) == 0) {
+            name = NULL;
+            if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)
+                || !set_md(ctx, name, &v)) {
                 return 0;
             }
-        } else if (p->data_type == OSSL_PARAM_UTF8_STRING && p->data != NULL) {
-            if (strcmp(p->data, OSSL_PKEY_RSA_PAD_MODE_PKCSV15) == 0) {
-                pad = RSA_PKCS1_PADDING;
-            } else if (strcmp(p->data, OSSL_PKEY_RSA_PAD_MODE_PSS) == 0) {
-                pad = RSA_PKCS1_PSS_PADDING;
+            if (v != ctx->md_nid) {
+                ctx->md_nid = v;
+                ctx->dstarted = 0;
             }
-        }
-        if (pad != RSA_PKCS1_PADDING && pad != RSA_PKCS1_PSS_PADDING) {
-            /* No raw RSA, no X9.31: only the two schemes TLS and X.509 use */
-            KH_raise(ctx->prov, KH_R_UNSUPPORTED,
-                     "RSA padding mode not supported (pkcs1 or pss)");
-            return 0;
-        }
-        ctx->pad = pad;
-    }
-    p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PSS_SALTLEN);
-    if (p != NULL) {
-        int s;
-
-        if (!parse_saltlen(p, &s)) {
-            KH_raise(ctx->prov, KH_R_BAD_PARAM, "bad PSS salt length");
-            return 0;
-        }
-        ctx->saltlen = s;
-    }
-    p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST);
-    if (p != NULL) {
-        const char *name = NULL;
-
-        if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)
-            || !set_md(ctx, name, &ctx->mgf1_md, &ctx->mgf1_nid)) {
-            return 0;
+        } else if (!ctx->is_rsa) {
+            continue;
+        } else if (strcmp(p->key, OSSL_SIGNATURE_PARAM_PAD_MODE) == 0) {
+            v = kh_rsa_pad_from_param(p);
+            if (v != RSA_PKCS1_PADDING && v != RSA_PKCS1_PSS_PADDING) {
+                /* No raw RSA, no X9.31: the two schemes TLS and X.509 use */
+                KH_raise(ctx->prov, KH_R_UNSUPPORTED,
+                         "RSA padding mode not supported (pkcs1 or pss)");
+                return 0;
+            }
+            ctx->pad = v;
+        } else if (strcmp(p->key, OSSL_SIGNATURE_PARAM_PSS_SALTLEN) == 0) {
+            if (!parse_saltlen(p, &v)) {
+                KH_raise(ctx->prov, KH_R_BAD_PARAM, "bad PSS salt length");
+                return 0;
+            }
+            ctx->saltlen = v;
+        } else if (strcmp(p->key, OSSL_SIGNATURE_PARAM_MGF1_DIGEST) == 0) {
+            name = NULL;
+            if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)
+                || !set_md(ctx, name, &ctx->mgf1_nid)) {
+                return 0;
+            }
         }
     }
     return 1;
@@ -770,6 +845,7 @@ static const OSSL_PARAM *sig_settable_rsa(void *vctx, void *provctx)
     { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, (void (*)(void))sig_dsign_init }, \
     { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, (void (*)(void))sig_dupdate }, \
     { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, (void (*)(void))sig_dsign_final }, \
+    { OSSL_FUNC_SIGNATURE_DIGEST_SIGN, (void (*)(void))sig_dsign }, \
     { OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT, \
       (void (*)(void))sig_dverify_init }, \
     { OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE, (void (*)(void))sig_dupdate }, \

@@ -108,9 +108,21 @@ EVP_PKEY *kh_p11_public_half(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
 EVP_PKEY *kh_p11_pubkey_from_object(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
                                     CK_SESSION_HANDLE sess,
                                     CK_OBJECT_HANDLE h);
+/*
+ * The public half's raw material (public key object with the private key's
+ * CKA_ID, else the private object's own public attributes); the bytes live
+ * in *buf1 and *buf2 (caller frees). 0 when neither has them.
+ */
+int kh_p11_public_raw(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
+                      CK_OBJECT_HANDLE priv, CK_KEY_TYPE ktype,
+                      const unsigned char *id, size_t idlen, KH_PUB_RAW *raw,
+                      unsigned char **buf1, unsigned char **buf2);
+/* |bits|: the key's size (RSA modulus, EC order bits); may come later
+ * through kh_p11_key_set_bits. */
 KH_P11_KEY *kh_p11_key_new(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
                            CK_SESSION_HANDLE sess, CK_OBJECT_HANDLE h,
-                           EVP_PKEY *pub, unsigned int *flags);
+                           int bits, unsigned int *flags);
+void kh_p11_key_set_bits(KH_P11_KEY *k, int bits);
 void kh_p11_hex(const unsigned char *in, size_t len, char *out,
                 size_t outlen);
 

@@ -276,6 +276,98 @@ EVP_PKEY *kh_p11_public_half(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
     return pk;
 }
 
+/* CKA_EC_POINT: DER OCTET STRING per PKCS#11; some modules hand the raw
+ * point. Returns the point inside |v| (no copy). */
+static const unsigned char *ec_point_unwrap(const unsigned char *v,
+                                            size_t len, size_t *plen)
+{
+    size_t hdr, n;
+
+    if (len >= 2 && v[0] == 0x04) {
+        if (v[1] < 0x80) {
+            hdr = 2;
+            n = v[1];
+        } else if (v[1] == 0x81 && len >= 3) {
+            hdr = 3;
+            n = v[2];
+        } else if (v[1] == 0x82 && len >= 4) {
+            hdr = 4;
+            n = ((size_t)v[2] << 8) | v[3];
+        } else {
+            hdr = 0;
+            n = 0;
+        }
+        if (hdr != 0 && n > 0 && hdr + n == len) {
+            *plen = n;
+            return v + hdr;
+        }
+    }
+    *plen = len;
+    return v;
+}
+
+/* The public attributes of one object (a public or private key). */
+static int raw_from_object(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
+                           CK_OBJECT_HANDLE h, CK_KEY_TYPE ktype,
+                           KH_PUB_RAW *raw, unsigned char **buf1,
+                           unsigned char **buf2)
+{
+    CK_ULONG l1 = 0, l2 = 0;
+
+    memset(raw, 0, sizeof(*raw));
+    if (ktype == CKK_RSA) {
+        if (get_attr(tok, sess, h, CKA_MODULUS, buf1, &l1) != CKR_OK
+            || get_attr(tok, sess, h, CKA_PUBLIC_EXPONENT, buf2, &l2)
+                   != CKR_OK
+            || l1 == 0 || l2 == 0) {
+            goto fail;
+        }
+        raw->type = EVP_PKEY_RSA;
+        raw->a = *buf1;
+        raw->alen = l1;
+        raw->b = *buf2;
+        raw->blen = l2;
+        return 1;
+    }
+    if (get_attr(tok, sess, h, CKA_EC_PARAMS, buf2, &l2) != CKR_OK
+        || get_attr(tok, sess, h, CKA_EC_POINT, buf1, &l1) != CKR_OK
+        || (raw->group = ec_group_name(*buf2, l2)) == NULL || l1 == 0) {
+        goto fail;
+    }
+    raw->type = EVP_PKEY_EC;
+    raw->a = ec_point_unwrap(*buf1, l1, &raw->alen);
+    return 1;
+fail:
+    OPENSSL_free(*buf1);
+    OPENSSL_free(*buf2);
+    *buf1 = *buf2 = NULL;
+    return 0;
+}
+
+int kh_p11_public_raw(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
+                      CK_OBJECT_HANDLE priv, CK_KEY_TYPE ktype,
+                      const unsigned char *id, size_t idlen, KH_PUB_RAW *raw,
+                      unsigned char **buf1, unsigned char **buf2)
+{
+    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+    CK_ATTRIBUTE tmpl[3] = {
+        { CKA_CLASS, &cls, sizeof(cls) },
+        { CKA_KEY_TYPE, &ktype, sizeof(ktype) },
+        { CKA_ID, (void *)id, idlen },
+    };
+    CK_OBJECT_HANDLE h[2];
+    CK_ULONG n = 0;
+
+    *buf1 = *buf2 = NULL;
+    /* the same order as kh_p11_public_half, certificate left to it */
+    if (idlen > 0
+        && kh_p11_find_objects(tok, sess, tmpl, 3, h, 2, &n) == CKR_OK
+        && n >= 1 && raw_from_object(tok, sess, h[0], ktype, raw, buf1, buf2)) {
+        return 1;
+    }
+    return raw_from_object(tok, sess, priv, ktype, raw, buf1, buf2);
+}
+
 static void p11_key_free(void *bkey)
 {
     KH_P11_KEY *k = bkey;
@@ -297,9 +389,18 @@ static void *p11_key_up_ref(void *bkey)
     return k;
 }
 
+void kh_p11_key_set_bits(KH_P11_KEY *k, int bits)
+{
+    if (k->ktype == CKK_RSA) {
+        k->sigsize = (size_t)(bits + 7) / 8;
+    } else {
+        k->sigsize = 2 * ((size_t)(bits + 7) / 8);
+    }
+}
+
 KH_P11_KEY *kh_p11_key_new(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
                            CK_SESSION_HANDLE sess, CK_OBJECT_HANDLE h,
-                           EVP_PKEY *pub, unsigned int *flags)
+                           int bits, unsigned int *flags)
 {
     KH_P11_KEY *k;
     CK_BBOOL can_sign = CK_FALSE, can_dec = CK_FALSE;
@@ -313,7 +414,6 @@ KH_P11_KEY *kh_p11_key_new(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
         { CKA_LABEL, label, sizeof(label) - 1 },
     };
     CK_RV rv;
-    int bits;
 
     rv = tok->mod->fl->C_GetAttributeValue(sess, h, a, 5);
     /* An attribute that is missing or too long only marks itself. */
@@ -345,12 +445,7 @@ KH_P11_KEY *kh_p11_key_new(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
     }
     k->handle = h;
     k->hgen = tok->gen;
-    bits = EVP_PKEY_get_bits(pub);
-    if (kt == CKK_RSA) {
-        k->sigsize = (size_t)(bits + 7) / 8;
-    } else {
-        k->sigsize = 2 * ((size_t)(bits + 7) / 8);
-    }
+    kh_p11_key_set_bits(k, bits);
     *flags = 0;
     if (a[1].ulValueLen == sizeof(CK_BBOOL) && can_sign) {
         *flags |= KH_KEY_CAN_SIGN;

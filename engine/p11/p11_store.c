@@ -340,6 +340,8 @@ static int find_private(P11_STORE *st, KH_P11_TOKEN *tok,
     CK_ULONG n = 0, nt, i;
     KH_P11_KEY *pk = NULL;
     EVP_PKEY *pub = NULL;
+    KH_PUB_RAW raw;
+    unsigned char *rbuf1 = NULL, *rbuf2 = NULL;
     unsigned int flags = 0;
     CK_KEY_TYPE kt = (CK_KEY_TYPE)-1;
     unsigned char id[64];
@@ -394,23 +396,53 @@ static int find_private(P11_STORE *st, KH_P11_TOKEN *tok,
         || a[1].ulValueLen > sizeof(id)) {
         a[1].ulValueLen = 0;
     }
-    pub = kh_p11_public_half(prov, tok, sess, objs[0], kt, id,
-                             a[1].ulValueLen);
-    if (pub == NULL) {
-        KH_raise(prov, KH_R_PUBLIC_KEY,
-                 "%s: no public key for %s (no public key object, public "
-                 "attributes or certificate with its CKA_ID)", tdesc, st->uri);
-        return 0;
-    }
-    pk = kh_p11_key_new(prov, tok, sess, objs[0], pub, &flags);
-    if (pk == NULL) {
-        EVP_PKEY_free(pub);
-        return 0;
-    }
-    *out = kh_key_new(prov, &kh_p11_ops, pk, pub, flags, st->uri);
-    if (*out == NULL) {
-        KH_raise(prov, KH_R_MALLOC, "out of memory");
-        return 0;
+    /*
+     * The public half as bytes from the token: the EVP_PKEY is built only
+     * when something needs it (start-up to the first signature never
+     * does). Only a key whose public half is in a certificate alone is
+     * built now.
+     */
+    if (kh_p11_public_raw(tok, sess, objs[0], kt, id, a[1].ulValueLen, &raw,
+                          &rbuf1, &rbuf2)) {
+        pk = kh_p11_key_new(prov, tok, sess, objs[0], 0, &flags);
+        if (pk != NULL) {
+            *out = kh_key_new_raw(prov, &kh_p11_ops, pk, &raw, flags,
+                                  st->uri);
+            if (*out != NULL) {
+                kh_p11_key_set_bits(pk, (*out)->bits);
+            }
+        }
+        OPENSSL_free(rbuf1);
+        OPENSSL_free(rbuf2);
+        if (pk == NULL) {
+            return 0;
+        }
+        if (*out == NULL) {
+            KH_raise(prov, KH_R_PUBLIC_KEY, "%s: the public half of %s "
+                     "could not be read", tdesc, st->uri);
+            return 0;
+        }
+    } else {
+        pub = kh_p11_public_half(prov, tok, sess, objs[0], kt, id,
+                                 a[1].ulValueLen);
+        if (pub == NULL) {
+            KH_raise(prov, KH_R_PUBLIC_KEY,
+                     "%s: no public key for %s (no public key object, public "
+                     "attributes or certificate with its CKA_ID)", tdesc,
+                     st->uri);
+            return 0;
+        }
+        pk = kh_p11_key_new(prov, tok, sess, objs[0], EVP_PKEY_get_bits(pub),
+                            &flags);
+        if (pk == NULL) {
+            EVP_PKEY_free(pub);
+            return 0;
+        }
+        *out = kh_key_new(prov, &kh_p11_ops, pk, pub, flags, st->uri);
+        if (*out == NULL) {
+            KH_raise(prov, KH_R_MALLOC, "out of memory");
+            return 0;
+        }
     }
     KH_debug("%s: private key %s loaded (%s, %d bits)", tdesc, st->uri,
              kt == CKK_RSA ? "RSA" : "EC", (*out)->bits);
