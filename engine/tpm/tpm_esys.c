@@ -24,6 +24,7 @@
  *   its file descriptors; no TPM command on the shared socket) and opens
  *   its own on first use.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -32,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,11 +66,39 @@ struct kh_tpm_key {
     int auth_failed;            /* sticky: a wrong auth is never retried */
     int pss_salt[4];            /* RSA-PSS salt the TPM was seen to make,
                                    per SHA-1/256/384/512; -1 unknown */
+    unsigned long pss_epoch;    /* g.tpm_epoch the salts were seen in */
     /* Below: under g.lock only. */
     ESYS_TR tr;
     unsigned long gen;          /* connection generation tr belongs to */
     TPMS_CONTEXT *saved;        /* saved context of the loaded object */
     struct kh_tpm_key *prev, *next;  /* loaded transient keys, MRU first */
+    TPM2_HANDLE handle;         /* TPM handle of the loaded transient */
+    uint8_t *trser;             /* its ESYS_TR, serialized, for the next
+                                   connection (persistent: name checked) */
+    size_t trserlen;
+    unsigned long epoch;        /* persistent: g.epoch trser was checked */
+};
+
+/*
+ * The record kept in the lock file of a TPM without resource manager (see
+ * "the lease" below): which keyhold process left which transient object
+ * loaded, and whether an operation is under way.
+ */
+#define LEASE_MAGIC "khtpmL01"
+#define LEASE_MAX 32
+
+struct lease_ent {
+    uint64_t owner;             /* token of the process that loaded it */
+    uint32_t pid;
+    uint32_t handle;            /* transient handle, 0x80xxxxxx */
+};
+
+struct lease {
+    char magic[8];
+    uint64_t seq;               /* +1 at the start of every operation */
+    uint32_t busy;              /* an operation is under way, or died */
+    uint32_t n;
+    struct lease_ent e[LEASE_MAX];
 };
 
 static struct {
@@ -88,6 +118,19 @@ static struct {
     TPMS_CONTEXT *primary;      /* saved owner-hierarchy storage key */
     int primary_rsa;            /* 1: the TPM has no ECC, RSA SRK used */
     struct kh_tpm_key *loaded;  /* MRU list of loaded transient keys */
+    /* Sharing a TPM without resource manager: see "the lease" below. */
+    uint64_t token;             /* this process in the lock file's record */
+    pid_t token_pid;
+    uint64_t seq;               /* the record's seq after our last start */
+    int lease_trusted;          /* the lock file's record can be trusted */
+    int leased;                 /* lock held and the record read */
+    int sweep;                  /* a holder died mid-operation */
+    int nforeign, nflushq;
+    struct lease_ent foreign[LEASE_MAX];  /* live processes' objects */
+    struct lease_ent flushq[LEASE_MAX];   /* abandoned objects to flush */
+    unsigned long epoch;        /* +1 when other processes may have
+                                   changed persistent handles */
+    unsigned long tpm_epoch;    /* +1 when the TPM may have restarted */
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER, .lockfd = -1 };
 
 /* Standard storage key templates (TCG key files: ECC P-256 first). */
@@ -352,12 +395,23 @@ static void atfork_child(void)
     g.tcti_ctx = NULL;          /* leaked on purpose, see above */
     g.esys = NULL;
     g.gen++;
+    g.epoch++;
     g.pid = getpid();
+    /* The parent's objects stay the parent's (its entries in the lock
+     * file's record); the child loads its own under a token of its own. */
     for (k = g.loaded; k != NULL; k = next) {
         next = k->next;
         k->prev = k->next = NULL;
+        k->handle = 0;
+        free(k->trser);
+        k->trser = NULL;
+        k->trserlen = 0;
     }
     g.loaded = NULL;
+    g.token = 0;
+    g.leased = 0;
+    g.sweep = 0;
+    g.nforeign = g.nflushq = 0;
     pthread_mutex_unlock(&g.lock);
 }
 
@@ -399,23 +453,60 @@ static void list_push(struct kh_tpm_key *k)
     g.loaded = k;
 }
 
-/* Forgets every handle of this connection; flushes them when |flush|. */
+/* Forgets k's handle without flushing it (gone, or no longer ours). */
+static void forget_key_locked(struct kh_tpm_key *k)
+{
+    list_unlink(k);
+    if (k->tr != ESYS_TR_NONE && k->gen == g.gen && g.esys != NULL) {
+        Esys_TR_Close(g.esys, &k->tr);
+    }
+    k->tr = ESYS_TR_NONE;
+    k->handle = 0;
+    free(k->trser);
+    k->trser = NULL;
+    k->trserlen = 0;
+}
+
+/*
+ * Flushes a loaded transient key (connected): through its ESYS_TR of this
+ * connection, or one rebuilt from the serialized handle of an earlier one.
+ */
+static void flush_key_locked(struct kh_tpm_key *k)
+{
+    ESYS_TR tr = ESYS_TR_NONE;
+
+    if (k->tr != ESYS_TR_NONE && k->gen == g.gen) {
+        tr = k->tr;
+    } else if (k->handle != 0 && k->trser != NULL
+               && Esys_TR_Deserialize(g.esys, k->trser, k->trserlen, &tr)
+                  != TSS2_RC_SUCCESS) {
+        tr = ESYS_TR_NONE;
+    }
+    if (tr != ESYS_TR_NONE
+        && Esys_FlushContext(g.esys, tr) != TSS2_RC_SUCCESS) {
+        Esys_TR_Close(g.esys, &tr);
+    }
+    k->tr = ESYS_TR_NONE;
+    forget_key_locked(k);
+}
+
+/* Forgets every loaded key; flushes them when |flush| (connected). */
 static void unload_all_locked(int flush)
 {
     struct kh_tpm_key *k;
 
     while ((k = g.loaded) != NULL) {
-        list_unlink(k);
-        if (flush && g.esys != NULL && k->gen == g.gen) {
-            Esys_FlushContext(g.esys, k->tr);
+        if (flush && g.esys != NULL) {
+            flush_key_locked(k);
+        } else {
+            forget_key_locked(k);
         }
-        k->tr = ESYS_TR_NONE;
     }
+    g.epoch++;                  /* persistent handles: check them again */
 }
 
-static void disconnect_locked(int flush)
+static void close_conn_locked(void)
 {
-    unload_all_locked(flush);
     if (g.esys != NULL) {
         Esys_Finalize(&g.esys);
     }
@@ -425,6 +516,44 @@ static void disconnect_locked(int flush)
     g.esys = NULL;
     g.tcti_ctx = NULL;
     g.gen++;
+}
+
+static void disconnect_locked(int flush)
+{
+    unload_all_locked(flush);
+    close_conn_locked();
+}
+
+static void lease_flush_locked(void);
+
+/*
+ * Keeps the TCTI libraries of the TCTI string loaded after the first
+ * connection: without a resource manager keyhold connects per operation,
+ * and the TCTI loader would otherwise map and unmap them each time. Every
+ * ':'-separated name that is a loaded library (or libtss2-tcti-NAME.so.0)
+ * gets one more reference (RTLD_NOLOAD: nothing new is loaded).
+ */
+static void pin_tcti_libs_locked(void)
+{
+    static int pinned;
+    char buf[sizeof(g.tcti)], lib[sizeof(g.tcti) + 32];
+    char *tok, *save = NULL;
+
+    if (pinned) {
+        return;
+    }
+    pinned = 1;
+    snprintf(buf, sizeof(buf), "%s", g.tcti);
+    for (tok = strtok_r(buf, ":", &save); tok != NULL;
+         tok = strtok_r(NULL, ":", &save)) {
+        if (strchr(tok, '=') != NULL || *tok == '\0') {
+            continue;
+        }
+        if (dlopen(tok, RTLD_LAZY | RTLD_NOLOAD) == NULL) {
+            snprintf(lib, sizeof(lib), "libtss2-tcti-%s.so.0", tok);
+            dlopen(lib, RTLD_LAZY | RTLD_NOLOAD);
+        }
+    }
 }
 
 static enum kh_tpm_rc connect_locked(char *err, size_t errlen)
@@ -456,6 +585,10 @@ static enum kh_tpm_rc connect_locked(char *err, size_t errlen)
         return fail(rc, err, errlen, "ESAPI initialisation");
     }
     g.gen++;
+    pin_tcti_libs_locked();
+    if (g.leased) {
+        lease_flush_locked();
+    }
     return KH_TPM_OK;
 }
 
@@ -490,12 +623,54 @@ typedef struct {
     int xlocked;
 } SIGPIPE_GUARD;
 
+static void lease_begin_locked(void);
+static void lease_end_locked(void);
+
 /*
- * A TPM without a resource manager interleaves the commands of several
- * connections (swtpm switches to a new connection between commands), so
+ * Opens (creating) the lock file. Its record decides which TPM handle a
+ * process signs with, so it is trusted only when nobody could write it
+ * who cannot use the TPM anyway: for a TPM reached over a local socket
+ * (swtpm, the simulator) every local user can; for a device, the file
+ * must not be world-writable, and a new one is made 0660 with the
+ * device's group (servers that drop privileges to a user in that group
+ * still open it). An untrusted record only costs speed: nothing is left
+ * loaded between operations.
+ */
+static void lock_open_locked(void)
+{
+    int sock = strncmp(g.tcti, "swtpm", 5) == 0
+               || strncmp(g.tcti, "mssim", 5) == 0;
+    const char *dev = strchr(g.tcti, ':');
+    struct stat st, ds;
+
+    g.lease_trusted = 0;
+    g.lockfd = open(g.lockpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                    sock ? 0666 : 0660);
+    if (g.lockfd < 0 || fstat(g.lockfd, &st) != 0) {
+        return;
+    }
+    if (st.st_uid == geteuid()) {
+        fchmod(g.lockfd, sock ? 0666 : 0660);
+        if (!sock && dev != NULL && stat(dev + 1, &ds) == 0
+            && st.st_gid != ds.st_gid) {
+            if (fchown(g.lockfd, (uid_t)-1, ds.st_gid) != 0) {
+                /* not in the device's group: the owner alone uses it */
+            }
+        }
+        if (fstat(g.lockfd, &st) != 0) {
+            return;
+        }
+    }
+    g.lease_trusted = sock || !(st.st_mode & S_IWOTH);
+}
+
+/*
+ * A TPM without a resource manager serves one connection at a time, so
  * keyhold processes take an exclusive flock() for each operation's
- * connect..flush..disconnect. Other programs do not take it: see
- * docs/tpm.md. Failing to open the lock file only loses that protection.
+ * connect..sign..disconnect, and keep in the lock file the record of
+ * which of them left which object loaded ("the lease" below). Other
+ * programs do not take it: see docs/tpm.md. Failing to open the lock file
+ * only loses that protection, and then nothing is left loaded.
  */
 static void xproc_lock(SIGPIPE_GUARD *s)
 {
@@ -505,23 +680,24 @@ static void xproc_lock(SIGPIPE_GUARD *s)
         return;
     }
     if (g.lockfd < 0) {
-        g.lockfd = open(g.lockpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-                        0666);
-        if (g.lockfd >= 0) {
-            /* Servers that drop privileges must still open it. */
-            fchmod(g.lockfd, 0666);
-        }
+        lock_open_locked();
     }
     if (g.lockfd >= 0) {
         while (flock(g.lockfd, LOCK_EX) != 0 && errno == EINTR) {
         }
         s->xlocked = 1;
+        if (g.lease_trusted) {
+            lease_begin_locked();
+        }
     }
 }
 
 static void xproc_unlock(SIGPIPE_GUARD *s)
 {
     if (s->xlocked && g.lockfd >= 0) {
+        if (g.leased) {
+            lease_end_locked();
+        }
         flock(g.lockfd, LOCK_UN);
     }
     s->xlocked = 0;
@@ -558,23 +734,347 @@ static void sigpipe_restore(SIGPIPE_GUARD *s)
 
 /* ---- loading --------------------------------------------------------- */
 
-/* Flushes the least recently used loaded key other than |keep|. */
+/* Flushes a transient object known only by its TPM handle. */
+static TSS2_RC flush_raw_locked(TPM2_HANDLE h)
+{
+    ESYS_TR tr = ESYS_TR_NONE;
+    TSS2_RC rc;
+
+    if ((h & TPM2_HR_RANGE_MASK) != TPM2_HR_TRANSIENT) {
+        return TSS2_ESYS_RC_BAD_VALUE;      /* never anything else */
+    }
+    rc = Esys_TR_FromTPMPublic(g.esys, h, ESYS_TR_NONE, ESYS_TR_NONE,
+                               ESYS_TR_NONE, &tr);
+    if (rc != TSS2_RC_SUCCESS) {
+        return rc;
+    }
+    rc = Esys_FlushContext(g.esys, tr);
+    if (rc != TSS2_RC_SUCCESS) {
+        Esys_TR_Close(g.esys, &tr);
+    }
+    return rc;
+}
+
+/*
+ * Makes room: flushes the least recently used loaded key other than
+ * |keep|, else an object another keyhold process left loaded (it loads
+ * its key again, see the lease).
+ */
 static int evict_one_locked(struct kh_tpm_key *keep)
 {
     struct kh_tpm_key *k, *last = NULL;
+    TSS2_RC rc;
 
     for (k = g.loaded; k != NULL; k = k->next) {
         if (k != keep) {
             last = k;
         }
     }
-    if (last == NULL) {
-        return 0;
+    if (last != NULL) {
+        flush_key_locked(last);
+        return 1;
     }
-    list_unlink(last);
-    Esys_FlushContext(g.esys, last->tr);
-    last->tr = ESYS_TR_NONE;
-    return 1;
+    while (g.nforeign > 0) {
+        rc = flush_raw_locked(g.foreign[0].handle);
+        if (rc_is_comm(rc)) {
+            return 0;
+        }
+        g.nforeign--;
+        memmove(&g.foreign[0], &g.foreign[1],
+                (size_t)g.nforeign * sizeof(g.foreign[0]));
+        if (rc == TSS2_RC_SUCCESS) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * ESYS_TR for a persistent handle (TPM2_ReadPublic). A TPM loads a
+ * persistent object into an object slot to use it, so this makes room too.
+ */
+static TSS2_RC from_tpm_locked(TPM2_HANDLE h, struct kh_tpm_key *keep,
+                               ESYS_TR *tr)
+{
+    TSS2_RC rc;
+
+    for (;;) {
+        rc = Esys_TR_FromTPMPublic(g.esys, h, ESYS_TR_NONE, ESYS_TR_NONE,
+                                   ESYS_TR_NONE, tr);
+        if (rc_is_objmem(rc) && evict_one_locked(keep)) {
+            continue;
+        }
+        return rc;
+    }
+}
+
+/* ---- the lease: sharing a TPM without resource manager -------------- *
+ *
+ * Connecting per operation lets other processes take turns, but loading
+ * the key from its saved context and flushing it again costs two TPM
+ * commands per signature. Instead, each key stays loaded after the
+ * operation and the connection is closed; the lock file holds a record
+ * of every object keyhold processes left loaded and who left it (a random
+ * token per process, and its pid). At the start of the next operation,
+ * under the lock:
+ *
+ * - a key of ours whose entry is still in the record is still loaded at
+ *   that handle: nobody who took the lock since flushed it (flushing one
+ *   removes its entry), and the TPM gives a loaded object's handle to no
+ *   other object. Its ESYS_TR is rebuilt from the serialized one (no TPM
+ *   command): one command, TPM2_Sign, per signature;
+ * - a key of ours whose entry is gone was flushed by another process: it
+ *   is loaded again from its saved context;
+ * - other processes' objects stay loaded until this process needs their
+ *   slot; those of processes that no longer exist are flushed;
+ * - "busy" set means the previous holder died in the middle of an
+ *   operation, leaving objects nobody knows of: every transient object
+ *   is flushed and every key loaded again;
+ * - "seq" changed means others used the TPM: persistent handles are
+ *   checked (by name) again before use.
+ *
+ * A TPM reset or restart in between shows as TPM_RC_HANDLE for the kept
+ * handle (see run_key_op). Programs other than keyhold do not read the
+ * record: see docs/tpm.md.
+ */
+
+static void lease_read(struct lease *r)
+{
+    ssize_t n = pread(g.lockfd, r, sizeof(*r), 0);
+
+    if (n != (ssize_t)sizeof(*r) || memcmp(r->magic, LEASE_MAGIC, 8) != 0
+        || r->n > LEASE_MAX) {
+        memset(r, 0, sizeof(*r));
+    }
+}
+
+static int lease_write(struct lease *r)
+{
+    memcpy(r->magic, LEASE_MAGIC, 8);
+    return pwrite(g.lockfd, r, sizeof(*r), 0) == (ssize_t)sizeof(*r);
+}
+
+static void lease_token(void)
+{
+    uint64_t r = 0;
+    struct timespec ts;
+
+    if (g.token != 0 && g.token_pid == getpid()) {
+        return;
+    }
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        r = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull
+            ^ (uint64_t)ts.tv_sec;
+    }
+    g.token_pid = getpid();
+    g.token = r ^ ((uint64_t)(uint32_t)g.token_pid << 32);
+    if (g.token == 0) {
+        g.token = 1;
+    }
+}
+
+static int pid_alive(uint32_t pid)
+{
+    return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+static int key_at_locked(TPM2_HANDLE h)
+{
+    struct kh_tpm_key *k;
+
+    for (k = g.loaded; k != NULL; k = k->next) {
+        if (k->handle == h) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void lease_begin_locked(void)
+{
+    struct lease r;
+    struct kh_tpm_key *k, *next;
+    uint32_t i;
+    int mine;
+
+    lease_token();
+    lease_read(&r);
+    g.nforeign = g.nflushq = 0;
+    g.sweep = r.busy != 0;
+    if (g.sweep) {
+        r.n = 0;
+    }
+    if (r.seq != g.seq) {
+        g.epoch++;
+    }
+    for (k = g.loaded; k != NULL; k = next) {
+        next = k->next;
+        mine = 0;
+        for (i = 0; i < r.n && !mine; i++) {
+            mine = r.e[i].owner == g.token && r.e[i].handle == k->handle;
+        }
+        if (!mine) {
+            forget_key_locked(k);
+        }
+    }
+    for (i = 0; i < r.n; i++) {
+        if (r.e[i].owner == g.token) {
+            if (!key_at_locked(r.e[i].handle)) {
+                g.flushq[g.nflushq++] = r.e[i];
+            }
+        } else if (pid_alive(r.e[i].pid)) {
+            g.foreign[g.nforeign++] = r.e[i];
+        } else {
+            g.flushq[g.nflushq++] = r.e[i];
+        }
+    }
+    r.seq++;
+    r.busy = 1;
+    g.seq = r.seq;
+    g.leased = lease_write(&r);
+}
+
+/* After connecting: flush what was abandoned. */
+static void lease_flush_locked(void)
+{
+    TPMS_CAPABILITY_DATA *cap = NULL;
+    TPMI_YES_NO more;
+    TSS2_RC rc;
+    uint32_t i;
+
+    if (g.sweep) {
+        rc = Esys_GetCapability(g.esys, ESYS_TR_NONE, ESYS_TR_NONE,
+                                ESYS_TR_NONE, TPM2_CAP_HANDLES,
+                                TPM2_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES,
+                                &more, &cap);
+        if (rc == TSS2_RC_SUCCESS) {
+            for (i = 0; i < cap->data.handles.count; i++) {
+                if (!key_at_locked(cap->data.handles.handle[i])) {
+                    flush_raw_locked(cap->data.handles.handle[i]);
+                }
+            }
+            g.sweep = 0;
+        }
+        Esys_Free(cap);
+    }
+    while (g.nflushq > 0) {
+        rc = flush_raw_locked(g.flushq[g.nflushq - 1].handle);
+        if (rc_is_comm(rc)) {
+            break;
+        }
+        g.nflushq--;
+    }
+}
+
+static void lease_add(struct lease *r, const struct lease_ent *e)
+{
+    uint32_t i;
+
+    if (r->n >= LEASE_MAX) {
+        return;
+    }
+    for (i = 0; i < r->n; i++) {
+        if (r->e[i].handle == e->handle) {
+            return;             /* the first (ours, just loaded) wins */
+        }
+    }
+    r->e[r->n++] = *e;
+}
+
+static void lease_end_locked(void)
+{
+    struct lease r;
+    struct lease_ent e;
+    struct kh_tpm_key *k;
+    int i;
+
+    memset(&r, 0, sizeof(r));
+    r.seq = g.seq;
+    r.busy = g.sweep;           /* a sweep that could not run yet */
+    e.owner = g.token;
+    e.pid = (uint32_t)getpid();
+    for (k = g.loaded; k != NULL; k = k->next) {
+        if (k->handle != 0) {
+            e.handle = k->handle;
+            lease_add(&r, &e);
+        }
+    }
+    for (i = 0; i < g.nforeign; i++) {
+        lease_add(&r, &g.foreign[i]);
+    }
+    for (i = 0; i < g.nflushq; i++) {
+        lease_add(&r, &g.flushq[i]);
+    }
+    lease_write(&r);
+    g.leased = 0;
+}
+
+/*
+ * Ends an operation on a TPM without resource manager: the loaded keys
+ * stay in the TPM, their ESYS_TRs serialized, and the connection closes
+ * so that other processes can connect. Keys beyond half the record are
+ * flushed (the record also names other processes' objects).
+ */
+static void park_locked(void)
+{
+    struct kh_tpm_key *k, *next;
+    int n = 0;
+
+    for (k = g.loaded; k != NULL; k = next) {
+        next = k->next;
+        if (++n > LEASE_MAX / 2) {
+            flush_key_locked(k);
+            continue;
+        }
+        if (k->trser == NULL && k->tr != ESYS_TR_NONE && k->gen == g.gen
+            && Esys_TR_Serialize(g.esys, k->tr, &k->trser, &k->trserlen)
+               != TSS2_RC_SUCCESS) {
+            k->trser = NULL;
+            flush_key_locked(k);
+        }
+    }
+    close_conn_locked();
+}
+
+/* The end of an operation: what stays loaded, and the connection. */
+static void op_done_locked(void)
+{
+    if (g.hold || g.esys == NULL) {
+        return;
+    }
+    if (g.leased) {
+        park_locked();
+    } else {
+        disconnect_locked(1);
+    }
+}
+
+/*
+ * At exit, keys left loaded in a TPM without resource manager are flushed
+ * (what exits without this, e.g. killed, the next keyhold operation on
+ * that TPM flushes: the record names the process, which no longer runs).
+ * Skipped when another thread is inside an operation.
+ */
+__attribute__((destructor)) static void kh_tpm_at_exit(void)
+{
+    SIGPIPE_GUARD sp;
+    char err[256];
+
+    if (!g.configured || g.hold || g.token == 0 || g.token_pid != getpid()) {
+        return;
+    }
+    if (pthread_mutex_trylock(&g.lock) != 0) {
+        return;
+    }
+    sigpipe_block(&sp);
+    if (g.leased && (g.loaded != NULL || g.nflushq > 0)
+        && connect_locked(err, sizeof(err)) == KH_TPM_OK) {
+        unload_all_locked(1);
+    }
+    op_done_locked();
+    sigpipe_restore(&sp);
+    pthread_mutex_unlock(&g.lock);
 }
 
 static int rc_is_objmem(TSS2_RC rc)
@@ -666,8 +1166,7 @@ static TSS2_RC parent_load_locked(uint32_t parent, struct kh_tpm_key *keep,
         return primary_load_locked(keep, tr);
     }
     *flush = 0;
-    return Esys_TR_FromTPMPublic(g.esys, parent, ESYS_TR_NONE, ESYS_TR_NONE,
-                                 ESYS_TR_NONE, tr);
+    return from_tpm_locked(parent, NULL, tr);
 }
 
 static void parent_done_locked(ESYS_TR *tr, int flush)
@@ -723,8 +1222,7 @@ static TSS2_RC load_persistent_locked(struct kh_tpm_key *k, ESYS_TR *tr)
     TPM2B_NAME *name = NULL;
     TSS2_RC rc;
 
-    rc = Esys_TR_FromTPMPublic(g.esys, k->persistent, ESYS_TR_NONE,
-                               ESYS_TR_NONE, ESYS_TR_NONE, tr);
+    rc = from_tpm_locked(k->persistent, k, tr);
     if (rc != TSS2_RC_SUCCESS) {
         return rc;
     }
@@ -740,7 +1238,12 @@ static TSS2_RC load_persistent_locked(struct kh_tpm_key *k, ESYS_TR *tr)
     return rc;
 }
 
-/* Makes k->tr usable on the current connection. */
+/*
+ * Makes k->tr usable on the current connection: the handle of this
+ * connection; else the one kept from an earlier connection (a transient
+ * key still loaded, a persistent key whose name was checked since others
+ * last used the TPM), rebuilt without a TPM command; else a fresh load.
+ */
 static TSS2_RC ensure_loaded_locked(struct kh_tpm_key *k)
 {
     ESYS_TR tr = ESYS_TR_NONE;
@@ -754,19 +1257,45 @@ static TSS2_RC ensure_loaded_locked(struct kh_tpm_key *k)
         return TSS2_RC_SUCCESS;
     }
     k->tr = ESYS_TR_NONE;
+    if (k->trser != NULL
+        && (k->persistent ? k->epoch == g.epoch : k->handle != 0)
+        && Esys_TR_Deserialize(g.esys, k->trser, k->trserlen, &tr)
+           == TSS2_RC_SUCCESS) {
+        goto have;
+    }
+    tr = ESYS_TR_NONE;
+    forget_key_locked(k);
     if (k->persistent) {
         rc = load_persistent_locked(k, &tr);
+        if (rc == TSS2_RC_SUCCESS
+            && Esys_TR_Serialize(g.esys, tr, &k->trser, &k->trserlen)
+               == TSS2_RC_SUCCESS) {
+            k->epoch = g.epoch;
+        } else {
+            k->trser = NULL;
+            k->trserlen = 0;
+        }
     } else {
         rc = load_blob_locked(k, &tr);
+        if (rc == TSS2_RC_SUCCESS
+            && Esys_TR_GetTpmHandle(g.esys, tr, &k->handle)
+               != TSS2_RC_SUCCESS) {
+            k->handle = 0;
+        }
     }
     if (rc != TSS2_RC_SUCCESS) {
         return rc;
     }
+have:
     if (k->auth.size > 0) {
         rc = Esys_TR_SetAuth(g.esys, tr, &k->auth);
         if (rc != TSS2_RC_SUCCESS) {
-            if (!k->persistent) {
-                Esys_FlushContext(g.esys, tr);
+            k->tr = tr;
+            k->gen = g.gen;
+            if (k->persistent) {
+                forget_key_locked(k);
+            } else {
+                flush_key_locked(k);
             }
             return rc;
         }
@@ -774,26 +1303,33 @@ static TSS2_RC ensure_loaded_locked(struct kh_tpm_key *k)
     k->tr = tr;
     k->gen = g.gen;
     if (!k->persistent) {
+        list_unlink(k);
         list_push(k);
     }
     return TSS2_RC_SUCCESS;
 }
 
-/* Forgets k's handle (flushing a transient one). */
+/* Lets go of k's handle (flushing a transient one). */
 static void unload_locked(struct kh_tpm_key *k)
 {
-    if (k->tr == ESYS_TR_NONE) {
+    struct lease_ent e;
+
+    if (k->persistent || (k->tr == ESYS_TR_NONE && k->handle == 0)) {
+        forget_key_locked(k);
         return;
     }
-    if (g.esys != NULL && k->gen == g.gen) {
-        if (k->persistent) {
-            Esys_TR_Close(g.esys, &k->tr);
-        } else {
-            list_unlink(k);
-            Esys_FlushContext(g.esys, k->tr);
-        }
+    if (g.esys != NULL) {
+        flush_key_locked(k);
+        return;
     }
-    k->tr = ESYS_TR_NONE;
+    if (g.leased && k->handle != 0 && g.nflushq < LEASE_MAX) {
+        /* No connection now: the record names it for flushing. */
+        e.owner = g.token;
+        e.pid = (uint32_t)getpid();
+        e.handle = k->handle;
+        g.flushq[g.nflushq++] = e;
+    }
+    forget_key_locked(k);
 }
 
 /*
@@ -829,7 +1365,10 @@ static enum kh_tpm_rc run_key_op(struct kh_tpm_key *k, key_op op, void *arg,
         rc = ensure_loaded_locked(k);
         if (rc == TSS2_RC_SUCCESS) {
             started = 1;
-            rc = op(k, arg);
+            do {
+                /* A persistent key needs a free object slot to be used. */
+                rc = op(k, arg);
+            } while (rc_is_objmem(rc) && evict_one_locked(k));
         }
         if (rc == TSS2_RC_SUCCESS) {
             ret = KH_TPM_OK;
@@ -841,22 +1380,20 @@ static enum kh_tpm_rc run_key_op(struct kh_tpm_key *k, key_op op, void *arg,
         }
         if (rc_is_comm(rc)) {
             disconnect_locked(0);
+            __atomic_add_fetch(&g.tpm_epoch, 1, __ATOMIC_RELEASE);
             continue;
         }
         if (rc_is_stale(rc)) {
+            __atomic_add_fetch(&g.tpm_epoch, 1, __ATOMIC_RELEASE);
             if (rc_base(rc) == TPM2_RC_INITIALIZE) {
                 /* A TPM that was restarted without TPM2_Startup: every
                  * handle of ours is gone. */
                 Esys_Startup(g.esys, TPM2_SU_CLEAR);
                 unload_all_locked(0);
-            } else if (k->persistent) {
-                Esys_TR_Close(g.esys, &k->tr);
-            } else if (k->tr != ESYS_TR_NONE) {
-                /* Flushed behind our back: forget it, the others may
-                 * still be loaded. */
-                list_unlink(k);
             }
-            k->tr = ESYS_TR_NONE;
+            /* Flushed behind our back, or the TPM was reset: forget it,
+             * the others may still be loaded. */
+            forget_key_locked(k);
             if (k->saved != NULL) {
                 Esys_Free(k->saved);
                 k->saved = NULL;
@@ -885,9 +1422,7 @@ static enum kh_tpm_rc run_key_op(struct kh_tpm_key *k, key_op op, void *arg,
         ret = fail(rc, err, errlen, what);
     }
 end:
-    if (!g.hold && g.esys != NULL) {
-        disconnect_locked(1);
-    }
+    op_done_locked();
     sigpipe_restore(&sp);
     pthread_mutex_unlock(&g.lock);
     return ret;
@@ -928,13 +1463,17 @@ void kh_tpm_key_free(KH_TPM_KEY *k)
     }
     pthread_mutex_lock(&g.lock);
     sigpipe_block(&sp);
-    unload_locked(k);
-    if (k->prev != NULL || k->next != NULL || g.loaded == k) {
-        list_unlink(k);
+    if (g.leased && g.esys == NULL && k->handle != 0) {
+        char err[256];
+
+        /* Still loaded since an earlier operation: flush it now. */
+        connect_locked(err, sizeof(err));
     }
+    unload_locked(k);
     Esys_Free(k->saved);
     g.keys--;
     maybe_release_locked();
+    op_done_locked();
     sigpipe_restore(&sp);
     pthread_mutex_unlock(&g.lock);
     OPENSSL_clear_free(k, sizeof(*k));
@@ -1068,8 +1607,7 @@ enum kh_tpm_rc kh_tpm_key_from_handle(uint32_t handle, KH_TPM_KEY **out,
     sigpipe_block(&sp);
     rc = connect_locked(err, errlen);
     if (rc == KH_TPM_OK) {
-        trc = Esys_TR_FromTPMPublic(g.esys, handle, ESYS_TR_NONE,
-                                    ESYS_TR_NONE, ESYS_TR_NONE, &tr);
+        trc = from_tpm_locked(handle, NULL, &tr);
         if (trc == TSS2_RC_SUCCESS) {
             trc = Esys_TR_GetName(g.esys, tr, &name);
             if (trc == TSS2_RC_SUCCESS) {
@@ -1088,9 +1626,7 @@ enum kh_tpm_rc kh_tpm_key_from_handle(uint32_t handle, KH_TPM_KEY **out,
             }
         }
     }
-    if (!g.hold && g.esys != NULL) {
-        disconnect_locked(1);
-    }
+    op_done_locked();
     sigpipe_restore(&sp);
     pthread_mutex_unlock(&g.lock);
     if (rc == KH_TPM_OK) {
@@ -1127,20 +1663,38 @@ static int pss_slot(int md_nid)
     }
 }
 
+/*
+ * What a TPM does with the PSS salt is fixed by its firmware: learnt once
+ * per key and digest, and learnt again after any sign that the TPM may
+ * have been restarted (maybe with other firmware): a lost connection or
+ * vanished handles bump g.tpm_epoch.
+ */
 int kh_tpm_key_pss_salt(const KH_TPM_KEY *k, int md_nid)
 {
     int i = pss_slot(md_nid);
 
-    return i < 0 ? -1 : __atomic_load_n(&k->pss_salt[i], __ATOMIC_RELAXED);
+    if (i < 0 || __atomic_load_n(&k->pss_epoch, __ATOMIC_ACQUIRE)
+                 != __atomic_load_n(&g.tpm_epoch, __ATOMIC_ACQUIRE)) {
+        return -1;
+    }
+    return __atomic_load_n(&k->pss_salt[i], __ATOMIC_RELAXED);
 }
 
 void kh_tpm_key_pss_salt_set(KH_TPM_KEY *k, int md_nid, int saltlen)
 {
-    int i = pss_slot(md_nid);
+    unsigned long e = __atomic_load_n(&g.tpm_epoch, __ATOMIC_ACQUIRE);
+    int i = pss_slot(md_nid), j;
 
-    if (i >= 0) {
-        __atomic_store_n(&k->pss_salt[i], saltlen, __ATOMIC_RELAXED);
+    if (i < 0) {
+        return;
     }
+    if (__atomic_load_n(&k->pss_epoch, __ATOMIC_ACQUIRE) != e) {
+        for (j = 0; j < 4; j++) {
+            __atomic_store_n(&k->pss_salt[j], -1, __ATOMIC_RELAXED);
+        }
+    }
+    __atomic_store_n(&k->pss_salt[i], saltlen, __ATOMIC_RELAXED);
+    __atomic_store_n(&k->pss_epoch, e, __ATOMIC_RELEASE);
 }
 
 int kh_tpm_key_empty_auth(const KH_TPM_KEY *k)
@@ -1544,9 +2098,7 @@ static enum kh_tpm_rc run_mgmt(mgmt_fn fn, void *arg, char *err,
         }
         disconnect_locked(0);
     }
-    if (!g.hold && g.esys != NULL) {
-        disconnect_locked(1);
-    }
+    op_done_locked();
     maybe_release_locked();
     sigpipe_restore(&sp);
     pthread_mutex_unlock(&g.lock);
@@ -1558,8 +2110,7 @@ static TSS2_RC new_parent_locked(ESYS_TR *tr, int *flush, uint32_t *parent)
 {
     TSS2_RC rc;
 
-    rc = Esys_TR_FromTPMPublic(g.esys, KH_TPM_SRK_HANDLE, ESYS_TR_NONE,
-                               ESYS_TR_NONE, ESYS_TR_NONE, tr);
+    rc = from_tpm_locked(KH_TPM_SRK_HANDLE, NULL, tr);
     if (rc == TSS2_RC_SUCCESS) {
         *flush = 0;
         *parent = KH_TPM_SRK_HANDLE;
@@ -1598,8 +2149,7 @@ static enum kh_tpm_rc create_fn(void *varg, char *err, size_t errlen)
     if (a->gen->persistent) {
         ESYS_TR t = ESYS_TR_NONE;
 
-        trc = Esys_TR_FromTPMPublic(g.esys, a->gen->persistent, ESYS_TR_NONE,
-                                    ESYS_TR_NONE, ESYS_TR_NONE, &t);
+        trc = from_tpm_locked(a->gen->persistent, NULL, &t);
         if (trc == TSS2_RC_SUCCESS) {
             Esys_TR_Close(g.esys, &t);
             snprintf(err, errlen, "persistent handle 0x%08x is taken "
@@ -1615,9 +2165,16 @@ static enum kh_tpm_rc create_fn(void *varg, char *err, size_t errlen)
     if (trc != TSS2_RC_SUCCESS) {
         return fail(trc, err, errlen, "loading the storage key");
     }
-    trc = Esys_Create(g.esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                      ESYS_TR_NONE, &a->sens, &a->tmpl, &outside, &pcrs,
-                      &priv, &pub, NULL, NULL, NULL);
+    for (;;) {
+        /* TPM2_Create needs a free object slot of its own. */
+        trc = Esys_Create(g.esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                          ESYS_TR_NONE, &a->sens, &a->tmpl, &outside, &pcrs,
+                          &priv, &pub, NULL, NULL, NULL);
+        if (rc_is_objmem(trc) && evict_one_locked(NULL)) {
+            continue;
+        }
+        break;
+    }
     if (trc != TSS2_RC_SUCCESS) {
         rc = fail(trc, err, errlen, "TPM2_Create");
         goto end;
@@ -1766,8 +2323,7 @@ static enum kh_tpm_rc evict_fn(void *arg, char *err, size_t errlen)
     ESYS_TR tr = ESYS_TR_NONE, out = ESYS_TR_NONE;
     TSS2_RC trc;
 
-    trc = Esys_TR_FromTPMPublic(g.esys, handle, ESYS_TR_NONE, ESYS_TR_NONE,
-                                ESYS_TR_NONE, &tr);
+    trc = from_tpm_locked(handle, NULL, &tr);
     if (trc != TSS2_RC_SUCCESS) {
         if (rc_base(trc) == TPM2_RC_HANDLE) {
             snprintf(err, errlen, "no key at persistent handle 0x%08x",
@@ -1807,8 +2363,7 @@ static enum kh_tpm_rc exists_fn(void *varg, char *err, size_t errlen)
     ESYS_TR tr = ESYS_TR_NONE;
     TSS2_RC trc;
 
-    trc = Esys_TR_FromTPMPublic(g.esys, a->handle, ESYS_TR_NONE,
-                                ESYS_TR_NONE, ESYS_TR_NONE, &tr);
+    trc = from_tpm_locked(a->handle, NULL, &tr);
     if (trc == TSS2_RC_SUCCESS) {
         a->exists = 1;
         Esys_TR_Close(g.esys, &tr);
@@ -1972,9 +2527,15 @@ static enum kh_tpm_rc seal_fn(void *varg, char *err, size_t errlen)
     if (trc != TSS2_RC_SUCCESS) {
         return fail(trc, err, errlen, "loading the storage key");
     }
-    trc = Esys_Create(g.esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                      ESYS_TR_NONE, &a->sens, &tmpl, &outside, &nopcrs,
-                      &priv, &pub, NULL, NULL, NULL);
+    for (;;) {
+        trc = Esys_Create(g.esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                          ESYS_TR_NONE, &a->sens, &tmpl, &outside, &nopcrs,
+                          &priv, &pub, NULL, NULL, NULL);
+        if (rc_is_objmem(trc) && evict_one_locked(NULL)) {
+            continue;
+        }
+        break;
+    }
     if (trc != TSS2_RC_SUCCESS) {
         rc = fail(trc, err, errlen, "TPM2_Create (seal)");
         goto end;
