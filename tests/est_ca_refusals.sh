@@ -8,10 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
 
-kh_estd_setup
-kh_estd_start
-kh_est_identity cam cam1.example --san ip:127.0.0.1
-kh_est_enroll cam >/dev/null || kh_fail "enroll"
+kh_est_cam --san ip:127.0.0.1
 fp=$(kh_est_cert_fp cam)
 gen=$(readlink "$KEYHOLD_STATE_DIR/cam/current")
 

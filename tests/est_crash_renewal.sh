@@ -8,10 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
 
-kh_estd_setup
-kh_estd_start
-kh_est_identity cam cam1.example
-kh_est_enroll cam >/dev/null || kh_fail "enroll"
+kh_est_cam
 echo "rekey-grace = 0" >>"$KEYHOLD_CONF_DIR/cam.conf"   # destroy replaced keys at once
 p11keys() {
     pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin 1111 \

@@ -98,3 +98,14 @@ kh_est_cert_fp() {
 kh_est_works() {
     "$KEYHOLD" verify "$1" >/dev/null || kh_fail "keyhold verify $1 fails"
 }
+
+# The usual start of an EST scenario: keyhold-estd set up and running, and
+# identity "cam" (host cam1.example, more provision args if given) enrolled;
+# the enrolment's output is in $T/enroll.out and shown when it fails.
+#   kh_est_cam [PROVISION-ARGS...]
+kh_est_cam() {
+    kh_estd_setup
+    kh_estd_start
+    kh_est_identity cam cam1.example "$@"
+    kh_est_enroll cam >"$T/enroll.out" 2>&1 || { cat "$T/enroll.out"; kh_fail "enroll"; }
+}

@@ -7,11 +7,8 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
 
-kh_estd_setup
-kh_estd_start
+kh_est_cam --san ip:127.0.0.1 --role recording
 d=$KH_ESTD_DIR
-kh_est_identity cam cam1.example --san ip:127.0.0.1 --role recording
-kh_est_enroll cam >/dev/null || kh_fail "enroll"
 fp1=$(kh_est_cert_fp cam)
 pub1=$(openssl x509 -in "$KEYHOLD_STATE_DIR/cam/cert.pem" -noout -pubkey)
 p11keys() {

@@ -7,10 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/est_lib.sh"
 
-kh_estd_setup
-kh_estd_start
-kh_est_identity cam cam1.example
-kh_est_enroll cam >/dev/null || kh_fail "enroll"
+kh_est_cam
 p11keys() {
     pkcs11-tool --module "$SOFTHSM_MODULE" --token-label app --login --pin 1111 \
         --list-objects --type privkey 2>/dev/null | grep -c "label: *keyhold:cam:" || true

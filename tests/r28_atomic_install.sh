@@ -12,10 +12,7 @@
 . "$(dirname "$0")/est_lib.sh"
 kh_need "$BUILD/tests/kh-hsloop"
 
-kh_estd_setup
-kh_estd_start
-kh_est_identity cam cam1.example --san ip:127.0.0.1
-kh_est_enroll cam >"$T/enroll.out" 2>&1 || { cat "$T/enroll.out"; kh_fail "enroll"; }
+kh_est_cam --san ip:127.0.0.1
 
 # 1. The write order, as the kernel sees it.
 strace -f -y -qq -e trace=openat,fsync,fdatasync,rename,renameat,renameat2,symlink,symlinkat \
