@@ -841,9 +841,26 @@ static CK_RV session_get_once(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
 CK_RV kh_p11_session_get(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
                          CK_SESSION_HANDLE *sess)
 {
+    unsigned int gen = cur_gen();
     CK_RV rv;
     int attempt;
 
+    /*
+     * Every signature comes here: the common case (module initialised in
+     * this process image, token present and logged in, a session in the
+     * pool) is what session_get_once does first, minus the error marks
+     * its recovery needs.
+     */
+    if (__atomic_load_n(&tok->mod->gen, __ATOMIC_ACQUIRE) == gen) {
+        pthread_mutex_lock(&tok->lock);
+        if (tok->gen == gen && tok->present && tok->npool > 0
+            && (tok->logged_in || tok->pin == NULL)) {
+            *sess = tok->pool[--tok->npool];
+            pthread_mutex_unlock(&tok->lock);
+            return CKR_OK;
+        }
+        pthread_mutex_unlock(&tok->lock);
+    }
     /* Bounded: a few fresh initialisations, never a loop of logins. */
     for (attempt = 0;; attempt++) {
         ERR_set_mark();
