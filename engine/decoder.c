@@ -1,16 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Decoder for the key reference ("KEYHOLD KEY REFERENCE" PEM, DER body
- * KeyholdKeyReference ::= SEQUENCE { version INTEGER (1), uri UTF8String }):
- * a file that names a hardware key by URI. An application that only reads a
- * key file (nginx ssl_certificate_key, PEM_read_bio_PrivateKey, openssl
- * -key/-in through OSSL_STORE) gets the hardware key when keyhold is loaded.
+ * Decoders for the two key files that name a hardware key: the key
+ * reference ("KEYHOLD KEY REFERENCE" PEM, DER body KeyholdKeyReference ::=
+ * SEQUENCE { version INTEGER (1), uri UTF8String }), a file that names a key
+ * by URI, and the TPM's own "TSS2 PRIVATE KEY" (TCG TPM 2.0 key file). An
+ * application that only reads a key file (nginx ssl_certificate_key,
+ * PEM_read_bio_PrivateKey, openssl -key/-in through OSSL_STORE) gets the
+ * hardware key when keyhold is loaded.
  *
- * The default provider's PEM-to-DER step turns any PEM block into DER; this
- * decoder takes DER input only, with its own structure name, so it is
- * skipped whenever a caller names another structure (certificate public
- * keys, PKCS#8) or wants no private key, and otherwise looks at six bytes
- * before stepping aside: other decodes pay next to nothing.
+ * Three decoders in all, because every decoder a provider registers is
+ * looked at by every key decode in the application (OpenSSL 3.0 runs one
+ * for the public key of each certificate it parses): one PEM step that
+ * recognises both labels and passes the DER body on under the structure
+ * name "keyhold", and one DER step per key type that claims only that
+ * structure and dispatches on the body's first bytes to the PKCS#11
+ * resolver (a key reference) or the TPM backend (a TSS2 key). All three
+ * answer does_selection for private keys only, so public-key and parameter
+ * decodes leave them out before they are even instantiated; the DER steps
+ * step aside after twelve bytes, the PEM step after its first line.
  *
  * Two consumers, two shapes of answer. A key decoder (PEM_read_bio_*,
  * OSSL_DECODER_CTX_new_for_pkey) builds the key from an object reference
@@ -18,8 +25,8 @@
  * decoded object to the store core, which in OpenSSL 3.0 resolves references
  * only with the loader's own provider (default) and so cannot use one from
  * keyhold. When the reference is refused, the same object is offered again
- * by value (the DER reference itself): the store core then runs a key
- * decoder over it, which comes back here and succeeds by reference.
+ * by value (the DER body itself): the store core then runs a key decoder
+ * over it, which comes back here and succeeds by reference.
  */
 #include <string.h>
 
@@ -29,12 +36,19 @@
 #include <openssl/core_object.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 
 #include "keyhold.h"
 #include "kh_keyref.h"
 #include "kh_uri.h"
 
+/* The structure name the PEM step gives the DER bodies it passes on. */
+#define KH_DEC_STRUCTURE "keyhold"
 #define KH_REF_DER_MAX (KH_KEYREF_MAX_URI + 16)
+#define KH_TSS2_LABEL "TSS2 PRIVATE KEY"
+#define KH_TSS2_DER_MAX (16 * 1024)
+/* the longest PEM file either label may have (TSS2: base64 of 16 KiB) */
+#define KH_PEM_MAX (64 * 1024)
 
 typedef struct kh_dec_ctx {
     KH_PROV_CTX *prov;
@@ -77,68 +91,70 @@ static void dec_freectx(void *vctx)
     OPENSSL_free(vctx);
 }
 
-/* A reference names a private key: public-only or parameter decodes skip it. */
+/* Both files name a private key: public-only or parameter decodes skip. */
 static int dec_does_selection(void *provctx, int selection)
 {
     return selection == 0
            || (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0;
 }
 
-/*
- * Reads the input when it starts like a key reference: SEQUENCE, INTEGER 1,
- * UTF8String. Returns the length read, 0 when it is not one (or too big).
- */
-static size_t read_ref(BIO *in, unsigned char *buf, size_t bufsize)
+/* Reads up to |max| bytes (fewer only at the end of the input). */
+static size_t read_upto(BIO *in, unsigned char *buf, size_t max)
 {
-    size_t got = 0, total, hdr;
+    size_t got = 0;
     int n;
 
-    while (got < 6) {
-        n = BIO_read(in, buf + got, (int)(6 - got));
+    while (got < max) {
+        n = BIO_read(in, buf + got, (int)(max - got));
         if (n <= 0) {
-            return 0;
-        }
-        got += (size_t)n;
-    }
-
-    if (buf[0] != 0x30) {
-        return 0;
-    }
-    if (buf[1] < 0x80) {
-        total = 2 + (size_t)buf[1];
-        hdr = 2;
-    } else if (buf[1] == 0x81) {
-        total = 3 + (size_t)buf[2];
-        hdr = 3;
-    } else if (buf[1] == 0x82) {
-        total = 4 + ((size_t)buf[2] << 8) + buf[3];
-        hdr = 4;
-    } else {
-        return 0;
-    }
-    /* version INTEGER 1 and the UTF8String tag must follow the header */
-    if (total > bufsize || total < hdr + 4) {
-        return 0;
-    }
-    while (got < total && got < hdr + 4) {
-        n = BIO_read(in, buf + got, (int)(hdr + 4 - got));
-        if (n <= 0) {
-            return 0;
-        }
-        got += (size_t)n;
-    }
-    if (got < hdr + 4 || buf[hdr] != 0x02 || buf[hdr + 1] != 0x01
-        || buf[hdr + 2] != 0x01 || buf[hdr + 3] != 0x0c) {
-        return 0;
-    }
-    while (got < total) {
-        n = BIO_read(in, buf + got, (int)(total - got));
-        if (n <= 0) {
-            return 0;
+            break;
         }
         got += (size_t)n;
     }
     return got;
+}
+
+/* Length of the DER header at |der| (2, 3 or 4), 0 if not a SEQUENCE. */
+static size_t seq_header(const unsigned char *der, size_t len, size_t *total)
+{
+    if (len < 4 || der[0] != 0x30) {
+        return 0;
+    }
+    if (der[1] < 0x80) {
+        *total = 2 + (size_t)der[1];
+        return 2;
+    }
+    if (der[1] == 0x81) {
+        *total = 3 + (size_t)der[2];
+        return 3;
+    }
+    if (der[1] == 0x82) {
+        *total = 4 + ((size_t)der[2] << 8) + der[3];
+        return 4;
+    }
+    return 0;
+}
+
+/* SEQUENCE { version INTEGER 1, uri UTF8String: a key reference. */
+static int looks_keyref(const unsigned char *der, size_t len, size_t *total)
+{
+    size_t hdr = seq_header(der, len, total);
+
+    return hdr != 0 && len >= hdr + 4 && *total <= KH_REF_DER_MAX
+           && der[hdr] == 0x02 && der[hdr + 1] == 0x01
+           && der[hdr + 2] == 0x01 && der[hdr + 3] == 0x0c;
+}
+
+/* SEQUENCE { OBJECT IDENTIFIER 2.23.133.10.1.3 or .5, ...: a TSS2 key. */
+static int looks_tss2(const unsigned char *der, size_t len)
+{
+    static const unsigned char oid[] = { 0x06, 0x06, 0x67, 0x81, 0x05, 0x0a,
+                                         0x01 };
+    size_t total, hdr = seq_header(der, len, &total);
+
+    return hdr != 0 && len >= hdr + 8
+           && memcmp(der + hdr, oid, sizeof(oid)) == 0
+           && (der[hdr + 7] == 0x03 || der[hdr + 7] == 0x05);
 }
 
 static int resolve(KH_PROV_CTX *prov, const char *uri,
@@ -148,7 +164,7 @@ static int resolve(KH_PROV_CTX *prov, const char *uri,
     if (kh_is_p11_uri(uri)) {
         return kh_p11_resolve(prov, uri, pw_cb, pw_cbarg, key);
     }
-    if (strncmp(uri, "tpm2:", 5) == 0 && kh_tpm_resolve != NULL) {
+    if (strncmp(uri, "tpm2:", 5) == 0) {
         return kh_tpm_resolve(prov, uri, pw_cb, pw_cbarg, key);
     }
     KH_raise(prov, KH_R_KEY_REFERENCE,
@@ -157,90 +173,17 @@ static int resolve(KH_PROV_CTX *prov, const char *uri,
 }
 
 /*
- * Reads a PEM key reference block when the input starts with its BEGIN
- * line (what keyhold writes; identity.pem has the reference first). The
- * label check costs one small read for every other PEM input.
- * Returns 1 with *uri, 0 not ours, -1 ours but bad (error raised).
+ * Hands |key| (made from the DER body |der|) on: by reference, and by
+ * value when the reference is refused (see the top of the file).
  */
-static int read_pem_ref(KH_PROV_CTX *prov, BIO *in, char **uri)
+static int produce(KH_KEY *key, const unsigned char *der, size_t derlen,
+                   OSSL_CALLBACK *data_cb, void *data_cbarg)
 {
-    static const char begin[] = "-----BEGIN " KH_KEYREF_PEM_LABEL "-----";
-    static const char end[] = "-----END " KH_KEYREF_PEM_LABEL "-----";
-    char head[sizeof(begin)], err[256];
-    BIO *mem = NULL;
-    char buf[1024];
-    size_t got = 0, total;
-    int n, rc = -1;
-
-    while (got < sizeof(begin) - 1) {
-        n = BIO_read(in, head + got, (int)(sizeof(begin) - 1 - got));
-        if (n <= 0) {
-            return 0;
-        }
-        got += (size_t)n;
-    }
-    if (memcmp(head, begin, sizeof(begin) - 1) != 0) {
-        return 0;
-    }
-    mem = BIO_new(BIO_s_mem());
-    if (mem == NULL || BIO_write(mem, head, (int)got) != (int)got) {
-        goto end;
-    }
-    /*
-     * Up to our END line and not a byte further: identity.pem carries the
-     * certificate chain after the reference, for the next load to read.
-     */
-    total = got;
-    for (;;) {
-        n = BIO_gets(in, buf, sizeof(buf));
-        if (n <= 0) {
-            KH_raise(prov, KH_R_KEY_REFERENCE,
-                     "truncated key reference (no END line)");
-            goto end;
-        }
-        total += (size_t)n;
-        if (total > 65536 || BIO_write(mem, buf, n) != n) {
-            KH_raise(prov, KH_R_KEY_REFERENCE, "key reference too large");
-            goto end;
-        }
-        if (strncmp(buf, end, sizeof(end) - 1) == 0) {
-            break;
-        }
-    }
-    if (!kh_keyref_pem_read(mem, uri, err, sizeof(err))) {
-        KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
-        goto end;
-    }
-    rc = 1;
-end:
-    BIO_free(mem);
-    return rc;
-}
-
-/* Resolves |uri| and hands the key on (see the top of the file). */
-static int produce(KH_DEC_CTX *ctx, const char *uri, OSSL_CALLBACK *data_cb,
-                   void *data_cbarg, OSSL_PASSPHRASE_CALLBACK *pw_cb,
-                   void *pw_cbarg)
-{
-    KH_PROV_CTX *prov = ctx->prov;
     OSSL_PARAM params[5];
     int objtype = OSSL_OBJECT_PKEY;
-    unsigned char *der = NULL;
-    size_t derlen = 0;
-    char err[256];
-    KH_KEY *key = NULL;
     KH_OBJ_REF ref;
-    int ok = 0;
+    int ok;
 
-    /* the URI itself is not traced: a hand-made file may hold a PIN */
-    KH_debug("key reference read (%.8s...)", uri);
-    if (!resolve(prov, uri, pw_cb, pw_cbarg, &key)) {
-        return 0;
-    }
-    if (key->type != ctx->type) {
-        ok = 1; /* the decoder for the other key type produces it */
-        goto end;
-    }
     ref.magic = KH_KEYREF_MAGIC;
     ref.key = key;
     params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &objtype);
@@ -253,105 +196,256 @@ static int produce(KH_DEC_CTX *ctx, const char *uri, OSSL_CALLBACK *data_cb,
     ok = data_cb(params, data_cbarg);
     ERR_pop_to_mark();
     if (ok) {
-        goto end;
+        return 1;
     }
     /* Refused by reference (OSSL_STORE file: loader): offer it by value. */
-    if (!kh_keyref_der_encode(uri, &der, &derlen, err, sizeof(err))) {
-        KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
-        goto end;
-    }
     params[2] = OSSL_PARAM_construct_utf8_string(
-        OSSL_OBJECT_PARAM_DATA_STRUCTURE, "keyhold-key-reference", 0);
-    params[3] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, der,
-                                                  derlen);
+        OSSL_OBJECT_PARAM_DATA_STRUCTURE, KH_DEC_STRUCTURE, 0);
+    params[3] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA,
+                                                  (void *)der, derlen);
     params[4] = OSSL_PARAM_construct_end();
-    ok = data_cb(params, data_cbarg);
-end:
-    OPENSSL_free(der);
-    kh_key_free(key);
-    return ok;
+    return data_cb(params, data_cbarg);
 }
 
+/*
+ * The DER step, one per key type: a key reference or a TSS2 key file. A
+ * file whose key is of the other type is left to the other type's step.
+ */
 static int dec_decode_der(void *vctx, OSSL_CORE_BIO *cin, int selection,
                           OSSL_CALLBACK *data_cb, void *data_cbarg,
                           OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
 {
     KH_DEC_CTX *ctx = vctx;
     KH_PROV_CTX *prov = ctx->prov;
-    unsigned char der[KH_REF_DER_MAX];
+    unsigned char head[12], *der = NULL;
+    size_t headlen, derlen, total = 0, max;
+    KH_KEY *key = NULL;
     BIO *in = NULL;
     char *uri = NULL;
     char err[256];
-    size_t derlen;
-    int ok = 0;
+    int ok = 0, tss2;
 
     in = BIO_new_from_core_bio(prov->libctx, cin);
     if (in == NULL) {
         goto end;
     }
-    derlen = read_ref(in, der, sizeof(der));
-    if (derlen == 0) {
-        ok = 1; /* not ours: empty result, other decoders go on */
+    /* Twelve bytes tell whether it is ours; other decoders go on if not. */
+    headlen = read_upto(in, head, sizeof(head));
+    tss2 = looks_tss2(head, headlen);
+    if (!tss2 && !looks_keyref(head, headlen, &total)) {
+        ok = 1;
         goto end;
     }
-    if (!kh_keyref_der_decode(der, derlen, &uri, err, sizeof(err))) {
-        KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
+    /* a reference is read to its end only: more may follow in a file */
+    max = tss2 ? KH_TSS2_DER_MAX : KH_REF_DER_MAX;
+    der = OPENSSL_malloc(max + 1);
+    if (der == NULL) {
         goto end;
     }
-    ok = produce(ctx, uri, data_cb, data_cbarg, pw_cb, pw_cbarg);
+    memcpy(der, head, headlen);
+    derlen = headlen;
+    if (tss2) {
+        derlen += read_upto(in, der + headlen, max + 1 - headlen);
+        if (derlen > max) {
+            KH_raise(prov, KH_R_KEY_REFERENCE, KH_TSS2_LABEL ": too large");
+            goto end;
+        }
+    } else if (headlen < total) {
+        derlen += read_upto(in, der + headlen, total - headlen);
+    }
+    if (tss2) {
+        if (!kh_tpm_decode(prov, der, derlen, ctx->type, pw_cb, pw_cbarg,
+                           &key)) {
+            goto end;
+        }
+    } else {
+        if (derlen > total) {
+            derlen = total; /* twelve bytes were more than the reference */
+        }
+        if (!kh_keyref_der_decode(der, derlen, &uri, err, sizeof(err))) {
+            KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
+            goto end;
+        }
+        /* the URI itself is not traced: a hand-made file may hold a PIN */
+        KH_debug("key reference read (%.8s...)", uri);
+        if (!resolve(prov, uri, pw_cb, pw_cbarg, &key)) {
+            goto end;
+        }
+        if (key->type != ctx->type) {
+            kh_key_free(key);
+            key = NULL;
+        }
+    }
+    /* no key: the step for the other key type produces it */
+    ok = key == NULL || produce(key, der, derlen, data_cb, data_cbarg);
 end:
+    kh_key_free(key);
     OPENSSL_free(uri);
+    OPENSSL_free(der);
     BIO_free(in);
     return ok;
 }
 
+/* The two PEM labels the PEM step passes on. */
+static const struct pem_label {
+    const char *begin, *end, *what;
+    int tss2;
+} labels[] = {
+    { "-----BEGIN " KH_TSS2_LABEL "-----", "-----END " KH_TSS2_LABEL "-----",
+      KH_TSS2_LABEL, 1 },
+    { "-----BEGIN " KH_KEYREF_PEM_LABEL "-----",
+      "-----END " KH_KEYREF_PEM_LABEL "-----", "key reference", 0 },
+};
+
 /*
- * PEM step, named "DER" like the default provider's PEM-to-DER decoder (which
- * passes on known labels only): it turns a key reference PEM block into its
- * DER body, tagged with keyhold's structure name, for the DER step above.
- * Being a "DER" producer puts it in every chain that reads PEM, including
- * OSSL_STORE's file: loader; it steps aside after comparing the first line.
+ * Which label the input starts with (NULL: neither). Reads the shorter
+ * BEGIN line first, and the rest of the longer one only when it may be it.
+ */
+static const struct pem_label *read_begin(BIO *in, char *head, size_t *got)
+{
+    size_t n0 = strlen(labels[0].begin), n1 = strlen(labels[1].begin);
+
+    *got = read_upto(in, (unsigned char *)head, n0);
+    if (*got == n0 && memcmp(head, labels[0].begin, n0) == 0) {
+        return &labels[0];
+    }
+    if (*got < n0 || memcmp(head, labels[1].begin, n0) != 0) {
+        return NULL;
+    }
+    *got += read_upto(in, (unsigned char *)head + n0, n1 - n0);
+    return *got == n1 && memcmp(head, labels[1].begin, n1) == 0 ? &labels[1]
+                                                                : NULL;
+}
+
+/*
+ * Copies the PEM block into |mem|, up to its END line and not a byte
+ * further: identity.pem carries the certificate chain after the reference,
+ * for the next load to read. 1 ok, 0 error raised.
+ */
+static int read_block(KH_PROV_CTX *prov, BIO *in, const struct pem_label *l,
+                      const char *head, size_t headlen, BIO *mem)
+{
+    size_t total = headlen, endlen = strlen(l->end);
+    char buf[1024];
+    int n;
+
+    if (BIO_write(mem, head, (int)headlen) != (int)headlen) {
+        KH_raise(prov, KH_R_MALLOC, "out of memory");
+        return 0;
+    }
+    for (;;) {
+        n = BIO_gets(in, buf, sizeof(buf));
+        if (n <= 0) {
+            KH_raise(prov, KH_R_KEY_REFERENCE, l->tss2
+                     ? "%s: truncated or malformed PEM"
+                     : "truncated %s (no END line)", l->what);
+            return 0;
+        }
+        total += (size_t)n;
+        if (total > KH_PEM_MAX) {
+            KH_raise(prov, KH_R_KEY_REFERENCE, "%s: file too large",
+                     l->what);
+            return 0;
+        }
+        if (BIO_write(mem, buf, n) != n) {
+            KH_raise(prov, KH_R_MALLOC, "out of memory");
+            return 0;
+        }
+        if (strncmp(buf, l->end, endlen) == 0) {
+            return 1;
+        }
+    }
+}
+
+/* The DER body of the block in |mem|, checked. 1 ok, 0 error raised. */
+static int block_der(KH_PROV_CTX *prov, const struct pem_label *l, BIO *mem,
+                     unsigned char **der, size_t *derlen)
+{
+    char *uri = NULL, *name = NULL, *header = NULL;
+    char err[256];
+    long len = 0;
+    int ok = 0;
+
+    if (!l->tss2) {
+        if (!kh_keyref_pem_read(mem, &uri, err, sizeof(err))) {
+            KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
+            goto end;
+        }
+        if (!kh_keyref_der_encode(uri, der, derlen, err, sizeof(err))) {
+            KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
+            goto end;
+        }
+        ok = 1;
+        goto end;
+    }
+    ERR_set_mark();
+    if (!PEM_read_bio(mem, &name, &header, der, &len)
+        || strcmp(name, KH_TSS2_LABEL) != 0) {
+        ERR_pop_to_mark();
+        KH_raise(prov, KH_R_KEY_REFERENCE, "%s: truncated or malformed PEM",
+                 l->what);
+        goto end;
+    }
+    ERR_pop_to_mark();
+    *derlen = (size_t)len;
+    /* The label says TSS2: a body that is not one gets a named error. */
+    ok = kh_tpm_check(prov, *der, *derlen);
+end:
+    if (!ok) {
+        OPENSSL_free(*der);
+        *der = NULL;
+    }
+    OPENSSL_free(uri);
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    return ok;
+}
+
+/*
+ * The PEM step: a key reference or TSS2 PRIVATE KEY block at the start of
+ * the input becomes its DER body, tagged "keyhold", for the DER steps above.
+ * provider.c names it "KEYHOLD-DER" (or "DER" with store-key-files).
  */
 static int dec_decode_pem(void *vctx, OSSL_CORE_BIO *cin, int selection,
                           OSSL_CALLBACK *data_cb, void *data_cbarg,
                           OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
 {
     KH_PROV_CTX *prov = vctx;
+    const struct pem_label *l;
     OSSL_PARAM params[4];
     int objtype = OSSL_OBJECT_PKEY;
     unsigned char *der = NULL;
-    size_t derlen = 0;
-    char err[256];
-    BIO *in;
-    char *uri = NULL;
-    int ok = 0, rc;
+    size_t derlen = 0, headlen;
+    char head[64];
+    BIO *in, *mem = NULL;
+    int ok = 0;
 
     in = BIO_new_from_core_bio(prov->libctx, cin);
     if (in == NULL) {
         return 0;
     }
-    rc = read_pem_ref(prov, in, &uri);
-    if (rc == 0) {
+    l = read_begin(in, head, &headlen);
+    if (l == NULL) {
         ok = 1; /* not ours */
         goto end;
     }
-    if (rc < 0) {
-        goto end;
-    }
-    if (!kh_keyref_der_encode(uri, &der, &derlen, err, sizeof(err))) {
-        KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
+    mem = BIO_new(BIO_s_mem());
+    if (mem == NULL || !read_block(prov, in, l, head, headlen, mem)
+        || !block_der(prov, l, mem, &der, &derlen)) {
         goto end;
     }
     params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &objtype);
     params[1] = OSSL_PARAM_construct_utf8_string(
-        OSSL_OBJECT_PARAM_DATA_STRUCTURE, "keyhold-key-reference", 0);
+        OSSL_OBJECT_PARAM_DATA_STRUCTURE, KH_DEC_STRUCTURE, 0);
     params[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, der,
                                                   derlen);
     params[3] = OSSL_PARAM_construct_end();
     ok = data_cb(params, data_cbarg);
 end:
-    OPENSSL_free(der);
-    OPENSSL_free(uri);
+    if (der != NULL) {
+        OPENSSL_clear_free(der, derlen);
+    }
+    BIO_free(mem);
     BIO_free(in);
     return ok;
 }
@@ -365,7 +459,11 @@ static void pem_freectx(void *vctx)
 {
 }
 
-/* Private keys are not exported to other providers (see keymgmt.c). */
+/*
+ * libcrypto calls this (unchecked) when it picked another provider's
+ * keymgmt for our object; refusing makes it try keyhold's own, which
+ * loads the reference. Private keys never leave (see keymgmt.c).
+ */
 static int dec_export_object(void *vctx, const void *reference,
                              size_t reference_sz, OSSL_CALLBACK *export_cb,
                              void *export_cbarg)
@@ -373,26 +471,25 @@ static int dec_export_object(void *vctx, const void *reference,
     return 0;
 }
 
-#define DEC_COMMON \
-    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx }, \
-    { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection }, \
-    { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object }
-
-const OSSL_DISPATCH kh_rsa_keyref_decoder_functions[] = {
+const OSSL_DISPATCH kh_rsa_keyfile_decoder_functions[] = {
     { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_newctx_rsa },
+    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx },
+    { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection },
     { OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode_der },
-    DEC_COMMON,
+    { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object },
     { 0, NULL }
 };
 
-const OSSL_DISPATCH kh_ec_keyref_decoder_functions[] = {
+const OSSL_DISPATCH kh_ec_keyfile_decoder_functions[] = {
     { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_newctx_ec },
+    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx },
+    { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection },
     { OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode_der },
-    DEC_COMMON,
+    { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object },
     { 0, NULL }
 };
 
-const OSSL_DISPATCH kh_keyref_pem_decoder_functions[] = {
+const OSSL_DISPATCH kh_keyfile_pem_decoder_functions[] = {
     { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))pem_newctx },
     { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))pem_freectx },
     { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection },

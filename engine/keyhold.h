@@ -65,7 +65,7 @@ struct kh_prov_ctx {
     int queried;                   /* first query seen (provider.c) */
     int store_key_files;           /* store-key-files (provider.c) */
     OSSL_ALGORITHM store_algs[3];
-    OSSL_ALGORITHM decoder_algs[8];
+    OSSL_ALGORITHM decoder_algs[4];
     /* digests fetched once from libctx (sig.c): SHA-1, SHA-2, SHA-3 */
 #define KH_MD_CACHE 8
     EVP_MD *md_cache[KH_MD_CACHE];
@@ -103,27 +103,31 @@ extern const OSSL_DISPATCH kh_rsa_signature_functions[];
 extern const OSSL_DISPATCH kh_ecdsa_signature_functions[];
 extern const OSSL_DISPATCH kh_rsa_asym_cipher_functions[];
 extern const OSSL_DISPATCH kh_p11_store_functions[];
-extern const OSSL_DISPATCH kh_rsa_keyref_decoder_functions[];
-extern const OSSL_DISPATCH kh_ec_keyref_decoder_functions[];
-extern const OSSL_DISPATCH kh_keyref_pem_decoder_functions[];
+extern const OSSL_DISPATCH kh_rsa_keyfile_decoder_functions[];
+extern const OSSL_DISPATCH kh_ec_keyfile_decoder_functions[];
+extern const OSSL_DISPATCH kh_keyfile_pem_decoder_functions[];
 extern const OSSL_DISPATCH kh_rsa_text_encoder_functions[];
 extern const OSSL_DISPATCH kh_ec_text_encoder_functions[];
 
 /*
- * The TPM backend, when linked in, defines these (weak references here, so
- * the provider builds without it): a store for "tpm2:" URIs, a decoder for
- * its own PEM label, and a resolver the key reference decoder uses.
+ * The TPM backend, in the module keyhold-tpm.so that tpm_load.c loads on
+ * first use: a store for "tpm2:" URIs, the resolver for tpm2: URIs in key
+ * references, and the key maker for TSS2 PRIVATE KEY files (DER). Each
+ * raises an error naming the module file when it cannot be loaded.
  */
-extern const OSSL_DISPATCH kh_tpm_store_functions[] __attribute__((weak));
-extern const OSSL_DISPATCH kh_tpm_rsa_decoder_functions[] __attribute__((weak));
-extern const OSSL_DISPATCH kh_tpm_ec_decoder_functions[] __attribute__((weak));
-extern const OSSL_DISPATCH kh_tpm_pem_decoder_functions[] __attribute__((weak));
+extern const OSSL_DISPATCH kh_tpm_store_functions[];
 int kh_tpm_resolve(KH_PROV_CTX *prov, const char *uri,
                    OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
-                   KH_KEY **key) __attribute__((weak));
-void kh_tpm_teardown(KH_PROV_CTX *prov) __attribute__((weak));
-/* Called at the end of provider init with the config's tpm2-tcti (or NULL). */
-void kh_tpm_init(KH_PROV_CTX *prov, const char *tcti) __attribute__((weak));
+                   KH_KEY **key);
+/* *key NULL with 1: the file holds a key of the other type */
+int kh_tpm_decode(KH_PROV_CTX *prov, const unsigned char *der, size_t derlen,
+                  int type, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
+                  KH_KEY **key);
+/* 1 when |der| is a well-formed TSS2 PRIVATE KEY, else 0 (error raised) */
+int kh_tpm_check(KH_PROV_CTX *prov, const unsigned char *der, size_t derlen);
+/* At provider load, with the config's tpm2-tcti (or NULL): no module load. */
+void kh_tpm_init(KH_PROV_CTX *prov, const char *tcti);
+void kh_tpm_teardown(KH_PROV_CTX *prov);
 
 /*
  * The pkcs11 resolver: a URI naming exactly one private key -> a key with

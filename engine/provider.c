@@ -208,9 +208,7 @@ static void prov_free(KH_PROV_CTX *prov)
     if (prov == NULL) {
         return;
     }
-    if (kh_tpm_teardown != NULL) {
-        kh_tpm_teardown(prov);
-    }
+    kh_tpm_teardown(prov);
     if (prov->p11_registered) {
         kh_p11_teardown(prov);
     }
@@ -244,67 +242,45 @@ static const OSSL_DISPATCH kh_dispatch[] = {
  * The algorithm lists, per provider instance (the decoder names depend on
  * its configuration).
  *
- * Key files (the key reference and, with the TPM backend, TSS2 PRIVATE KEY)
- * decode in two steps: a PEM step that recognises its label and passes the
- * DER body on, tagged with its own structure name, and a DER step per key
- * type that claims only that structure. The PEM steps are named
+ * Key files (the key reference and the TPM's TSS2 PRIVATE KEY) decode in
+ * two steps (engine/decoder.c): one PEM step that recognises either label
+ * and passes the DER body on under the structure name "keyhold", and a DER
+ * step per key type that claims only that structure. The PEM step is named
  * "KEYHOLD-DER" and the DER steps take that as input, so they join only the
  * chains that decode private keys (PEM_read_bio_PrivateKey, nginx): every
  * decoder named "DER" is instantiated for each DER step of every
  * certificate public-key decode, which cost software TLS handshakes several
  * percent. With store-key-files on (by default in the openssl command only)
- * they are named "DER" and take DER input instead, which OSSL_STORE's
+ * it is named "DER" and they take DER input instead, which OSSL_STORE's
  * file: loader (the openssl commands' -key/-in) needs, at that price.
+ * The tpm2: store is always listed; the TPM backend behind it is loaded
+ * on first use (tpm_load.c).
  */
 static void fill_tables(KH_PROV_CTX *prov)
 {
     const char *pem_name = prov->store_key_files ? "DER" : "KEYHOLD-DER";
-    const char *ref_props = prov->store_key_files
-        ? KH_PROPS ",input=der,structure=keyhold-key-reference"
-        : KH_PROPS ",input=keyhold-der,structure=keyhold-key-reference";
-    const char *tss2_props = prov->store_key_files
-        ? KH_PROPS ",input=der,structure=tss2"
-        : KH_PROPS ",input=keyhold-der,structure=tss2";
+    const char *der_props = prov->store_key_files
+        ? KH_PROPS ",input=der,structure=keyhold"
+        : KH_PROPS ",input=keyhold-der,structure=keyhold";
     OSSL_ALGORITHM *st = prov->store_algs, *dec = prov->decoder_algs;
     int i = 0;
 
     st[i++] = (OSSL_ALGORITHM){ "pkcs11", KH_PROPS, kh_p11_store_functions,
                                 "pkcs11: URI store" };
-    if (kh_tpm_store_functions != NULL) {
-        st[i++] = (OSSL_ALGORITHM){ "tpm2", KH_PROPS, kh_tpm_store_functions,
-                                    "tpm2: reference store" };
-    }
+    st[i++] = (OSSL_ALGORITHM){ "tpm2", KH_PROPS, kh_tpm_store_functions,
+                                "tpm2: reference store" };
     st[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
 
     i = 0;
     dec[i++] = (OSSL_ALGORITHM){ "RSA:rsaEncryption:1.2.840.113549.1.1.1",
-                                 ref_props, kh_rsa_keyref_decoder_functions,
-                                 "keyhold key reference" };
+                                 der_props, kh_rsa_keyfile_decoder_functions,
+                                 "keyhold key reference or TSS2 key" };
     dec[i++] = (OSSL_ALGORITHM){ "EC:id-ecPublicKey:1.2.840.10045.2.1",
-                                 ref_props, kh_ec_keyref_decoder_functions,
-                                 "keyhold key reference" };
-    /* Each PEM step has its own structure property, or the method store
-     * would keep only one of two same-named decoders of one provider. */
-    dec[i++] = (OSSL_ALGORITHM){ pem_name,
-                                 KH_PROPS ",input=pem,structure=keyhold-key-reference",
-                                 kh_keyref_pem_decoder_functions,
-                                 "keyhold key reference PEM step" };
-    if (kh_tpm_rsa_decoder_functions != NULL) {
-        dec[i++] = (OSSL_ALGORITHM){ "RSA:rsaEncryption:1.2.840.113549.1.1.1",
-                                     tss2_props, kh_tpm_rsa_decoder_functions,
-                                     "TSS2 PRIVATE KEY" };
-    }
-    if (kh_tpm_ec_decoder_functions != NULL) {
-        dec[i++] = (OSSL_ALGORITHM){ "EC:id-ecPublicKey:1.2.840.10045.2.1",
-                                     tss2_props, kh_tpm_ec_decoder_functions,
-                                     "TSS2 PRIVATE KEY" };
-    }
-    if (kh_tpm_pem_decoder_functions != NULL) {
-        dec[i++] = (OSSL_ALGORITHM){ pem_name,
-                                     KH_PROPS ",input=pem,structure=tss2",
-                                     kh_tpm_pem_decoder_functions,
-                                     "TSS2 PRIVATE KEY PEM step" };
-    }
+                                 der_props, kh_ec_keyfile_decoder_functions,
+                                 "keyhold key reference or TSS2 key" };
+    dec[i++] = (OSSL_ALGORITHM){ pem_name, KH_PROPS ",input=pem",
+                                 kh_keyfile_pem_decoder_functions,
+                                 "keyhold key reference or TSS2 PEM step" };
     dec[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
 }
 
@@ -469,9 +445,7 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
     kh_p11_init_prov(prov);
     prov->p11_registered = 1;
     fill_tables(prov);
-    if (kh_tpm_init != NULL) {
-        kh_tpm_init(prov, prov->tpm2_tcti);
-    }
+    kh_tpm_init(prov, prov->tpm2_tcti);
     KH_debug("provider loaded (module-path %s, pin-source %s)",
              prov->module_path != NULL ? prov->module_path : "(default)",
              prov->pin_source != NULL ? "set" : "unset");

@@ -2,8 +2,10 @@
 /*
  * The TPM backend as the provider sees it: the backend operations table
  * (sign, decrypt) over engine/tpm's ESAPI core, an OSSL_STORE for "tpm2:"
- * URIs, a decoder for "TSS2 PRIVATE KEY" PEM files, and the resolver the
- * key reference decoder calls.
+ * URIs, the resolver for tpm2: URIs in key references, and the key maker
+ * for "TSS2 PRIVATE KEY" files the provider's decoders (engine/decoder.c)
+ * find. All of it lives in keyhold-tpm.so, loaded on first use
+ * (engine/kh_tpm_module.h).
  *
  * URIs:
  *   tpm2:handle=0x81000010                 a persistent key
@@ -34,6 +36,7 @@
 #include "keyhold.h"
 #include "kh_pin.h"
 #include "internal.h"
+#include "kh_tpm_module.h"
 
 #define TPM_URI_MAX 4096
 
@@ -528,9 +531,9 @@ static KH_KEY *open_uri_key(KH_PROV_CTX *prov, const char *uri,
     return key;
 }
 
-int kh_tpm_resolve(KH_PROV_CTX *prov, const char *uri,
-                   OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
-                   KH_KEY **key)
+static int tpm_resolve(KH_PROV_CTX *prov, const char *uri,
+                       OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
+                       KH_KEY **key)
 {
     TPM_URI u;
 
@@ -541,17 +544,6 @@ int kh_tpm_resolve(KH_PROV_CTX *prov, const char *uri,
     *key = open_uri_key(prov, uri, &u, pw_cb, pw_cbarg);
     uri_free(&u);
     return *key != NULL;
-}
-
-/* Called by the provider at load with its tpm2-tcti setting (or NULL). */
-void kh_tpm_init(KH_PROV_CTX *prov, const char *tcti)
-{
-    kh_tpm_configure(tcti);
-}
-
-void kh_tpm_teardown(KH_PROV_CTX *prov)
-{
-    kh_tpm_release();
 }
 
 /* ---- store ----------------------------------------------------------- */
@@ -697,7 +689,7 @@ static int ts_export_object(void *loaderctx, const void *reference,
     return 0;                   /* private keys stay in the TPM */
 }
 
-const OSSL_DISPATCH kh_tpm_store_functions[] = {
+static const OSSL_DISPATCH store_functions[] = {
     { OSSL_FUNC_STORE_OPEN, (void (*)(void))ts_open },
     { OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS, (void (*)(void))ts_settable },
     { OSSL_FUNC_STORE_SET_CTX_PARAMS, (void (*)(void))ts_set_params },
@@ -708,327 +700,64 @@ const OSSL_DISPATCH kh_tpm_store_functions[] = {
     { 0, NULL }
 };
 
-/* ---- decoders: TSS2 PRIVATE KEY ---------------------------------------
- *
- * Two steps, like OpenSSL's own PEM keys: a PEM step named "DER" (the
- * default provider's PEM-to-DER passes on known labels only) turns a
- * "TSS2 PRIVATE KEY" block into its DER body with the structure name
- * "tss2"; a DER step per key type, claiming only that structure, makes the
- * key. Each steps aside after a glance (a label, eight bytes), so other
- * decodes in the application pay next to nothing.
- *
- * PEM_read_bio_PrivateKey (nginx) takes the key by reference, built with
- * keyhold's keymgmt. OSSL_STORE's file: loader (openssl -key FILE) cannot
- * in OpenSSL 3.0 (it resolves references with its own provider only): when
- * the reference is refused the DER is offered again by value, and the
- * store core's key decoder comes back here and succeeds by reference.
- */
-#define TSS2_DER_MAX (16 * 1024)
-#define TSS2_STRUCTURE "tss2"
+/* ---- TSS2 PRIVATE KEY files ---------------------------------------- */
 
-typedef struct tpm_dec_ctx {
-    KH_PROV_CTX *prov;
-    int type;
-} TPM_DEC_CTX;
-
-static OSSL_FUNC_decoder_newctx_fn td_rsa_newctx;
-static OSSL_FUNC_decoder_newctx_fn td_ec_newctx;
-static OSSL_FUNC_decoder_freectx_fn td_freectx;
-static OSSL_FUNC_decoder_does_selection_fn td_does_selection;
-static OSSL_FUNC_decoder_decode_fn td_der_decode;
-static OSSL_FUNC_decoder_newctx_fn tp_newctx;
-static OSSL_FUNC_decoder_freectx_fn tp_freectx;
-static OSSL_FUNC_decoder_decode_fn tp_pem_decode;
-static OSSL_FUNC_decoder_export_object_fn td_export_object;
-
-static void *td_newctx(void *provctx, int type)
+/* Makes the key a TSS2 PRIVATE KEY (DER) holds, when it is of |type|. */
+static int tpm_decode(KH_PROV_CTX *prov, const unsigned char *der,
+                      size_t derlen, int type, OSSL_PASSPHRASE_CALLBACK *pw_cb,
+                      void *pw_cbarg, KH_KEY **key)
 {
-    TPM_DEC_CTX *ctx = OPENSSL_zalloc(sizeof(*ctx));
-
-    if (ctx != NULL) {
-        ctx->prov = provctx;
-        ctx->type = type;
-    }
-    return ctx;
-}
-
-static void *td_rsa_newctx(void *provctx)
-{
-    return td_newctx(provctx, EVP_PKEY_RSA);
-}
-
-static void *td_ec_newctx(void *provctx)
-{
-    return td_newctx(provctx, EVP_PKEY_EC);
-}
-
-static void td_freectx(void *ctx)
-{
-    OPENSSL_free(ctx);
-}
-
-static int td_does_selection(void *provctx, int selection)
-{
-    return selection == 0
-           || (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) != 0;
-}
-
-/* Reads up to |max| bytes (fewer only at the end of the input). */
-static int read_upto(BIO *in, unsigned char *buf, int max)
-{
-    int n = 0, r;
-
-    while (n < max) {
-        r = BIO_read(in, buf + n, max - n);
-        if (r <= 0) {
-            break;
-        }
-        n += r;
-    }
-    return n;
-}
-
-/* Reads the whole input into |buf| (|max| bytes): -1 when it is larger. */
-static int read_all(BIO *in, unsigned char *buf, int max)
-{
-    unsigned char extra;
-    int n = read_upto(in, buf, max);
-
-    return n == max && BIO_read(in, &extra, 1) > 0 ? -1 : n;
-}
-
-/* SEQUENCE { OBJECT IDENTIFIER 2.23.133.10.1.3 or .5, ...: a TSS2 key. */
-static int looks_tss2(const unsigned char *der, int len)
-{
-    static const unsigned char oid[] = { 0x06, 0x06, 0x67, 0x81, 0x05, 0x0a,
-                                         0x01 };
-    int hdr;
-
-    if (len < 12 || der[0] != 0x30) {
-        return 0;
-    }
-    hdr = der[1] < 0x80 ? 2 : der[1] == 0x81 ? 3 : der[1] == 0x82 ? 4 : 0;
-    if (hdr == 0 || len < hdr + 8) {
-        return 0;
-    }
-    return memcmp(der + hdr, oid, sizeof(oid)) == 0
-           && (der[hdr + 7] == 0x03 || der[hdr + 7] == 0x05);
-}
-
-static int td_der_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
-                         OSSL_CALLBACK *data_cb, void *data_cbarg,
-                         OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
-{
-    TPM_DEC_CTX *ctx = vctx;
-    KH_PROV_CTX *prov = ctx->prov;
-    BIO *in = NULL;
-    unsigned char *der = NULL;
-    int derlen, objtype = OSSL_OBJECT_PKEY, ok = 1;
     KH_TPM_KEY *k = NULL;
-    KH_KEY *key = NULL;
-    KH_OBJ_REF ref;
-    OSSL_PARAM params[5];
     enum kh_tpm_rc rc;
     char err[512];
-    unsigned char head[12];
-    int headlen, rest;
 
-    in = BIO_new_from_core_bio(prov->libctx, cin);
-    if (in == NULL) {
-        return 0;
-    }
-    /* Twelve bytes tell whether it is ours; other decoders go on if not. */
-    headlen = read_upto(in, head, (int)sizeof(head));
-    if (!looks_tss2(head, headlen)) {
-        goto end;
-    }
-    der = OPENSSL_malloc(TSS2_DER_MAX);
-    if (der == NULL) {
-        ok = 0;
-        goto end;
-    }
-    memcpy(der, head, (size_t)headlen);
-    rest = read_all(in, der + headlen, TSS2_DER_MAX - headlen);
-    if (rest < 0) {
-        KH_raise(prov, KH_R_KEY_REFERENCE, "TSS2 PRIVATE KEY: too large");
-        ok = 0;
-        goto end;
-    }
-    derlen = headlen + rest;
-    rc = kh_tpm_key_from_der(der, (size_t)derlen, &k, err, sizeof(err));
+    *key = NULL;
+    rc = kh_tpm_key_from_der(der, derlen, &k, err, sizeof(err));
     if (rc != KH_TPM_OK) {
         KH_raise(prov, rc == KH_TPM_ERR_INPUT ? KH_R_KEY_REFERENCE
                                               : reason_of(rc, KH_R_KEY_REFERENCE),
                  "%s", err);
-        ok = 0;
-        goto end;
+        return 0;
     }
-    if (kh_tpm_key_type(k) != ctx->type) {
-        goto end;               /* the other key type's decoder makes it */
+    if (kh_tpm_key_type(k) != type) {
+        kh_tpm_key_free(k);
+        return 1;               /* the other key type's decoder makes it */
     }
     kh_tpm_configure(NULL);
     if (!key_auth(prov, k, NULL, pw_cb, pw_cbarg)) {
-        ok = 0;
-        goto end;
+        kh_tpm_key_free(k);
+        return 0;
     }
-    key = wrap_key(prov, k, NULL);
-    k = NULL;
-    if (key == NULL) {
-        ok = 0;
-        goto end;
-    }
-    ref.magic = KH_KEYREF_MAGIC;
-    ref.key = key;
-    params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &objtype);
-    params[1] = OSSL_PARAM_construct_utf8_string(
-        OSSL_OBJECT_PARAM_DATA_TYPE, (char *)kh_key_type_name(key), 0);
-    params[2] = OSSL_PARAM_construct_octet_string(
-        OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof(ref));
-    params[3] = OSSL_PARAM_construct_end();
-    ERR_set_mark();
-    ok = data_cb(params, data_cbarg);
-    ERR_pop_to_mark();
-    if (ok) {
-        goto end;
-    }
-    /* Refused by reference (OSSL_STORE file: loader): offer it by value. */
-    params[2] = OSSL_PARAM_construct_utf8_string(
-        OSSL_OBJECT_PARAM_DATA_STRUCTURE, TSS2_STRUCTURE, 0);
-    params[3] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, der,
-                                                  (size_t)derlen);
-    params[4] = OSSL_PARAM_construct_end();
-    ok = data_cb(params, data_cbarg);
-end:
-    kh_key_free(key);
-    kh_tpm_key_free(k);
-    OPENSSL_free(der);
-    BIO_free(in);
-    return ok;
+    *key = wrap_key(prov, k, NULL);
+    return *key != NULL;
 }
 
-/*
- * The PEM step: only a block labelled "TSS2 PRIVATE KEY" at the start of
- * the input is ours; its DER body goes on, tagged "tss2".
- */
-static int tp_pem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
-                         OSSL_CALLBACK *data_cb, void *data_cbarg,
-                         OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+/* The label said TSS2: a body that is not one gets a named error. */
+static int tpm_check(KH_PROV_CTX *prov, const unsigned char *der,
+                     size_t derlen)
 {
-    static const char label[] = "-----BEGIN " KH_TPM_PEM_LABEL "-----";
-    KH_PROV_CTX *prov = vctx;
-    BIO *in = NULL, *mem = NULL;
-    char *buf = NULL, *name = NULL, *header = NULL;
-    unsigned char *data = NULL;
-    long len = 0;
-    int buflen, objtype = OSSL_OBJECT_PKEY, ok = 1;
-    OSSL_PARAM params[4];
     KH_TPM_KEYFILE kf;
     enum kh_tpm_rc rc;
     char err[512];
 
-    in = BIO_new_from_core_bio(prov->libctx, cin);
-    buf = OPENSSL_malloc(TSS2_DER_MAX * 2 + 1);
-    if (in == NULL || buf == NULL) {
-        ok = 0;
-        goto end;
-    }
-    /* A glance first: most PEM input in an application is not ours. */
-    buflen = read_upto(in, (unsigned char *)buf, (int)sizeof(label) - 1);
-    if (buflen != (int)sizeof(label) - 1
-        || memcmp(buf, label, sizeof(label) - 1) != 0) {
-        goto end;
-    }
-    len = read_all(in, (unsigned char *)buf + buflen,
-                   TSS2_DER_MAX * 2 - buflen);
-    if (len < 0) {
-        KH_raise(prov, KH_R_KEY_REFERENCE, "TSS2 PRIVATE KEY: file too "
-                 "large");
-        ok = 0;
-        goto end;
-    }
-    buflen += (int)len;
-    mem = BIO_new_mem_buf(buf, buflen);
     ERR_set_mark();
-    if (mem == NULL || !PEM_read_bio(mem, &name, &header, &data, &len)
-        || strcmp(name, KH_TPM_PEM_LABEL) != 0) {
-        ERR_pop_to_mark();
-        KH_raise(prov, KH_R_KEY_REFERENCE, "TSS2 PRIVATE KEY: truncated or "
-                 "malformed PEM");
-        ok = 0;
-        goto end;
-    }
-    ERR_pop_to_mark();
-    /* The label says TSS2: a body that is not one gets a named error. */
-    ERR_set_mark();
-    rc = kh_tpm_keyfile_decode(data, (size_t)len, &kf, err, sizeof(err));
+    rc = kh_tpm_keyfile_decode(der, derlen, &kf, err, sizeof(err));
     ERR_pop_to_mark();
     OPENSSL_cleanse(&kf, sizeof(kf));
     if (rc != KH_TPM_OK) {
         KH_raise(prov, KH_R_KEY_REFERENCE, "%s", err);
-        ok = 0;
-        goto end;
+        return 0;
     }
-    params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &objtype);
-    params[1] = OSSL_PARAM_construct_utf8_string(
-        OSSL_OBJECT_PARAM_DATA_STRUCTURE, TSS2_STRUCTURE, 0);
-    params[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA,
-                                                  data, (size_t)len);
-    params[3] = OSSL_PARAM_construct_end();
-    ok = data_cb(params, data_cbarg);
-end:
-    OPENSSL_free(name);
-    OPENSSL_free(header);
-    OPENSSL_free(data);
-    if (buf != NULL) {
-        OPENSSL_clear_free(buf, TSS2_DER_MAX * 2 + 1);
-    }
-    BIO_free(mem);
-    BIO_free(in);
-    return ok;
+    return 1;
 }
 
-static void *tp_newctx(void *provctx)
+void kh_tpm_prov_fill(struct kh_tpm_module *mod)
 {
-    return provctx;
+    mod->configure = kh_tpm_configure;
+    mod->release = kh_tpm_release;
+    mod->resolve = tpm_resolve;
+    mod->decode = tpm_decode;
+    mod->check = tpm_check;
+    mod->unseal = kh_pin_unseal;
+    mod->store = store_functions;
 }
-
-static void tp_freectx(void *ctx)
-{
-}
-
-/*
- * libcrypto calls this (unchecked) when it picked another provider's
- * keymgmt for our object; refusing makes it try keyhold's own, which
- * loads the reference. Private keys never leave.
- */
-static int td_export_object(void *ctx, const void *reference,
-                            size_t reference_sz, OSSL_CALLBACK *export_cb,
-                            void *export_cbarg)
-{
-    return 0;
-}
-
-const OSSL_DISPATCH kh_tpm_rsa_decoder_functions[] = {
-    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))td_rsa_newctx },
-    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))td_freectx },
-    { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))td_does_selection },
-    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))td_der_decode },
-    { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))td_export_object },
-    { 0, NULL }
-};
-
-const OSSL_DISPATCH kh_tpm_ec_decoder_functions[] = {
-    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))td_ec_newctx },
-    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))td_freectx },
-    { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))td_does_selection },
-    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))td_der_decode },
-    { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))td_export_object },
-    { 0, NULL }
-};
-
-const OSSL_DISPATCH kh_tpm_pem_decoder_functions[] = {
-    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))tp_newctx },
-    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))tp_freectx },
-    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))tp_pem_decode },
-    { 0, NULL }
-};

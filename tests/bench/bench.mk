@@ -23,13 +23,13 @@ $(BENCH_TCTI): tests/bench/tcti/tcti_khcount.c
 
 # The provider is benchmarked as built; its rows say "unavailable" when it
 # is missing or fails, and the other rows still run.
-bench: $(filter %/keyhold.so,$(ALL_TARGETS)) $(BENCH_BIN) $(BENCH_TCTI)
+bench: $(filter %/keyhold.so %/keyhold-tpm.so,$(ALL_TARGETS)) $(BENCH_BIN) $(BENCH_TCTI)
 	$(Q)BUILD=$(abspath $(BUILD)) tests/bench/bench.sh $(BENCH_BIN) \
 	    $(abspath $(BUILD))/bench.json
 
 # Instructions per signature for every path under callgrind (stable where
 # wall-clock numbers are not); files kept in $(BUILD)/bench/profile.
 .PHONY: bench-profile
-bench-profile: $(filter %/keyhold.so,$(ALL_TARGETS)) $(BENCH_BIN) $(BENCH_TCTI)
+bench-profile: $(filter %/keyhold.so %/keyhold-tpm.so,$(ALL_TARGETS)) $(BENCH_BIN) $(BENCH_TCTI)
 	$(Q)BUILD=$(abspath $(BUILD)) tests/bench/bench.sh $(BENCH_BIN) \
 	    --profile $(abspath $(BUILD))/bench/profile

@@ -82,7 +82,8 @@ done
 # rebuild of build/keyhold.so during the run cannot pull it away.
 mkdir -p "$T/prov"
 if [ -f "$BUILD/keyhold.so" ]; then
-    cp "$BUILD/keyhold.so" "$T/prov/keyhold.so"
+    # keyhold-tpm.so (the TPM backend, loaded on first use) goes beside it
+    cp "$BUILD"/keyhold*.so "$T/prov/"
 fi
 
 export KHB_DIR=$T KHB_MODULE=$MODULE KHB_TOKEN=bench KHB_PIN=$PIN
