@@ -149,14 +149,9 @@ int cmd_enroll(KH_CTX *ctx, int argc, char **argv)
         kh_err(ctx, "enroll: give one of --est, --scep, --acme, --cmp");
         return KH_EXIT_USAGE;
     }
-    if (optind + 1 != argc) {
-        fputs(usage, stderr);
-        return KH_EXIT_USAGE;
-    }
-    name = argv[optind];
-    if (!kh_name_valid(name)) {
-        kh_err(ctx, "enroll: invalid identity name '%s'", name);
-        return KH_EXIT_REJECTED;
+    name = kh_arg_name(ctx, "enroll", argc, argv, usage, &rc);
+    if (name == NULL) {
+        return rc;
     }
     if (ca != NULL && fp != NULL) {
         kh_err(ctx, "enroll %s: give --ca or --ca-fingerprint, not both",
@@ -178,9 +173,8 @@ int cmd_enroll(KH_CTX *ctx, int argc, char **argv)
                boot);
         return KH_EXIT_USAGE;
     }
-    rc = kh_identity_load(ctx, name, &id, err, sizeof(err));
+    rc = kh_identity_load_cmd(ctx, "enroll", name, &id);
     if (rc != KH_EXIT_OK) {
-        kh_err(ctx, "enroll: %s", err);
         return rc;
     }
     rc = kh_manage_begin(ctx, "enroll", name, &lockfd, err, sizeof(err));

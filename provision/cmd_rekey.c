@@ -51,18 +51,12 @@ int cmd_rekey(KH_CTX *ctx, int argc, char **argv)
             return KH_EXIT_USAGE;
         }
     }
-    if (optind + 1 != argc) {
-        fputs(usage, stderr);
-        return KH_EXIT_USAGE;
+    name = kh_arg_name(ctx, "rekey", argc, argv, usage, &rc);
+    if (name == NULL) {
+        return rc;
     }
-    name = argv[optind];
-    if (!kh_name_valid(name)) {
-        kh_err(ctx, "rekey: invalid identity name '%s'", name);
-        return KH_EXIT_REJECTED;
-    }
-    rc = kh_identity_load(ctx, name, &id, err, sizeof(err));
+    rc = kh_identity_load_cmd(ctx, "rekey", name, &id);
     if (rc != KH_EXIT_OK) {
-        kh_err(ctx, "rekey: %s", err);
         return rc;
     }
     rc = kh_manage_begin(ctx, "rekey", name, &lockfd, err, sizeof(err));

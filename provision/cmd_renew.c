@@ -53,9 +53,8 @@ static int renew_one(KH_CTX *ctx, const char *name, int force, int all)
     int rc, lockfd = -1, after;
     long before;
 
-    rc = kh_identity_load(ctx, name, &id, err, sizeof(err));
+    rc = kh_identity_load_cmd(ctx, "renew", name, &id);
     if (rc != KH_EXIT_OK) {
-        kh_err(ctx, "renew: %s", err);
         return rc;
     }
     if (all && kh_id_get(id, "est-url") == NULL

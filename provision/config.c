@@ -301,6 +301,37 @@ int kh_identity_load(KH_CTX *ctx, const char *name, KH_IDENTITY **out,
     return KH_EXIT_OK;
 }
 
+int kh_identity_load_cmd(KH_CTX *ctx, const char *what, const char *name,
+                         KH_IDENTITY **out)
+{
+    char err[KH_ERR_MAX];
+    int rc = kh_identity_load(ctx, name, out, err, sizeof(err));
+
+    if (rc != KH_EXIT_OK) {
+        kh_err(ctx, "%s: %s", what, err);
+    }
+    return rc;
+}
+
+const char *kh_arg_name(KH_CTX *ctx, const char *what, int argc, char **argv,
+                        const char *usage, int *rc)
+{
+    const char *name;
+
+    if (optind + 1 != argc) {
+        fputs(usage, stderr);
+        *rc = KH_EXIT_USAGE;
+        return NULL;
+    }
+    name = argv[optind];
+    if (!kh_name_valid(name)) {
+        kh_err(ctx, "%s: invalid identity name '%s'", what, name);
+        *rc = KH_EXIT_REJECTED;
+        return NULL;
+    }
+    return name;
+}
+
 int kh_identity_save(KH_CTX *ctx, const KH_IDENTITY *id, char *err,
                      size_t errlen)
 {

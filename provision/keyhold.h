@@ -124,6 +124,14 @@ int kh_name_valid(const char *name);
 /* Exit code; KH_EXIT_REJECTED with "unknown identity" when absent. */
 int kh_identity_load(KH_CTX *ctx, const char *name, KH_IDENTITY **out,
                      char *err, size_t errlen);
+/* kh_identity_load for command WHAT, a failure printed as "WHAT: why". */
+int kh_identity_load_cmd(KH_CTX *ctx, const char *what, const char *name,
+                         KH_IDENTITY **out);
+/* The one identity NAME left after a command's options (at optind): NULL
+ * after printing USAGE (*rc KH_EXIT_USAGE) or refusing an invalid name as
+ * "WHAT: invalid identity name" (*rc KH_EXIT_REJECTED). */
+const char *kh_arg_name(KH_CTX *ctx, const char *what, int argc, char **argv,
+                        const char *usage, int *rc);
 int kh_identity_exists(KH_CTX *ctx, const char *name);
 /* Writes the config atomically (tmp, fsync, rename, fsync dir), mode 0640. */
 int kh_identity_save(KH_CTX *ctx, const KH_IDENTITY *id, char *err,
