@@ -64,6 +64,28 @@ int kh_test_load_providers(const char *order, const char *path)
     return 1;
 }
 
+EVP_PKEY *kh_test_store_pkey(OSSL_STORE_CTX *store)
+{
+    EVP_PKEY *pkey = NULL;
+
+    while (store != NULL && pkey == NULL && !OSSL_STORE_eof(store)) {
+        OSSL_STORE_INFO *info = OSSL_STORE_load(store);
+
+        if (info == NULL) {
+            if (OSSL_STORE_error(store)) {
+                break;
+            }
+            continue;
+        }
+        if (OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY) {
+            pkey = OSSL_STORE_INFO_get1_PKEY(info);
+        }
+        OSSL_STORE_INFO_free(info);
+    }
+    OSSL_STORE_close(store);
+    return pkey;
+}
+
 EVP_PKEY *kh_test_load_key(const char *uri)
 {
     OSSL_STORE_CTX *store;
@@ -81,21 +103,7 @@ EVP_PKEY *kh_test_load_key(const char *uri)
     } else {
         ERR_clear_last_mark();
     }
-    while (pkey == NULL && !OSSL_STORE_eof(store)) {
-        OSSL_STORE_INFO *info = OSSL_STORE_load(store);
-
-        if (info == NULL) {
-            if (OSSL_STORE_error(store)) {
-                break;
-            }
-            continue;
-        }
-        if (OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY) {
-            pkey = OSSL_STORE_INFO_get1_PKEY(info);
-        }
-        OSSL_STORE_INFO_free(info);
-    }
-    OSSL_STORE_close(store);
+    pkey = kh_test_store_pkey(store);
     if (pkey == NULL) {
         kh_test_err("no private key loaded from the URI");
     }

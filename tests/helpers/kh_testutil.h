@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <openssl/evp.h>
+#include <openssl/store.h>
 
 /*
  * Loads providers into the default library context. |order| is NULL (use
@@ -20,6 +21,10 @@ int kh_test_load_providers(const char *order, const char *path);
 
 /* Loads the first private key behind |uri| (a pkcs11: URI or a key file). */
 EVP_PKEY *kh_test_load_key(const char *uri);
+
+/* The first private key of an opened |store| (NULL when there is none or
+ * |store| is NULL); closes the store. */
+EVP_PKEY *kh_test_store_pkey(OSSL_STORE_CTX *store);
 
 /*
  * Exports the public half of |pkey| (i2d_PUBKEY) and imports it into a

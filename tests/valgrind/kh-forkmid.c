@@ -186,21 +186,7 @@ static int mode_pincb(const char *uri)
     int ok;
 
     store = OSSL_STORE_open_ex(uri, NULL, NULL, ui, NULL, NULL, NULL, NULL);
-    while (store != NULL && key == NULL && !OSSL_STORE_eof(store)) {
-        OSSL_STORE_INFO *info = OSSL_STORE_load(store);
-
-        if (info == NULL) {
-            if (OSSL_STORE_error(store)) {
-                break;
-            }
-            continue;
-        }
-        if (OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY) {
-            key = OSSL_STORE_INFO_get1_PKEY(info);
-        }
-        OSSL_STORE_INFO_free(info);
-    }
-    OSSL_STORE_close(store);
+    key = kh_test_store_pkey(store);
     pub = key != NULL ? kh_test_public_copy(key, NULL) : NULL;
     ok = pub != NULL && sign_verify(key, pub, "parent after the callback");
     if (!ok) {

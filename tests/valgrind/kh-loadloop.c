@@ -18,32 +18,15 @@
 #include <openssl/provider.h>
 #include <openssl/store.h>
 
+#include "../helpers/kh_testutil.h"
+
 static EVP_PKEY *load_key(OSSL_LIB_CTX *libctx, const char *uri)
 {
     OSSL_STORE_CTX *store;
-    EVP_PKEY *pkey = NULL;
 
     store = OSSL_STORE_open_ex(uri, libctx, NULL, NULL, NULL, NULL, NULL,
                                NULL);
-    if (store == NULL) {
-        return NULL;
-    }
-    while (pkey == NULL && !OSSL_STORE_eof(store)) {
-        OSSL_STORE_INFO *info = OSSL_STORE_load(store);
-
-        if (info == NULL) {
-            if (OSSL_STORE_error(store)) {
-                break;
-            }
-            continue;
-        }
-        if (OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY) {
-            pkey = OSSL_STORE_INFO_get1_PKEY(info);
-        }
-        OSSL_STORE_INFO_free(info);
-    }
-    OSSL_STORE_close(store);
-    return pkey;
+    return kh_test_store_pkey(store);
 }
 
 static int round_trip(const char *uri, const char *dir, int round)
