@@ -12,7 +12,8 @@
 # a server signing with whatever object now sits at its old handle would
 # fail. Then the servers are killed (no exit handler runs): their objects
 # stay until the next keyhold operation, which flushes them because their
-# owners are gone. Finally a process that exits normally leaves nothing.
+# owners are gone. A running server keeps one object loaded, none when it
+# has no usable lock file; a process that exits normally leaves nothing.
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$BUILD/keyhold-tpm"
 kh_swtpm_start
@@ -84,6 +85,24 @@ kh_log "after killing the servers: $left transient objects left"
 "$KT" da >/dev/null || kh_fail "keyhold-tpm da"
 [ "$(kh_tpm_transients)" = 0 ] \
     || kh_fail "the next keyhold operation left the dead servers' objects: $(tpm2_getcap handles-transient)"
+
+# A running server keeps its key loaded between handshakes...
+port[a]=$(kh_free_port)
+kh_s_server "${port[a]}" "${KH_PROV[@]}" -key "tpm2:file=$T/a.tss" -cert "$T/a.crt"
+pid[a]=$KH_LAST_PID
+handshake a "kept key"
+[ "$(kh_tpm_transients)" = 1 ] || kh_fail "server a keeps no key loaded: $(tpm2_getcap handles-transient)"
+kill "${pid[a]}"; wait "${pid[a]}" 2>/dev/null || true
+"$KT" da >/dev/null || kh_fail "keyhold-tpm da"
+# ...but not without a usable lock file (no record to trust): then it
+# loads, signs and flushes in each operation.
+port[b]=$(kh_free_port)
+KEYHOLD_TPM_LOCK=$T/no-such-dir/tpm.lock \
+    kh_s_server "${port[b]}" "${KH_PROV[@]}" -key "tpm2:file=$T/b.tss" -cert "$T/b.crt"
+pid[b]=$KH_LAST_PID
+handshake b "without a lock file"
+[ "$(kh_tpm_transients)" = 0 ] || kh_fail "a key was kept without a lock file: $(tpm2_getcap handles-transient)"
+kill "${pid[b]}"; wait "${pid[b]}" 2>/dev/null || true
 
 # A process that exits normally flushes what it left loaded.
 openssl dgst -sha256 "${KH_PROV[@]}" -sign "tpm2:file=$T/b.tss" -out "$T/msg.sig" "$T/msg" \
