@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Shared plumbing of the C test programs (see kh_testutil.h). */
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/provider.h>
@@ -169,4 +171,63 @@ EVP_PKEY *kh_test_public_copy(EVP_PKEY *pkey, const char *pem_out)
 void kh_test_pub_free(EVP_PKEY *pub)
 {
     EVP_PKEY_free(pub);
+}
+
+int kh_test_p11_login(const char *module, const char *token,
+                      const char *pinfile, CK_FUNCTION_LIST_PTR *f,
+                      CK_SESSION_HANDLE *s)
+{
+    CK_C_GetFunctionList getfl;
+    CK_SLOT_ID slots[32];
+    CK_ULONG nslots = 32, i;
+    char pin[256];
+    size_t n = strlen(token);
+    int found = 0, ok = 0;
+    FILE *fp;
+    void *dl;
+
+    fp = fopen(pinfile, "r");
+    if (fp == NULL || fgets(pin, sizeof(pin), fp) == NULL) {
+        perror(pinfile);
+        if (fp != NULL) {
+            fclose(fp);
+        }
+        return 0;
+    }
+    fclose(fp);
+    pin[strcspn(pin, "\r\n")] = '\0';
+    dl = dlopen(module, RTLD_NOW);
+    getfl = dl != NULL ? (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList")
+                       : NULL;
+    if (getfl == NULL || getfl(f) != CKR_OK
+        || (*f)->C_Initialize(NULL) != CKR_OK
+        || (*f)->C_GetSlotList(CK_TRUE, slots, &nslots) != CKR_OK) {
+        fprintf(stderr, "cannot use module %s\n", module);
+        goto end;
+    }
+    for (i = 0; i < nslots; i++) {
+        CK_TOKEN_INFO ti;
+
+        if ((*f)->C_GetTokenInfo(slots[i], &ti) == CKR_OK && n <= 32
+            && memcmp(ti.label, token, n) == 0
+            && (n == 32 || ti.label[n] == ' ')) {
+            found = 1;
+            break;
+        }
+    }
+    if (!found) {
+        fprintf(stderr, "no token '%s'\n", token);
+        goto end;
+    }
+    if ((*f)->C_OpenSession(slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION,
+                            NULL, NULL, s) != CKR_OK
+        || (*f)->C_Login(*s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin))
+               != CKR_OK) {
+        fprintf(stderr, "cannot log in to token '%s'\n", token);
+        goto end;
+    }
+    ok = 1;
+end:
+    OPENSSL_cleanse(pin, sizeof(pin));
+    return ok;
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <openssl/evp.h>
 #include <openssl/store.h>
+#include <p11-kit/pkcs11.h>
 
 /*
  * Loads providers into the default library context. |order| is NULL (use
@@ -37,6 +38,16 @@ void kh_test_pub_free(EVP_PKEY *pub);
 
 /* The library context of the public copies (only "default" loaded). */
 OSSL_LIB_CTX *kh_test_verify_libctx(void);
+
+/*
+ * A new read-write session on the token labelled |token| of the PKCS#11
+ * module at |module|, logged in as the user with the PIN on the first line
+ * of |pinfile|. 1 with *f and *s set, or 0 after saying on stderr what
+ * failed.
+ */
+int kh_test_p11_login(const char *module, const char *token,
+                      const char *pinfile, CK_FUNCTION_LIST_PTR *f,
+                      CK_SESSION_HANDLE *s);
 
 /* Prints a message and the OpenSSL error queue to stderr. */
 void kh_test_err(const char *fmt, ...);

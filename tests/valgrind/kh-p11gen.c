@@ -7,13 +7,14 @@
  *
  *   kh-p11gen -m MODULE -t TOKEN -p PINFILE -l LABEL -i HEXID -k ec|rsa [-d]
  */
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <p11-kit/pkcs11.h>
+
+#include "../helpers/kh_testutil.h"
 
 static int hex2bin(const char *hex, unsigned char *out, size_t max)
 {
@@ -39,20 +40,14 @@ int main(int argc, char **argv)
     const char *idhex = NULL, *kind = NULL;
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE, extra = CK_FALSE;
     CK_FUNCTION_LIST_PTR f;
-    CK_C_GetFunctionList getfl;
-    CK_SLOT_ID slots[32];
-    CK_ULONG nslots = 32, i, bits = 2048;
+    CK_ULONG bits = 2048;
     CK_SESSION_HANDLE s;
     CK_OBJECT_HANDLE pub, priv;
     CK_BYTE p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03,
                        0x01, 0x07 };
     CK_BYTE e65537[] = { 0x01, 0x00, 0x01 };
     unsigned char id[64];
-    char pin[256];
-    int idlen, c, found = 0, rsa;
-    size_t pinlen;
-    FILE *fp;
-    void *dl;
+    int idlen, c, rsa;
 
     while ((c = getopt(argc, argv, "m:t:p:l:i:k:d")) != -1) {
         switch (c) {
@@ -75,40 +70,7 @@ int main(int argc, char **argv)
         return 2;
     }
     rsa = strcmp(kind, "rsa") == 0;
-    fp = fopen(pinfile, "r");
-    if (fp == NULL || fgets(pin, sizeof(pin), fp) == NULL) {
-        perror(pinfile);
-        return 1;
-    }
-    fclose(fp);
-    pinlen = strcspn(pin, "\r\n");
-    dl = dlopen(module, RTLD_NOW);
-    getfl = dl != NULL ? (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList")
-                       : NULL;
-    if (getfl == NULL || getfl(&f) != CKR_OK || f->C_Initialize(NULL) != CKR_OK
-        || f->C_GetSlotList(CK_TRUE, slots, &nslots) != CKR_OK) {
-        fprintf(stderr, "cannot use module %s\n", module);
-        return 1;
-    }
-    for (i = 0; i < nslots && !found; i++) {
-        CK_TOKEN_INFO ti;
-        size_t n = strlen(token);
-
-        if (f->C_GetTokenInfo(slots[i], &ti) == CKR_OK && n <= 32
-            && memcmp(ti.label, token, n) == 0
-            && (n == 32 || ti.label[n] == ' ')) {
-            found = 1;
-            break;
-        }
-    }
-    if (!found) {
-        fprintf(stderr, "no token '%s'\n", token);
-        return 1;
-    }
-    if (f->C_OpenSession(slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-                         NULL, &s) != CKR_OK
-        || f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, pinlen) != CKR_OK) {
-        fprintf(stderr, "cannot log in to '%s'\n", token);
+    if (!kh_test_p11_login(module, token, pinfile, &f, &s)) {
         return 1;
     }
     {
@@ -148,7 +110,6 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    memset(pin, 0, sizeof(pin));
     f->C_Logout(s);
     f->C_CloseSession(s);
     f->C_Finalize(NULL);

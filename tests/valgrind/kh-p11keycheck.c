@@ -11,13 +11,14 @@
  *
  *   kh-p11keycheck -m MODULE -t TOKEN -p PINFILE -i HEXID
  */
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <p11-kit/pkcs11.h>
+
+#include "../helpers/kh_testutil.h"
 
 static CK_FUNCTION_LIST_PTR f;
 
@@ -51,21 +52,16 @@ int main(int argc, char **argv)
         CKA_VALUE, CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2,
         CKA_EXPONENT_1, CKA_EXPONENT_2, CKA_COEFFICIENT,
     };
-    CK_C_GetFunctionList getfl;
-    CK_SLOT_ID slots[32];
-    CK_ULONG nslots = 32, n = 0, i, idlen = 0;
+    CK_ULONG n = 0, i, idlen = 0;
     CK_SESSION_HANDLE s;
     CK_OBJECT_HANDLE priv, wkey;
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
     unsigned char id[64], wrapped[8192];
-    char pin[256];
     CK_BBOOL yes = CK_TRUE;
     CK_ULONG keylen = 32, wlen = sizeof(wrapped);
     CK_MECHANISM gen = { CKM_AES_KEY_GEN, NULL, 0 };
     CK_MECHANISM wrap = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
-    int c, leaked = 0, found = 0;
-    FILE *fp;
-    void *dl;
+    int c, leaked = 0;
 
     while ((c = getopt(argc, argv, "m:t:p:i:")) != -1) {
         switch (c) {
@@ -91,41 +87,9 @@ int main(int argc, char **argv)
         id[i] = (unsigned char)b;
     }
     idlen = i;
-    fp = fopen(pinfile, "r");
-    if (fp == NULL || fgets(pin, sizeof(pin), fp) == NULL) {
-        perror(pinfile);
+    if (!kh_test_p11_login(module, token, pinfile, &f, &s)) {
         return 1;
     }
-    fclose(fp);
-    pin[strcspn(pin, "\r\n")] = '\0';
-    dl = dlopen(module, RTLD_NOW);
-    getfl = dl != NULL ? (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList")
-                       : NULL;
-    if (getfl == NULL || getfl(&f) != CKR_OK || f->C_Initialize(NULL) != CKR_OK
-        || f->C_GetSlotList(CK_TRUE, slots, &nslots) != CKR_OK) {
-        fprintf(stderr, "cannot use module %s\n", module);
-        return 1;
-    }
-    for (i = 0; i < nslots; i++) {
-        CK_TOKEN_INFO ti;
-        size_t l = strlen(token);
-
-        if (f->C_GetTokenInfo(slots[i], &ti) == CKR_OK && l <= 32
-            && memcmp(ti.label, token, l) == 0
-            && (l == 32 || ti.label[l] == ' ')) {
-            found = 1;
-            break;
-        }
-    }
-    if (!found
-        || f->C_OpenSession(slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION,
-                            NULL, NULL, &s) != CKR_OK
-        || f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin))
-               != CKR_OK) {
-        fprintf(stderr, "cannot log in to token '%s'\n", token);
-        return 1;
-    }
-    memset(pin, 0, sizeof(pin));
     {
         CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof(cls) },
                              { CKA_ID, id, idlen } };
