@@ -122,6 +122,8 @@ KH_KEY *kh_key_new_raw(KH_PROV_CTX *prov, const struct kh_backend_ops *ops,
 int kh_key_set_raw(KH_KEY *key, const KH_PUB_RAW *raw);
 /* Forgets the raw material once key->pub is built and about to change. */
 void kh_key_drop_raw(KH_KEY *key);
+/* An EVP_PKEY in the provider's library context from raw material. */
+EVP_PKEY *kh_pub_raw_pkey(KH_PROV_CTX *prov, const KH_PUB_RAW *raw);
 /* The public half, built on first use; NULL when it cannot be built. */
 EVP_PKEY *kh_key_pub(KH_KEY *key);
 /* Whether the key has a public half at all (built or not yet). */

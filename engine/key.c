@@ -83,8 +83,6 @@ void kh_key_free(KH_KEY *key)
     OPENSSL_free(key);
 }
 
-static EVP_PKEY *pub_from_raw(KH_PROV_CTX *prov, const KH_PUB_RAW *raw);
-
 /*
  * Curves a token key may be on, with what OpenSSL reports for them:
  * order bits, security bits, largest DER ECDSA signature, field bytes.
@@ -198,7 +196,7 @@ KH_KEY *kh_key_new_raw(KH_PROV_CTX *prov, const struct kh_backend_ops *ops,
          * A compressed point, a curve not in the table: the EVP_PKEY is
          * built now, so OpenSSL answers for it.
          */
-        pub = pub_from_raw(prov, raw);
+        pub = kh_pub_raw_pkey(prov, raw);
         if (pub == NULL) {
             if (ops != NULL && ops->key_free != NULL) {
                 ops->key_free(bkey);
@@ -220,7 +218,7 @@ int kh_key_has_pub(const KH_KEY *key)
     return key->pub != NULL || key->raw != NULL;
 }
 
-static EVP_PKEY *pub_from_raw(KH_PROV_CTX *prov, const KH_PUB_RAW *raw)
+EVP_PKEY *kh_pub_raw_pkey(KH_PROV_CTX *prov, const KH_PUB_RAW *raw)
 {
     OSSL_PARAM_BLD *bld = NULL;
     OSSL_PARAM *params = NULL;
@@ -277,7 +275,7 @@ EVP_PKEY *kh_key_pub(KH_KEY *key)
         KH_PUB_RAW raw = { key->type, key->group, key->raw, key->alen,
                            key->raw + key->alen, key->blen };
 
-        pk = pub_from_raw(key->prov, &raw);
+        pk = kh_pub_raw_pkey(key->prov, &raw);
     }
     if (pk == NULL) {
         KH_raise(key->prov, KH_R_PUBLIC_KEY,

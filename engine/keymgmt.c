@@ -299,15 +299,23 @@ static int km_get_params(void *keydata, OSSL_PARAM params[])
     return EVP_PKEY_get_params(pub, params);
 }
 
-static const OSSL_PARAM *gettable_of(void *provctx, const char *type)
+/*
+ * Parameter tables: the default provider's, fetched from the provider's own
+ * library context. Its tables are static and outlive the fetch.
+ */
+enum { TBL_GETTABLE, TBL_SETTABLE, TBL_GEN_SETTABLE };
+
+static const OSSL_PARAM *default_table(void *provctx, const char *type,
+                                       int which)
 {
     KH_PROV_CTX *prov = provctx;
     EVP_KEYMGMT *km = EVP_KEYMGMT_fetch(prov->libctx, type, NULL);
     const OSSL_PARAM *p = NULL;
 
-    /* The default provider's table is static and outlives this fetch. */
     if (km != NULL) {
-        p = EVP_KEYMGMT_gettable_params(km);
+        p = which == TBL_GETTABLE ? EVP_KEYMGMT_gettable_params(km)
+            : which == TBL_SETTABLE ? EVP_KEYMGMT_settable_params(km)
+                                    : EVP_KEYMGMT_gen_settable_params(km);
         EVP_KEYMGMT_free(km);
     }
     return p;
@@ -315,12 +323,12 @@ static const OSSL_PARAM *gettable_of(void *provctx, const char *type)
 
 static const OSSL_PARAM *km_rsa_gettable_params(void *provctx)
 {
-    return gettable_of(provctx, "RSA");
+    return default_table(provctx, "RSA", TBL_GETTABLE);
 }
 
 static const OSSL_PARAM *km_ec_gettable_params(void *provctx)
 {
-    return gettable_of(provctx, "EC");
+    return default_table(provctx, "EC", TBL_GETTABLE);
 }
 
 static void *km_load(const void *reference, size_t reference_sz, int type)
@@ -469,27 +477,14 @@ static int km_gen_set_params(void *genctx, const OSSL_PARAM params[])
     return EVP_PKEY_CTX_set_params(g->pctx, params) > 0;
 }
 
-static const OSSL_PARAM *gen_settable_of(void *provctx, const char *type)
-{
-    KH_PROV_CTX *prov = provctx;
-    EVP_KEYMGMT *km = EVP_KEYMGMT_fetch(prov->libctx, type, NULL);
-    const OSSL_PARAM *p = NULL;
-
-    if (km != NULL) {
-        p = EVP_KEYMGMT_gen_settable_params(km);
-        EVP_KEYMGMT_free(km);
-    }
-    return p;
-}
-
 static const OSSL_PARAM *km_rsa_gen_settable(void *genctx, void *provctx)
 {
-    return gen_settable_of(provctx, "RSA");
+    return default_table(provctx, "RSA", TBL_GEN_SETTABLE);
 }
 
 static const OSSL_PARAM *km_ec_gen_settable(void *genctx, void *provctx)
 {
-    return gen_settable_of(provctx, "EC");
+    return default_table(provctx, "EC", TBL_GEN_SETTABLE);
 }
 
 static void *km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg)
@@ -534,27 +529,14 @@ static int km_set_params(void *keydata, const OSSL_PARAM params[])
     return ok;
 }
 
-static const OSSL_PARAM *settable_of(void *provctx, const char *type)
-{
-    KH_PROV_CTX *prov = provctx;
-    EVP_KEYMGMT *km = EVP_KEYMGMT_fetch(prov->libctx, type, NULL);
-    const OSSL_PARAM *p = NULL;
-
-    if (km != NULL) {
-        p = EVP_KEYMGMT_settable_params(km);
-        EVP_KEYMGMT_free(km);
-    }
-    return p;
-}
-
 static const OSSL_PARAM *km_rsa_settable_params(void *provctx)
 {
-    return settable_of(provctx, "RSA");
+    return default_table(provctx, "RSA", TBL_SETTABLE);
 }
 
 static const OSSL_PARAM *km_ec_settable_params(void *provctx)
 {
-    return settable_of(provctx, "EC");
+    return default_table(provctx, "EC", TBL_SETTABLE);
 }
 
 #define KM_COMMON \

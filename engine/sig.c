@@ -483,10 +483,10 @@ static int sig_dupdate(void *vctx, const unsigned char *data, size_t datalen)
     return dg_update(ctx, data, datalen);
 }
 
-static int sig_dsign_final(void *vctx, unsigned char *sig, size_t *siglen,
-                           size_t sigsize)
+/* Ends the digest (after |tbs|, when given) and signs it. */
+static int dsign(KH_SIG_CTX *ctx, unsigned char *sig, size_t *siglen,
+                 size_t sigsize, const unsigned char *tbs, size_t tbslen)
 {
-    KH_SIG_CTX *ctx = vctx;
     unsigned char dgst[EVP_MAX_MD_SIZE];
     size_t dlen = 0;
 
@@ -496,30 +496,24 @@ static int sig_dsign_final(void *vctx, unsigned char *sig, size_t *siglen,
     if (sig == NULL) {
         return sig_sign(ctx, NULL, siglen, 0, NULL, 0);
     }
-    if (!dg_final(ctx, dgst, &dlen)) {
+    if ((tbs != NULL && !dg_update(ctx, tbs, tbslen))
+        || !dg_final(ctx, dgst, &dlen)) {
         return 0;
     }
     return sig_sign(ctx, sig, siglen, sigsize, dgst, dlen);
+}
+
+static int sig_dsign_final(void *vctx, unsigned char *sig, size_t *siglen,
+                           size_t sigsize)
+{
+    return dsign(vctx, sig, siglen, sigsize, NULL, 0);
 }
 
 /* EVP_DigestSign in one call: what libssl uses for every handshake. */
 static int sig_dsign(void *vctx, unsigned char *sig, size_t *siglen,
                      size_t sigsize, const unsigned char *tbs, size_t tbslen)
 {
-    KH_SIG_CTX *ctx = vctx;
-    unsigned char dgst[EVP_MAX_MD_SIZE];
-    size_t dlen = 0;
-
-    if (ctx->md_nid == NID_undef) {
-        return 0;
-    }
-    if (sig == NULL) {
-        return sig_sign(ctx, NULL, siglen, 0, NULL, 0);
-    }
-    if (!dg_update(ctx, tbs, tbslen) || !dg_final(ctx, dgst, &dlen)) {
-        return 0;
-    }
-    return sig_sign(ctx, sig, siglen, sigsize, dgst, dlen);
+    return dsign(vctx, sig, siglen, sigsize, tbs, tbslen);
 }
 
 static int sig_dverify_final(void *vctx, const unsigned char *sig,

@@ -68,58 +68,6 @@ static CK_RV get_attr(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
     return CKR_OK;
 }
 
-static EVP_PKEY *pkey_fromdata(KH_PROV_CTX *prov, const char *type,
-                               OSSL_PARAM_BLD *bld)
-{
-    OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
-    EVP_PKEY_CTX *ctx = NULL;
-    EVP_PKEY *pk = NULL;
-
-    if (params == NULL) {
-        return NULL;
-    }
-    ctx = EVP_PKEY_CTX_new_from_name(prov->libctx, type, NULL);
-    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0
-        || EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
-        pk = NULL;
-    }
-    EVP_PKEY_CTX_free(ctx);
-    OSSL_PARAM_free(params);
-    return pk;
-}
-
-static EVP_PKEY *rsa_pub(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
-                         CK_SESSION_HANDLE sess, CK_OBJECT_HANDLE h)
-{
-    unsigned char *n = NULL, *e = NULL;
-    CK_ULONG nlen = 0, elen = 0;
-    BIGNUM *bn = NULL, *be = NULL;
-    OSSL_PARAM_BLD *bld = NULL;
-    EVP_PKEY *pk = NULL;
-
-    if (get_attr(tok, sess, h, CKA_MODULUS, &n, &nlen) != CKR_OK
-        || get_attr(tok, sess, h, CKA_PUBLIC_EXPONENT, &e, &elen) != CKR_OK
-        || nlen == 0 || elen == 0) {
-        goto end;
-    }
-    bn = BN_bin2bn(n, (int)nlen, NULL);
-    be = BN_bin2bn(e, (int)elen, NULL);
-    bld = OSSL_PARAM_BLD_new();
-    if (bn == NULL || be == NULL || bld == NULL
-        || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn)
-        || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be)) {
-        goto end;
-    }
-    pk = pkey_fromdata(prov, "RSA", bld);
-end:
-    OSSL_PARAM_BLD_free(bld);
-    BN_free(bn);
-    BN_free(be);
-    OPENSSL_free(n);
-    OPENSSL_free(e);
-    return pk;
-}
-
 /* CKA_EC_PARAMS (namedCurve OID) -> a group name the default provider knows */
 static const char *ec_group_name(const unsigned char *der, CK_ULONG len)
 {
@@ -133,147 +81,6 @@ static const char *ec_group_name(const unsigned char *der, CK_ULONG len)
     nid = OBJ_obj2nid(obj);
     ASN1_OBJECT_free(obj);
     return nid == NID_undef ? NULL : OBJ_nid2sn(nid);
-}
-
-static EVP_PKEY *ec_pub(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
-                        CK_SESSION_HANDLE sess, CK_OBJECT_HANDLE h)
-{
-    unsigned char *params = NULL, *point = NULL;
-    CK_ULONG plen = 0, qlen = 0;
-    const unsigned char *q, *p;
-    ASN1_OCTET_STRING *os = NULL;
-    OSSL_PARAM_BLD *bld = NULL;
-    EVP_PKEY *pk = NULL;
-    const char *group;
-    size_t rawlen;
-
-    if (get_attr(tok, sess, h, CKA_EC_PARAMS, &params, &plen) != CKR_OK
-        || get_attr(tok, sess, h, CKA_EC_POINT, &point, &qlen) != CKR_OK) {
-        goto end;
-    }
-    group = ec_group_name(params, plen);
-    if (group == NULL) {
-        goto end;
-    }
-    /* PKCS#11 says DER OCTET STRING; some modules hand the raw point. */
-    p = point;
-    os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)qlen);
-    if (os != NULL && p == point + qlen && os->length > 0) {
-        q = os->data;
-        rawlen = (size_t)os->length;
-    } else {
-        q = point;
-        rawlen = qlen;
-    }
-    bld = OSSL_PARAM_BLD_new();
-    if (bld == NULL
-        || !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-                                            group, 0)
-        || !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, q,
-                                             rawlen)) {
-        goto end;
-    }
-    pk = pkey_fromdata(prov, "EC", bld);
-end:
-    OSSL_PARAM_BLD_free(bld);
-    ASN1_OCTET_STRING_free(os);
-    OPENSSL_free(params);
-    OPENSSL_free(point);
-    return pk;
-}
-
-EVP_PKEY *kh_p11_pubkey_from_object(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
-                                    CK_SESSION_HANDLE sess,
-                                    CK_OBJECT_HANDLE h)
-{
-    CK_KEY_TYPE kt = (CK_KEY_TYPE)-1;
-    CK_ATTRIBUTE a = { CKA_KEY_TYPE, &kt, sizeof(kt) };
-
-    if (tok->mod->fl->C_GetAttributeValue(sess, h, &a, 1) != CKR_OK) {
-        return NULL;
-    }
-    if (kt == CKK_RSA) {
-        return rsa_pub(prov, tok, sess, h);
-    }
-    if (kt == CKK_EC) {
-        return ec_pub(prov, tok, sess, h);
-    }
-    return NULL;
-}
-
-static EVP_PKEY *cert_pub(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
-                          CK_SESSION_HANDLE sess, CK_OBJECT_HANDLE h)
-{
-    unsigned char *der = NULL;
-    CK_ULONG len = 0;
-    const unsigned char *p;
-    X509 *x = NULL;
-    EVP_PKEY *pk = NULL;
-
-    if (get_attr(tok, sess, h, CKA_VALUE, &der, &len) != CKR_OK) {
-        return NULL;
-    }
-    /* Parsed in the provider's own context, never the application's. */
-    x = X509_new_ex(prov->libctx, NULL);
-    p = der;
-    if (x != NULL && d2i_X509(&x, &p, (long)len) != NULL) {
-        pk = X509_get_pubkey(x);
-    }
-    X509_free(x);
-    OPENSSL_free(der);
-    return pk;
-}
-
-EVP_PKEY *kh_p11_public_half(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
-                             CK_SESSION_HANDLE sess, CK_OBJECT_HANDLE priv,
-                             CK_KEY_TYPE ktype, const unsigned char *id,
-                             size_t idlen)
-{
-    CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
-    CK_ATTRIBUTE tmpl[3] = {
-        { CKA_CLASS, &cls, sizeof(cls) },
-        { CKA_KEY_TYPE, &ktype, sizeof(ktype) },
-        { CKA_ID, (void *)id, idlen },
-    };
-    CK_OBJECT_HANDLE h[2];
-    CK_ULONG n = 0;
-    EVP_PKEY *pk = NULL;
-
-    /* 1. the public key object with the same CKA_ID */
-    if (idlen > 0
-        && kh_p11_find_objects(tok, sess, tmpl, 3, h, 2, &n) == CKR_OK
-        && n >= 1) {
-        pk = kh_p11_pubkey_from_object(prov, tok, sess, h[0]);
-        if (pk != NULL) {
-            return pk;
-        }
-    }
-    /* 2. public attributes on the private object itself (RSA) */
-    if (ktype == CKK_RSA) {
-        pk = rsa_pub(prov, tok, sess, priv);
-        if (pk != NULL) {
-            return pk;
-        }
-    } else {
-        pk = ec_pub(prov, tok, sess, priv);
-        if (pk != NULL) {
-            return pk;
-        }
-    }
-    /* 3. the certificate with the same CKA_ID */
-    if (idlen > 0) {
-        CK_OBJECT_CLASS ccls = CKO_CERTIFICATE;
-        CK_ATTRIBUTE ct[2] = {
-            { CKA_CLASS, &ccls, sizeof(ccls) },
-            { CKA_ID, (void *)id, idlen },
-        };
-
-        if (kh_p11_find_objects(tok, sess, ct, 2, h, 2, &n) == CKR_OK
-            && n >= 1) {
-            pk = cert_pub(prov, tok, sess, h[0]);
-        }
-    }
-    return pk;
 }
 
 /* CKA_EC_POINT: DER OCTET STRING per PKCS#11; some modules hand the raw
@@ -315,6 +122,7 @@ static int raw_from_object(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
     CK_ULONG l1 = 0, l2 = 0;
 
     memset(raw, 0, sizeof(*raw));
+    *buf1 = *buf2 = NULL;
     if (ktype == CKK_RSA) {
         if (get_attr(tok, sess, h, CKA_MODULUS, buf1, &l1) != CKR_OK
             || get_attr(tok, sess, h, CKA_PUBLIC_EXPONENT, buf2, &l2)
@@ -344,10 +152,28 @@ fail:
     return 0;
 }
 
-int kh_p11_public_raw(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
-                      CK_OBJECT_HANDLE priv, CK_KEY_TYPE ktype,
-                      const unsigned char *id, size_t idlen, KH_PUB_RAW *raw,
-                      unsigned char **buf1, unsigned char **buf2)
+/* The public half of one object as an EVP_PKEY in the provider's context */
+static EVP_PKEY *pub_from_object(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
+                                 CK_SESSION_HANDLE sess, CK_OBJECT_HANDLE h,
+                                 CK_KEY_TYPE ktype)
+{
+    KH_PUB_RAW raw;
+    unsigned char *b1, *b2;
+    EVP_PKEY *pk;
+
+    if (!raw_from_object(tok, sess, h, ktype, &raw, &b1, &b2)) {
+        return NULL;
+    }
+    pk = kh_pub_raw_pkey(prov, &raw);
+    OPENSSL_free(b1);
+    OPENSSL_free(b2);
+    return pk;
+}
+
+/* The public key object with the private key's CKA_ID, if there is one. */
+static int find_pub_object(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
+                           CK_KEY_TYPE ktype, const unsigned char *id,
+                           size_t idlen, CK_OBJECT_HANDLE *h)
 {
     CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
     CK_ATTRIBUTE tmpl[3] = {
@@ -355,14 +181,99 @@ int kh_p11_public_raw(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
         { CKA_KEY_TYPE, &ktype, sizeof(ktype) },
         { CKA_ID, (void *)id, idlen },
     };
-    CK_OBJECT_HANDLE h[2];
+    CK_OBJECT_HANDLE found[2];
     CK_ULONG n = 0;
 
-    *buf1 = *buf2 = NULL;
-    /* the same order as kh_p11_public_half, certificate left to it */
-    if (idlen > 0
-        && kh_p11_find_objects(tok, sess, tmpl, 3, h, 2, &n) == CKR_OK
-        && n >= 1 && raw_from_object(tok, sess, h[0], ktype, raw, buf1, buf2)) {
+    if (idlen == 0
+        || kh_p11_find_objects(tok, sess, tmpl, 3, found, 2, &n) != CKR_OK
+        || n == 0) {
+        return 0;
+    }
+    *h = found[0];
+    return 1;
+}
+
+EVP_PKEY *kh_p11_pubkey_from_object(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
+                                    CK_SESSION_HANDLE sess,
+                                    CK_OBJECT_HANDLE h)
+{
+    CK_KEY_TYPE kt = (CK_KEY_TYPE)-1;
+    CK_ATTRIBUTE a = { CKA_KEY_TYPE, &kt, sizeof(kt) };
+
+    if (tok->mod->fl->C_GetAttributeValue(sess, h, &a, 1) != CKR_OK
+        || (kt != CKK_RSA && kt != CKK_EC)) {
+        return NULL;
+    }
+    return pub_from_object(prov, tok, sess, h, kt);
+}
+
+static EVP_PKEY *cert_pub(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
+                          CK_SESSION_HANDLE sess, CK_OBJECT_HANDLE h)
+{
+    unsigned char *der = NULL;
+    CK_ULONG len = 0;
+    const unsigned char *p;
+    X509 *x = NULL;
+    EVP_PKEY *pk = NULL;
+
+    if (get_attr(tok, sess, h, CKA_VALUE, &der, &len) != CKR_OK) {
+        return NULL;
+    }
+    /* Parsed in the provider's own context, never the application's. */
+    x = X509_new_ex(prov->libctx, NULL);
+    p = der;
+    if (x != NULL && d2i_X509(&x, &p, (long)len) != NULL) {
+        pk = X509_get_pubkey(x);
+    }
+    X509_free(x);
+    OPENSSL_free(der);
+    return pk;
+}
+
+EVP_PKEY *kh_p11_public_half(KH_PROV_CTX *prov, KH_P11_TOKEN *tok,
+                             CK_SESSION_HANDLE sess, CK_OBJECT_HANDLE priv,
+                             CK_KEY_TYPE ktype, const unsigned char *id,
+                             size_t idlen)
+{
+    CK_OBJECT_HANDLE h[2];
+    CK_ULONG n = 0;
+    EVP_PKEY *pk = NULL;
+
+    /* 1. the public key object with the same CKA_ID */
+    if (find_pub_object(tok, sess, ktype, id, idlen, &h[0])
+        && (pk = pub_from_object(prov, tok, sess, h[0], ktype)) != NULL) {
+        return pk;
+    }
+    /* 2. public attributes on the private object itself (RSA) */
+    if ((pk = pub_from_object(prov, tok, sess, priv, ktype)) != NULL) {
+        return pk;
+    }
+    /* 3. the certificate with the same CKA_ID */
+    if (idlen > 0) {
+        CK_OBJECT_CLASS ccls = CKO_CERTIFICATE;
+        CK_ATTRIBUTE ct[2] = {
+            { CKA_CLASS, &ccls, sizeof(ccls) },
+            { CKA_ID, (void *)id, idlen },
+        };
+
+        if (kh_p11_find_objects(tok, sess, ct, 2, h, 2, &n) == CKR_OK
+            && n >= 1) {
+            pk = cert_pub(prov, tok, sess, h[0]);
+        }
+    }
+    return pk;
+}
+
+int kh_p11_public_raw(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
+                      CK_OBJECT_HANDLE priv, CK_KEY_TYPE ktype,
+                      const unsigned char *id, size_t idlen, KH_PUB_RAW *raw,
+                      unsigned char **buf1, unsigned char **buf2)
+{
+    CK_OBJECT_HANDLE h;
+
+    /* the order of kh_p11_public_half; a certificate is left to it */
+    if (find_pub_object(tok, sess, ktype, id, idlen, &h)
+        && raw_from_object(tok, sess, h, ktype, raw, buf1, buf2)) {
         return 1;
     }
     return raw_from_object(tok, sess, priv, ktype, raw, buf1, buf2);
