@@ -13,7 +13,9 @@
 # fail. Then the servers are killed (no exit handler runs): their objects
 # stay until the next keyhold operation, which flushes them because their
 # owners are gone. A running server keeps one object loaded, none when it
-# has no usable lock file; a process that exits normally leaves nothing.
+# has no usable lock file; an operation that died halfway (its mark left in
+# the record) makes the next one flush every transient object; a process
+# that exits normally leaves nothing.
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$BUILD/keyhold-tpm"
 kh_swtpm_start
@@ -103,6 +105,16 @@ pid[b]=$KH_LAST_PID
 handshake b "without a lock file"
 [ "$(kh_tpm_transients)" = 0 ] || kh_fail "a key was kept without a lock file: $(tpm2_getcap handles-transient)"
 kill "${pid[b]}"; wait "${pid[b]}" 2>/dev/null || true
+
+# A keyhold process that died inside an operation leaves its "busy" mark in
+# the record (written by hand here: magic, seq, busy=1, no entries) and
+# maybe objects nobody knows of (one made by tpm2-tools here): the next
+# keyhold operation flushes every transient object.
+tpm2_createprimary -C o -c "$T/junk.ctx" >/dev/null || kh_fail "tpm2_createprimary"
+[ "$(kh_tpm_transients)" = 1 ] || kh_fail "tpm2_createprimary left no object to find"
+{ printf 'khtpmL01\x07\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0'; head -c 512 /dev/zero; } >"$KEYHOLD_TPM_LOCK"
+"$KT" da >/dev/null || kh_fail "keyhold-tpm da after a died operation"
+[ "$(kh_tpm_transients)" = 0 ] || kh_fail "a died operation's mark did not flush: $(tpm2_getcap handles-transient)"
 
 # A process that exits normally flushes what it left loaded.
 openssl dgst -sha256 "${KH_PROV[@]}" -sign "tpm2:file=$T/b.tss" -out "$T/msg.sig" "$T/msg" \
