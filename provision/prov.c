@@ -316,31 +316,32 @@ static int skew_verify_cb(int ok, X509_STORE_CTX *sctx)
     return ok;
 }
 
+/* One handshake step of one end, unless it is *done: 1 while all is well
+ * (finished, or waiting for the other end), 0 when the handshake failed. */
+static int tls_step(SSL *ssl, int *done)
+{
+    int r, e;
+
+    if (*done) {
+        return 1;
+    }
+    r = SSL_do_handshake(ssl);
+    if (r == 1) {
+        *done = 1;
+        return 1;
+    }
+    e = SSL_get_error(ssl, r);
+    return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE;
+}
+
 /* Drives both ends of an in-memory TLS connection until both are done. */
 static int tls_pump(SSL *c, SSL *s)
 {
     int i, cd = 0, sd = 0;
 
     for (i = 0; i < 200 && !(cd && sd); i++) {
-        int r;
-
-        if (!cd) {
-            r = SSL_do_handshake(c);
-            if (r == 1) {
-                cd = 1;
-            } else if (SSL_get_error(c, r) != SSL_ERROR_WANT_READ
-                       && SSL_get_error(c, r) != SSL_ERROR_WANT_WRITE) {
-                return 0;
-            }
-        }
-        if (!sd) {
-            r = SSL_do_handshake(s);
-            if (r == 1) {
-                sd = 1;
-            } else if (SSL_get_error(s, r) != SSL_ERROR_WANT_READ
-                       && SSL_get_error(s, r) != SSL_ERROR_WANT_WRITE) {
-                return 0;
-            }
+        if (!tls_step(c, &cd) || !tls_step(s, &sd)) {
+            return 0;
         }
     }
     return cd && sd;
