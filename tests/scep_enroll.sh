@@ -9,10 +9,10 @@
 # refused clearly when the bound is reached; renew and rekey as RenewalReq
 # signed by the current hardware key and certificate.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/scep_lib.inc"
 
 export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
-RESP=$BUILD/tests/scep-responder
-kh_need "$KEYHOLD" "$BUILD/keyhold.so" "$RESP"
+kh_need "$KEYHOLD" "$BUILD/keyhold.so" "$KH_SCEP_RESP"
 mkdir -p "$KEYHOLD_CONF_DIR" "$KEYHOLD_STATE_DIR"
 kh_softhsm_setup
 (umask 077; printf '1111' >"$T/app.pin"; printf '2222' >"$T/app.so"
@@ -21,16 +21,7 @@ kh_softhsm_setup
     >/dev/null || kh_fail "token init"
 
 kh_log "CA and RA certificates (encryption: keyEncipherment, signing: digitalSignature)"
-kh_test_ca "$T/ca" rsa
-for ra in enc sign; do
-    openssl req -new -newkey rsa:2048 -nodes -keyout "$T/ra-$ra.key" \
-        -subj "/CN=keyhold SCEP RA $ra" -out "$T/ra-$ra.csr" 2>/dev/null
-    if [ $ra = enc ]; then ku=keyEncipherment; else ku=digitalSignature; fi
-    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,%s\n' $ku >"$T/ra-$ra.ext"
-    openssl x509 -req -in "$T/ra-$ra.csr" -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" \
-        -CAcreateserial -days 20 -extfile "$T/ra-$ra.ext" -out "$T/ra-$ra.pem" 2>/dev/null \
-        || kh_fail "RA $ra certificate"
-done
+kh_scep_ca_ra
 
 RESP_PID=
 responder() {
@@ -40,12 +31,8 @@ responder() {
     fi
     : >"$T/resp.log"
     port=$(kh_free_port)
-    kh_bg "$RESP" --port "$port" --ca-cert "$T/ca/ca.pem" --ca-key "$T/ca/ca.key" \
-        --ra-enc-cert "$T/ra-enc.pem" --ra-enc-key "$T/ra-enc.key" \
-        --ra-sign-cert "$T/ra-sign.pem" --ra-sign-key "$T/ra-sign.key" \
-        --challenge-file "$T/challenge" --days 7 --log "$T/resp.log" "$@"
-    RESP_PID=$KH_LAST_PID
-    kh_wait_port "$port"
+    kh_scep_responder "$port" "$@"
+    RESP_PID=$KH_SCEP_PID
     URL=http://127.0.0.1:$port/cgi-bin/pkiclient.exe
     if [ -f "$KEYHOLD_CONF_DIR/cam.conf" ]; then
         sed -i "s|^scep-url = .*|scep-url = $URL|" "$KEYHOLD_CONF_DIR/cam.conf"

@@ -7,30 +7,17 @@
 # identity is refused before any request.
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/scep_lib.inc"
 
 export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
-RESP=$BUILD/tests/scep-responder
-kh_need "$KEYHOLD" "$BUILD/keyhold.so" "$BUILD/keyhold-tpm" "$RESP"
+kh_need "$KEYHOLD" "$BUILD/keyhold.so" "$BUILD/keyhold-tpm" "$KH_SCEP_RESP"
 mkdir -p "$KEYHOLD_CONF_DIR" "$KEYHOLD_STATE_DIR"
 kh_swtpm_start
 (umask 077; printf 'scep-secret-5' >"$T/challenge")
 
-kh_test_ca "$T/ca" rsa
-for ra in enc sign; do
-    openssl req -new -newkey rsa:2048 -nodes -keyout "$T/ra-$ra.key" \
-        -subj "/CN=keyhold SCEP RA $ra" -out "$T/ra-$ra.csr" 2>/dev/null
-    if [ $ra = enc ]; then ku=keyEncipherment; else ku=digitalSignature; fi
-    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,%s\n' $ku >"$T/ra-$ra.ext"
-    openssl x509 -req -in "$T/ra-$ra.csr" -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" \
-        -CAcreateserial -days 20 -extfile "$T/ra-$ra.ext" -out "$T/ra-$ra.pem" 2>/dev/null \
-        || kh_fail "RA $ra certificate"
-done
+kh_scep_ca_ra
 port=$(kh_free_port)
-kh_bg "$RESP" --port "$port" --ca-cert "$T/ca/ca.pem" --ca-key "$T/ca/ca.key" \
-    --ra-enc-cert "$T/ra-enc.pem" --ra-enc-key "$T/ra-enc.key" \
-    --ra-sign-cert "$T/ra-sign.pem" --ra-sign-key "$T/ra-sign.key" \
-    --challenge-file "$T/challenge" --days 7 --log "$T/resp.log"
-kh_wait_port "$port"
+kh_scep_responder "$port"
 URL=http://127.0.0.1:$port/scep
 
 kh_log "sign-only TPM identity: refused, asks for --allow-decrypt"
