@@ -12,12 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/hooks_lib.inc"
 
-kh_hooks_setup
-est_port=$(kh_free_port)
-kh_hooks_estd "$est_port"
-"$KEYHOLD" provision recording --token "pkcs11:token=appliance" --alg ec-p256 \
-    --host localhost >"$T/prov.log" 2>&1 || { cat "$T/prov.log"; kh_fail "provision failed"; }
-kh_hooks_enroll recording
+kh_hooks_est_recording
 "$KEYHOLD" verify recording >/dev/null 2>&1 || kh_fail "enrolled identity does not verify"
 port=$(kh_free_port)
 kh_hooks_nginx "$port" recording
