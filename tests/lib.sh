@@ -674,3 +674,15 @@ kh_r_recovers() {
     kh_shim_set "$@"
     kh_r_handshake "$port" -tls1_3 || { cat "$T/hs.out"; kh_fail "no recovery from $what"; }
 }
+
+# A fault the handshake cannot survive: the shim's log is reset, its rules
+# set, and a TLS 1.3 handshake against PORT must fail cleanly, with the
+# server SRV-PID still alive afterwards.
+#   kh_r_refused PORT SRV-PID WHEN RULE...  (fails with "handshake succeeded WHEN")
+kh_r_refused() {
+    local port=$1 pid=$2 when=$3; shift 3
+    kh_shim_log_reset
+    kh_shim_set "$@"
+    if kh_r_handshake "$port" -tls1_3; then kh_fail "handshake succeeded $when"; fi
+    kh_r_alive "$pid" s_server
+}
