@@ -101,6 +101,31 @@ static const struct kh_curve {
     { "brainpoolP512r1", 512, 256, 137, 64 },
 };
 
+/*
+ * RSA security bits as OpenSSL 3 reports them for the modulus sizes keys
+ * are made with (SP 800-56B rev 2 appendix D, FIPS 140-2 IG 7.5); 0 for
+ * other sizes, whose key gets its EVP_PKEY at once so OpenSSL computes it.
+ */
+static int rsa_secbits(int bits)
+{
+    switch (bits) {
+    case 2048:
+        return 112;
+    case 3072:
+        return 128;
+    case 4096:
+        return 152;
+    case 6144:
+        return 176;
+    case 7680:
+        return 192;
+    case 8192:
+        return 200;
+    default:
+        return 0;
+    }
+}
+
 /* 1: material kept (answers from bytes); 0: not such material. */
 static int raw_fit(const KH_PUB_RAW *raw, const struct kh_curve **curve,
                    size_t *skip, int *bits)
@@ -136,7 +161,8 @@ static int raw_fit(const KH_PUB_RAW *raw, const struct kh_curve **curve,
     for (i = raw->a[*skip]; i != 0; i >>= 1) {
         (*bits)++;
     }
-    return 1;
+    /* Security bits are OpenSSL's canonical values for these sizes only */
+    return rsa_secbits(*bits) > 0;
 }
 
 int kh_key_set_raw(KH_KEY *key, const KH_PUB_RAW *raw)
@@ -167,7 +193,7 @@ int kh_key_set_raw(KH_KEY *key, const KH_PUB_RAW *raw)
         key->size = c->size;
     } else {
         key->bits = bits;
-        key->secbits = BN_security_bits(bits, -1);
+        key->secbits = rsa_secbits(bits);
         key->size = (bits + 7) / 8;
     }
     return 1;

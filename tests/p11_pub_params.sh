@@ -5,7 +5,8 @@
 # group, encoded point, n, e) without building an EVP_PKEY. Checked on the
 # sizes where a wrong answer shows: P-521 (odd order bits, a 139-byte
 # largest signature), RSA-3072, against what the default provider says for
-# the token's public key read by pkcs11-tool:
+# the token's public key read by pkcs11-tool (an RSA-2560 key, a size with
+# no canonical security bits, takes the path that builds the EVP_PKEY):
 #   - the exported public key and the bits are the token's;
 #   - TLS 1.3 and 1.2 handshakes (the size and security bits decide the
 #     buffers and the signature algorithms);
@@ -19,12 +20,14 @@ kh_softhsm_token tok
 kh_p11tool_keygen tok ec521 01 EC:secp521r1
 kh_p11tool_keygen tok ec521b 02 EC:secp521r1
 kh_p11tool_keygen tok rsa3072 03 rsa:3072
+kh_p11tool_keygen tok rsa2560 04 rsa:2560
 kh_test_ca "$T/ca"
 kh_p11_cert "$T/ca" tok 01 "$T/ec521.crt"
 kh_p11_cert "$T/ca" tok 02 "$T/ec521b.crt"
 kh_p11_cert "$T/ca" tok 03 "$T/rsa3072.crt"
+kh_p11_cert "$T/ca" tok 04 "$T/rsa2560.crt"
 
-for key in ec521:01:521:sha512 rsa3072:03:3072:sha384; do
+for key in ec521:01:521:sha512 rsa3072:03:3072:sha384 rsa2560:04:2560:sha256; do
     IFS=: read -r label id bits md <<<"$key"
     uri=$(kh_p11_uri tok "$label")
     kh_p11_pubkey tok "$id" "$T/$label.pub.pem"
@@ -58,4 +61,4 @@ kh_must_fail_clean timeout 20 openssl s_server -accept "127.0.0.1:$(kh_free_port
 kh_log "must fail: an RSA certificate with the P-521 key is refused at start"
 kh_must_fail_clean timeout 20 openssl s_server -accept "127.0.0.1:$(kh_free_port)" -naccept 1 \
     -cert "$T/rsa3072.crt" -key "$(kh_p11_uri tok ec521)" "${KH_PROV[@]}"
-kh_log "public halves answered from the token's bytes: P-521, RSA-3072"
+kh_log "public halves answered from the token's bytes: P-521, RSA-3072, RSA-2560"
