@@ -8,14 +8,8 @@
 # refused.
 . "$(dirname "$0")/lib.sh"
 
-export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
-kh_need "$KEYHOLD" "$BUILD/keyhold.so"
-mkdir -p "$KEYHOLD_CONF_DIR" "$KEYHOLD_STATE_DIR"
-kh_softhsm_setup
-(umask 077; printf '1111' >"$T/app.pin"; printf '2222' >"$T/app.so"
- printf 'cmp-secret-7' >"$T/cmp.secret")
-"$KEYHOLD" token init --label app --pin-file "$T/app.pin" --so-pin-file "$T/app.so" \
-    >/dev/null || kh_fail "token init"
+kh_enrol_appliance
+(umask 077; printf 'cmp-secret-7' >"$T/cmp.secret")
 kh_test_ca "$T/ca"
 kh_test_ca "$T/otherca"
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/srv.key" \

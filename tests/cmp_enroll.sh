@@ -10,14 +10,8 @@
 # identity's key made.
 . "$(dirname "$0")/lib.sh"
 
-export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
-kh_need "$KEYHOLD" "$BUILD/keyhold.so"
-mkdir -p "$KEYHOLD_CONF_DIR" "$KEYHOLD_STATE_DIR"
-kh_softhsm_setup
-(umask 077; printf '1111' >"$T/app.pin"; printf '2222' >"$T/app.so"
- printf 'cmp-secret-42' >"$T/cmp.secret"; printf 'not-the-secret' >"$T/wrong.secret")
-"$KEYHOLD" token init --label app --pin-file "$T/app.pin" --so-pin-file "$T/app.so" \
-    >/dev/null || kh_fail "token init"
+kh_enrol_appliance
+(umask 077; printf 'cmp-secret-42' >"$T/cmp.secret"; printf 'not-the-secret' >"$T/wrong.secret")
 kh_test_ca "$T/ca"
 
 # A CMP server signing its responses (for kur): a certificate from the CA.

@@ -7,14 +7,9 @@
 # clear error and nothing changes.
 . "$(dirname "$0")/lib.sh"
 
-export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
-kh_need "$KEYHOLD" "$BUILD/keyhold.so" /usr/sbin/nginx
-mkdir -p "$KEYHOLD_CONF_DIR" "$KEYHOLD_STATE_DIR" "$T/nginx/tmp" "$T/nginx/logs"
-kh_softhsm_setup
-(umask 077; printf '1111' >"$T/app.pin"; printf '2222' >"$T/app.so"
- printf 'cmp-secret-9' >"$T/cmp.secret")
-"$KEYHOLD" token init --label app --pin-file "$T/app.pin" --so-pin-file "$T/app.so" \
-    >/dev/null || kh_fail "token init"
+kh_enrol_appliance /usr/sbin/nginx
+mkdir -p "$T/nginx/tmp" "$T/nginx/logs"
+(umask 077; printf 'cmp-secret-9' >"$T/cmp.secret")
 kh_test_ca "$T/ca"
 kh_test_ca "$T/tlsca"
 kh_test_ca "$T/otherca"

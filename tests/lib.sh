@@ -686,3 +686,17 @@ kh_r_refused() {
     if kh_r_handshake "$port" -tls1_3; then kh_fail "handshake succeeded $when"; fi
     kh_r_alive "$pid" s_server
 }
+
+# The appliance of the enrolment scenarios (CMP, SCEP): KEYHOLD_CONF_DIR and
+# KEYHOLD_STATE_DIR under $T, and a SoftHSM token "app" made by `keyhold
+# token init` with the user PIN 1111 in $T/app.pin and the SO PIN 2222 in
+# $T/app.so. kh_enrol_appliance [MORE-NEEDED-FILES...]
+kh_enrol_appliance() {
+    export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
+    kh_need "$KEYHOLD" "$BUILD/keyhold.so" "$@"
+    mkdir -p "$KEYHOLD_CONF_DIR" "$KEYHOLD_STATE_DIR"
+    kh_softhsm_setup
+    (umask 077; printf '1111' >"$T/app.pin"; printf '2222' >"$T/app.so")
+    "$KEYHOLD" token init --label app --pin-file "$T/app.pin" --so-pin-file "$T/app.so" \
+        >/dev/null || kh_fail "token init"
+}

@@ -8,15 +8,9 @@
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
 
-export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
-kh_need "$KEYHOLD" "$BUILD/keyhold.so"
 command -v python3 >/dev/null || kh_fail "python3 missing (make deps)"
-mkdir -p "$KEYHOLD_CONF_DIR" "$KEYHOLD_STATE_DIR"
-kh_softhsm_setup
-(umask 077; printf '1111' >"$T/app.pin"; printf '2222' >"$T/app.so"
- printf 'cmp-secret-30' >"$T/cmp.secret")
-"$KEYHOLD" token init --label app --pin-file "$T/app.pin" --so-pin-file "$T/app.so" \
-    >/dev/null || kh_fail "token init"
+kh_enrol_appliance
+(umask 077; printf 'cmp-secret-30' >"$T/cmp.secret")
 kh_test_ca "$T/ca"
 
 kh_log "a working identity, enrolled over CMP"

@@ -11,14 +11,8 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/scep_lib.inc"
 
-export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
-kh_need "$KEYHOLD" "$BUILD/keyhold.so" "$KH_SCEP_RESP"
-mkdir -p "$KEYHOLD_CONF_DIR" "$KEYHOLD_STATE_DIR"
-kh_softhsm_setup
-(umask 077; printf '1111' >"$T/app.pin"; printf '2222' >"$T/app.so"
- printf 'scep-secret-5' >"$T/challenge"; printf 'not-it' >"$T/wrong")
-"$KEYHOLD" token init --label app --pin-file "$T/app.pin" --so-pin-file "$T/app.so" \
-    >/dev/null || kh_fail "token init"
+kh_enrol_appliance "$KH_SCEP_RESP"
+(umask 077; printf 'scep-secret-5' >"$T/challenge"; printf 'not-it' >"$T/wrong")
 
 kh_log "CA and RA certificates (encryption: keyEncipherment, signing: digitalSignature)"
 kh_scep_ca_ra

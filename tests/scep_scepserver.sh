@@ -9,15 +9,9 @@
 # with the failInfo named; EC and sign-only identities get a clear error.
 . "$(dirname "$0")/lib.sh"
 
-export KEYHOLD_CONF_DIR=$T/conf KEYHOLD_STATE_DIR=$T/state
-kh_need "$KEYHOLD" "$BUILD/keyhold.so"
 command -v scepserver >/dev/null || kh_fail "scepserver missing (Debian package scep, scripts/deps.sh)"
-mkdir -p "$KEYHOLD_CONF_DIR" "$KEYHOLD_STATE_DIR"
-kh_softhsm_setup
-(umask 077; printf '1111' >"$T/app.pin"; printf '2222' >"$T/app.so"
- printf 'scep-challenge-7' >"$T/challenge"; printf 'wrong-challenge' >"$T/wrong")
-"$KEYHOLD" token init --label app --pin-file "$T/app.pin" --so-pin-file "$T/app.so" \
-    >/dev/null || kh_fail "token init"
+kh_enrol_appliance
+(umask 077; printf 'scep-challenge-7' >"$T/challenge"; printf 'wrong-challenge' >"$T/wrong")
 
 kh_log "scepserver: own depot (2048-bit CA), challenge, -allowrenew 0"
 (cd "$T" && timeout 60 scepserver ca -init -depot "$T/depot" -keySize 2048 \
