@@ -700,3 +700,21 @@ kh_enrol_appliance() {
     "$KEYHOLD" token init --label app --pin-file "$T/app.pin" --so-pin-file "$T/app.so" \
         >/dev/null || kh_fail "token init"
 }
+
+# An openssl s_server (kh_s_server) with the given arguments on a free
+# port, loaded with OPENSSL_CONF=CNF when CNF is not empty (the clients
+# never see it), checked by kh_tls_clients with TLS 1.3 and 1.2 against
+# the test CA in $T/ca, then stopped.
+#   kh_tls_serve_both CNF|"" [s_server args...]
+kh_tls_serve_both() {
+    local cnf=$1 port; shift
+    port=$(kh_free_port)
+    if [ -n "$cnf" ]; then
+        OPENSSL_CONF=$cnf kh_s_server "$port" "$@"
+    else
+        kh_s_server "$port" "$@"
+    fi
+    kh_tls_clients "$port" "$T/ca/ca.pem" 1.3
+    kh_tls_clients "$port" "$T/ca/ca.pem" 1.2
+    kill "$KH_LAST_PID"; wait "$KH_LAST_PID" 2>/dev/null || true
+}

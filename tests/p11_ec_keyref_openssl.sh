@@ -47,11 +47,7 @@ for order in first last; do
         || kh_fail "kh-signtest with key.pem failed"
 
     kh_log "keyhold $order: s_server -key key.pem"
-    port=$(kh_free_port)
-    OPENSSL_CONF=$cnf kh_s_server "$port" -cert "$T/cert.pem" -key "$T/key.pem"
-    kh_tls_clients "$port" "$T/ca/ca.pem" 1.3
-    kh_tls_clients "$port" "$T/ca/ca.pem" 1.2
-    kill "$KH_LAST_PID"; wait "$KH_LAST_PID" 2>/dev/null || true
+    kh_tls_serve_both "$cnf" -cert "$T/cert.pem" -key "$T/key.pem"
 
     kh_log "keyhold $order: s_server -cert identity.pem -key identity.pem"
     port=$(kh_free_port)

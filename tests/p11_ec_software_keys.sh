@@ -31,11 +31,7 @@ for order in first last; do
         || kh_fail "software key lost its private part with keyhold loaded $order"
 
     kh_log "keyhold $order: s_server with a software key"
-    port=$(kh_free_port)
-    OPENSSL_CONF=$cnf kh_s_server "$port" -cert "$T/ec.crt" -key "$T/ec.pem"
-    kh_tls_clients "$port" "$T/ca/ca.pem" 1.3
-    kh_tls_clients "$port" "$T/ca/ca.pem" 1.2
-    kill "$KH_LAST_PID"; wait "$KH_LAST_PID" 2>/dev/null || true
+    kh_tls_serve_both "$cnf" -cert "$T/ec.crt" -key "$T/ec.pem"
 done
 kh_log "must fail: a wrong pass phrase is still refused"
 kh_must_fail_clean env OPENSSL_CONF="$T/openssl.cnf" openssl pkey -in "$T/rsa.p8.pem" \

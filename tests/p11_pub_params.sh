@@ -48,11 +48,7 @@ for key in ec521:01:521:sha512 rsa3072:03:3072:sha384 rsa2560:04:2560:sha256; do
     grep -q "($bits bit)" "$T/text.out" || kh_fail "$label: text encoder: $(head -3 "$T/text.out")"
 
     kh_log "$label: TLS 1.3 and 1.2"
-    port=$(kh_free_port)
-    kh_s_server "$port" -cert "$T/$label.crt" -key "$uri" "${KH_PROV[@]}"
-    kh_tls_clients "$port" "$T/ca/ca.pem" 1.3
-    kh_tls_clients "$port" "$T/ca/ca.pem" 1.2
-    kill "$KH_LAST_PID"; wait "$KH_LAST_PID" 2>/dev/null || true
+    kh_tls_serve_both "" -cert "$T/$label.crt" -key "$uri" "${KH_PROV[@]}"
 done
 
 kh_log "must fail: the certificate of another P-521 key is refused at start"
