@@ -84,6 +84,8 @@ struct kh_tpm_key {
  * "the lease" below): which keyhold process left which transient object
  * loaded, and whether an operation is under way.
  */
+/* The TSS headers' TPM2_TRANSIENT_FIRST shifts a signed int too far. */
+#define KH_TRANSIENT_FIRST 0x80000000u
 #define LEASE_MAGIC "khtpmL01"
 #define LEASE_MAX 32
 
@@ -740,7 +742,7 @@ static TSS2_RC flush_raw_locked(TPM2_HANDLE h)
     ESYS_TR tr = ESYS_TR_NONE;
     TSS2_RC rc;
 
-    if ((h & TPM2_HR_RANGE_MASK) != TPM2_HR_TRANSIENT) {
+    if ((h & 0xff000000u) != KH_TRANSIENT_FIRST) {
         return TSS2_ESYS_RC_BAD_VALUE;      /* never anything else */
     }
     rc = Esys_TR_FromTPMPublic(g.esys, h, ESYS_TR_NONE, ESYS_TR_NONE,
@@ -946,7 +948,7 @@ static void lease_flush_locked(void)
     if (g.sweep) {
         rc = Esys_GetCapability(g.esys, ESYS_TR_NONE, ESYS_TR_NONE,
                                 ESYS_TR_NONE, TPM2_CAP_HANDLES,
-                                TPM2_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES,
+                                KH_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES,
                                 &more, &cap);
         if (rc == TSS2_RC_SUCCESS) {
             for (i = 0; i < cap->data.handles.count; i++) {
