@@ -718,3 +718,16 @@ kh_tls_serve_both() {
     kh_tls_clients "$port" "$T/ca/ca.pem" 1.2
     kill "$KH_LAST_PID"; wait "$KH_LAST_PID" 2>/dev/null || true
 }
+
+# Token "tok" with keys made by pkcs11-tool, each given as LABEL ID TYPE
+# (kh_p11tool_keygen's arguments), and each key's public half read from the
+# token into $T/LABEL.pub.pem.
+#   kh_p11_tok_keys LABEL ID TYPE [LABEL ID TYPE...]
+kh_p11_tok_keys() {
+    kh_softhsm_token tok
+    while [ $# -ge 3 ]; do
+        kh_p11tool_keygen tok "$1" "$2" "$3"
+        kh_p11_pubkey tok "$2" "$T/$1.pub.pem"
+        shift 3
+    done
+}

@@ -9,11 +9,7 @@
 kh_need "$BUILD/keyhold.so" "$BUILD/tests/kh-signtest"
 ST=$BUILD/tests/kh-signtest
 
-kh_softhsm_token tok
-kh_p11tool_keygen tok ec256 01 EC:prime256v1
-kh_p11tool_keygen tok ec384 02 EC:secp384r1
-kh_p11_pubkey tok 01 "$T/ec256.pub.pem"
-kh_p11_pubkey tok 02 "$T/ec384.pub.pem"
+kh_p11_tok_keys ec256 01 EC:prime256v1 ec384 02 EC:secp384r1
 printf 'keyhold ecdsa test message\n' >"$T/data"
 
 for key in ec256 ec384; do

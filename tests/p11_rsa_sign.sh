@@ -10,11 +10,7 @@
 kh_need "$BUILD/keyhold.so" "$BUILD/tests/kh-signtest"
 ST=$BUILD/tests/kh-signtest
 
-kh_softhsm_token tok
-kh_p11tool_keygen tok rsa2048 01 rsa:2048
-kh_p11tool_keygen tok rsa3072 02 rsa:3072
-kh_p11_pubkey tok 01 "$T/rsa2048.pub.pem"
-kh_p11_pubkey tok 02 "$T/rsa3072.pub.pem"
+kh_p11_tok_keys rsa2048 01 rsa:2048 rsa3072 02 rsa:3072
 printf 'keyhold rsa test message\n' >"$T/data"
 
 for key in rsa2048 rsa3072; do
