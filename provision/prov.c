@@ -334,6 +334,18 @@ static int tls_step(SSL *ssl, int *done)
     return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE;
 }
 
+/* Frees both ends of a loopback attempt and their contexts (NULL-safe) and
+ * clears the pointers for the next attempt. */
+static void tls_ends_free(SSL **s, SSL **c, SSL_CTX **sctx, SSL_CTX **cctx)
+{
+    SSL_free(*s);
+    SSL_free(*c);
+    SSL_CTX_free(*sctx);
+    SSL_CTX_free(*cctx);
+    *s = *c = NULL;
+    *sctx = *cctx = NULL;
+}
+
 /* Drives both ends of an in-memory TLS connection until both are done. */
 static int tls_pump(SSL *c, SSL *s)
 {
@@ -453,12 +465,7 @@ int kh_key_selftest(KH_CTX *ctx, EVP_PKEY *pkey, X509 *cert,
                 kh_warn(ctx, "loopback TLS 1.3 handshake failed with this "
                         "RSA key (does the token lack RSA-PSS? TLS 1.3 "
                         "clients cannot connect; prefer an EC key): %s", e2);
-                SSL_free(s);
-                SSL_free(c);
-                SSL_CTX_free(sctx);
-                SSL_CTX_free(cctx);
-                s = c = NULL;
-                sctx = cctx = NULL;
+                tls_ends_free(&s, &c, &sctx, &cctx);
                 no_pss = 1;
                 continue;
             }
@@ -477,12 +484,7 @@ int kh_key_selftest(KH_CTX *ctx, EVP_PKEY *pkey, X509 *cert,
             rc = KH_EXIT_BROKEN;
             goto end;
         }
-        SSL_free(s);
-        SSL_free(c);
-        SSL_CTX_free(sctx);
-        SSL_CTX_free(cctx);
-        s = c = NULL;
-        sctx = cctx = NULL;
+        tls_ends_free(&s, &c, &sctx, &cctx);
         if (EVP_PKEY_is_a(certkey, "RSA")) {
             /* an RSA key without PSS can only do 1.2: one is enough */
         }
@@ -494,10 +496,7 @@ end:
     }
     EVP_MD_CTX_free(md);
     OPENSSL_free(sig);
-    SSL_free(s);
-    SSL_free(c);
-    SSL_CTX_free(sctx);
-    SSL_CTX_free(cctx);
+    tls_ends_free(&s, &c, &sctx, &cctx);
     BIO_free(b1);
     BIO_free(b2);
     X509_STORE_free(store);
