@@ -113,6 +113,19 @@ static int uri_split(const char *uri, uint32_t *handle, char *file,
     return *handle != 0 || file[0] != '\0';
 }
 
+/* uri_split for a key given to the backend: anything else is refused as
+ * not a keyhold TPM key URI. Then the TPM connection is configured. */
+static int uri_open(const char *uri, uint32_t *handle, char *file,
+                    size_t filelen, char *err, size_t errlen)
+{
+    if (!uri_split(uri, handle, file, filelen)) {
+        return kh_seterr(err, errlen, KH_EXIT_REJECTED, "not a keyhold TPM "
+                         "key URI: %s", uri);
+    }
+    kh_tpm_configure(NULL);
+    return KH_EXIT_OK;
+}
+
 int kh_tpm_keygen(KH_CTX *ctx, KH_IDENTITY *id, const char *alg,
                   unsigned gen, int allow_decrypt, char **key_uri,
                   char *err, size_t errlen)
@@ -258,12 +271,12 @@ int kh_tpm_key_destroy(KH_CTX *ctx, const KH_IDENTITY *id,
     uint32_t handle;
     char file[KH_PATH_MAX], e[512];
     enum kh_tpm_rc trc;
+    int rc;
 
-    if (!uri_split(key_uri, &handle, file, sizeof(file))) {
-        return kh_seterr(err, errlen, KH_EXIT_REJECTED, "not a keyhold TPM "
-                         "key URI: %s", key_uri);
+    rc = uri_open(key_uri, &handle, file, sizeof(file), err, errlen);
+    if (rc != KH_EXIT_OK) {
+        return rc;
     }
-    kh_tpm_configure(NULL);
     if (handle != 0) {
         trc = kh_tpm_evict(handle, e, sizeof(e));
         kh_tpm_release();
@@ -296,13 +309,13 @@ int kh_tpm_get_pubkey(KH_CTX *ctx, const KH_IDENTITY *id, const char *key_uri,
     char file[KH_PATH_MAX], e[512];
     KH_TPM_KEY *k = NULL;
     enum kh_tpm_rc trc;
+    int rc;
 
     *pub = NULL;
-    if (!uri_split(key_uri, &handle, file, sizeof(file))) {
-        return kh_seterr(err, errlen, KH_EXIT_REJECTED, "not a keyhold TPM "
-                         "key URI: %s", key_uri);
+    rc = uri_open(key_uri, &handle, file, sizeof(file), err, errlen);
+    if (rc != KH_EXIT_OK) {
+        return rc;
     }
-    kh_tpm_configure(NULL);
     if (handle != 0) {
         trc = kh_tpm_key_from_handle(handle, &k, e, sizeof(e));
     } else {
