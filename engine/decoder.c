@@ -8,16 +8,17 @@
  * PEM_read_bio_PrivateKey, openssl -key/-in through OSSL_STORE) gets the
  * hardware key when keyhold is loaded.
  *
- * Three decoders in all, because every decoder a provider registers is
- * looked at by every key decode in the application (OpenSSL 3.0 runs one
- * for the public key of each certificate it parses): one PEM step that
- * recognises both labels and passes the DER body on under the structure
- * name "keyhold", and one DER step per key type that claims only that
- * structure and dispatches on the body's first bytes to the PKCS#11
- * resolver (a key reference) or the TPM backend (a TSS2 key). All three
- * answer does_selection for private keys only, so public-key and parameter
- * decodes leave them out before they are even instantiated; the DER steps
- * step aside after twelve bytes, the PEM step after its first line.
+ * One decoder reads both, registered under the RSA and the EC key type
+ * names (OpenSSL picks decoders for a key decode by type; whichever runs
+ * first makes the key, of the type the file holds), because every decoder
+ * a provider registers is looked at by every key decode in the application
+ * (OpenSSL 3.0 runs one for the public key of each certificate it parses).
+ * It answers does_selection for private keys only, so public-key and
+ * parameter decodes leave it out before it is even instantiated, and steps
+ * aside after twelve bytes (or the first line of PEM) that are not its own.
+ * It reads the PEM forms itself; with store-key-files (provider.c) it takes
+ * DER under the structure name "keyhold" instead, behind a separate PEM
+ * step named "DER", as OSSL_STORE's file: loader needs.
  *
  * Two consumers, two shapes of answer. A key decoder (PEM_read_bio_*,
  * OSSL_DECODER_CTX_new_for_pkey) builds the key from an object reference
@@ -50,45 +51,21 @@
 /* the longest PEM file either label may have (TSS2: base64 of 16 KiB) */
 #define KH_PEM_MAX (64 * 1024)
 
-typedef struct kh_dec_ctx {
-    KH_PROV_CTX *prov;
-    int type;                 /* EVP_PKEY_RSA or EVP_PKEY_EC */
-} KH_DEC_CTX;
-
-static OSSL_FUNC_decoder_newctx_fn dec_newctx_rsa;
-static OSSL_FUNC_decoder_newctx_fn dec_newctx_ec;
+static OSSL_FUNC_decoder_newctx_fn dec_newctx;
 static OSSL_FUNC_decoder_freectx_fn dec_freectx;
 static OSSL_FUNC_decoder_does_selection_fn dec_does_selection;
-static OSSL_FUNC_decoder_decode_fn dec_decode_der;
+static OSSL_FUNC_decoder_decode_fn dec_decode_file;
 static OSSL_FUNC_decoder_decode_fn dec_decode_pem;
-static OSSL_FUNC_decoder_newctx_fn pem_newctx;
-static OSSL_FUNC_decoder_freectx_fn pem_freectx;
 static OSSL_FUNC_decoder_export_object_fn dec_export_object;
 
-static void *dec_newctx(void *provctx, int type)
+/* The decoders keep no state of their own: the context is the provider's. */
+static void *dec_newctx(void *provctx)
 {
-    KH_DEC_CTX *ctx = OPENSSL_zalloc(sizeof(*ctx));
-
-    if (ctx != NULL) {
-        ctx->prov = provctx;
-        ctx->type = type;
-    }
-    return ctx;
-}
-
-static void *dec_newctx_rsa(void *provctx)
-{
-    return dec_newctx(provctx, EVP_PKEY_RSA);
-}
-
-static void *dec_newctx_ec(void *provctx)
-{
-    return dec_newctx(provctx, EVP_PKEY_EC);
+    return provctx;
 }
 
 static void dec_freectx(void *vctx)
 {
-    OPENSSL_free(vctx);
 }
 
 /* Both files name a private key: public-only or parameter decodes skip. */
@@ -207,86 +184,7 @@ static int produce(KH_KEY *key, const unsigned char *der, size_t derlen,
     return data_cb(params, data_cbarg);
 }
 
-/*
- * The DER step, one per key type: a key reference or a TSS2 key file. A
- * file whose key is of the other type is left to the other type's step.
- */
-static int dec_decode_der(void *vctx, OSSL_CORE_BIO *cin, int selection,
-                          OSSL_CALLBACK *data_cb, void *data_cbarg,
-                          OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
-{
-    KH_DEC_CTX *ctx = vctx;
-    KH_PROV_CTX *prov = ctx->prov;
-    unsigned char head[12], *der = NULL;
-    size_t headlen, derlen, total = 0, max;
-    KH_KEY *key = NULL;
-    BIO *in = NULL;
-    char *uri = NULL;
-    char err[256];
-    int ok = 0, tss2;
-
-    in = BIO_new_from_core_bio(prov->libctx, cin);
-    if (in == NULL) {
-        goto end;
-    }
-    /* Twelve bytes tell whether it is ours; other decoders go on if not. */
-    headlen = read_upto(in, head, sizeof(head));
-    tss2 = looks_tss2(head, headlen);
-    if (!tss2 && !looks_keyref(head, headlen, &total)) {
-        ok = 1;
-        goto end;
-    }
-    /* a reference is read to its end only: more may follow in a file */
-    max = tss2 ? KH_TSS2_DER_MAX : KH_REF_DER_MAX;
-    der = OPENSSL_malloc(max + 1);
-    if (der == NULL) {
-        goto end;
-    }
-    memcpy(der, head, headlen);
-    derlen = headlen;
-    if (tss2) {
-        derlen += read_upto(in, der + headlen, max + 1 - headlen);
-        if (derlen > max) {
-            KH_raise(prov, KH_R_KEY_REFERENCE, KH_TSS2_LABEL ": too large");
-            goto end;
-        }
-    } else if (headlen < total) {
-        derlen += read_upto(in, der + headlen, total - headlen);
-    }
-    if (tss2) {
-        if (!kh_tpm_decode(prov, der, derlen, ctx->type, pw_cb, pw_cbarg,
-                           &key)) {
-            goto end;
-        }
-    } else {
-        if (derlen > total) {
-            derlen = total; /* twelve bytes were more than the reference */
-        }
-        if (!kh_keyref_der_decode(der, derlen, &uri, err, sizeof(err))) {
-            KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
-            goto end;
-        }
-        /* the URI itself is not traced: a hand-made file may hold a PIN */
-        KH_debug("key reference read (%.8s...)", uri);
-        if (!resolve(prov, uri, pw_cb, pw_cbarg, &key)) {
-            goto end;
-        }
-        if (key->type != ctx->type) {
-            kh_key_free(key);
-            key = NULL;
-        }
-    }
-    /* no key: the step for the other key type produces it */
-    ok = key == NULL || produce(key, der, derlen, data_cb, data_cbarg);
-end:
-    kh_key_free(key);
-    OPENSSL_free(uri);
-    OPENSSL_free(der);
-    BIO_free(in);
-    return ok;
-}
-
-/* The two PEM labels the PEM step passes on. */
+/* The two PEM labels. */
 static const struct pem_label {
     const char *begin, *end, *what;
     int tss2;
@@ -298,18 +196,24 @@ static const struct pem_label {
 };
 
 /*
- * Which label the input starts with (NULL: neither). Reads the shorter
- * BEGIN line first, and the rest of the longer one only when it may be it.
+ * Which label the input starts with (NULL: neither); |head| holds the
+ * first *got bytes already read. Reads the shorter BEGIN line first, and
+ * the rest of the longer one only when it may be it.
  */
 static const struct pem_label *read_begin(BIO *in, char *head, size_t *got)
 {
     size_t n0 = strlen(labels[0].begin), n1 = strlen(labels[1].begin);
 
-    *got = read_upto(in, (unsigned char *)head, n0);
-    if (*got == n0 && memcmp(head, labels[0].begin, n0) == 0) {
+    if (*got < n0) {
+        *got += read_upto(in, (unsigned char *)head + *got, n0 - *got);
+    }
+    if (*got < n0) {
+        return NULL;
+    }
+    if (memcmp(head, labels[0].begin, n0) == 0) {
         return &labels[0];
     }
-    if (*got < n0 || memcmp(head, labels[1].begin, n0) != 0) {
+    if (memcmp(head, labels[1].begin, n0) != 0) {
         return NULL;
     }
     *got += read_upto(in, (unsigned char *)head + n0, n1 - n0);
@@ -402,9 +306,120 @@ end:
 }
 
 /*
- * The PEM step: a key reference or TSS2 PRIVATE KEY block at the start of
- * the input becomes its DER body, tagged "keyhold", for the DER steps above.
- * provider.c names it "KEYHOLD-DER" (or "DER" with store-key-files).
+ * Makes the key a key-file body names (a key reference or a TSS2 key; any
+ * other DER: *key stays NULL) and hands it on. 1 ok, 0 error raised.
+ */
+static int decode_body(KH_PROV_CTX *prov, const unsigned char *der,
+                       size_t derlen, OSSL_CALLBACK *data_cb,
+                       void *data_cbarg, OSSL_PASSPHRASE_CALLBACK *pw_cb,
+                       void *pw_cbarg)
+{
+    KH_KEY *key = NULL;
+    char *uri = NULL;
+    char err[256];
+    size_t total;
+    int ok = 0;
+
+    if (looks_tss2(der, derlen)) {
+        /* any key type: the EVP_PKEY follows the key, not this decoder */
+        if (!kh_tpm_decode(prov, der, derlen, 0, pw_cb, pw_cbarg, &key)) {
+            goto end;
+        }
+    } else if (looks_keyref(der, derlen, &total) && total <= derlen) {
+        if (!kh_keyref_der_decode(der, total, &uri, err, sizeof(err))) {
+            KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: %s", err);
+            goto end;
+        }
+        derlen = total;
+        /* the URI itself is not traced: a hand-made file may hold a PIN */
+        KH_debug("key reference read (%.8s...)", uri);
+        if (!resolve(prov, uri, pw_cb, pw_cbarg, &key)) {
+            goto end;
+        }
+    } else if (looks_keyref(der, derlen, &total)) {
+        KH_raise(prov, KH_R_KEY_REFERENCE, "key reference: truncated");
+        goto end;
+    }
+    ok = key == NULL || produce(key, der, derlen, data_cb, data_cbarg);
+end:
+    kh_key_free(key);
+    OPENSSL_free(uri);
+    return ok;
+}
+
+/*
+ * The key-file step, registered once per key type (OpenSSL picks decoders
+ * by key type name) but making a key of whichever type the file holds, so
+ * that the first step to run resolves it and the other never does. It
+ * reads DER, and also the PEM forms itself where no PEM step is needed
+ * (see provider.c).
+ */
+static int dec_decode_file(void *vctx, OSSL_CORE_BIO *cin, int selection,
+                           OSSL_CALLBACK *data_cb, void *data_cbarg,
+                           OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+{
+    KH_PROV_CTX *prov = vctx;
+    const struct pem_label *l;
+    unsigned char *der = NULL;
+    size_t headlen, derlen = 0, total = 0;
+    char head[64];
+    BIO *in = NULL, *mem = NULL;
+    int ok = 0, tss2;
+
+    in = BIO_new_from_core_bio(prov->libctx, cin);
+    if (in == NULL) {
+        goto end;
+    }
+    /* Twelve bytes tell whether it is ours; other decoders go on if not. */
+    headlen = read_upto(in, (unsigned char *)head, 12);
+    if (headlen == 12 && memcmp(head, "-----BEGIN ", 11) == 0) {
+        l = read_begin(in, head, &headlen);
+        if (l == NULL) {
+            ok = 1;
+            goto end;
+        }
+        mem = BIO_new(BIO_s_mem());
+        ok = mem != NULL && read_block(prov, in, l, head, headlen, mem)
+             && block_der(prov, l, mem, &der, &derlen)
+             && decode_body(prov, der, derlen, data_cb, data_cbarg, pw_cb,
+                            pw_cbarg);
+        goto end;
+    }
+    tss2 = looks_tss2((unsigned char *)head, headlen);
+    if (!tss2 && !looks_keyref((unsigned char *)head, headlen, &total)) {
+        ok = 1;
+        goto end;
+    }
+    /* a reference is read to its end only: more may follow in a file */
+    der = OPENSSL_malloc(KH_TSS2_DER_MAX + 1);
+    if (der == NULL) {
+        goto end;
+    }
+    memcpy(der, head, headlen);
+    derlen = headlen;
+    if (tss2) {
+        derlen += read_upto(in, der + headlen, KH_TSS2_DER_MAX + 1 - headlen);
+        if (derlen > KH_TSS2_DER_MAX) {
+            KH_raise(prov, KH_R_KEY_REFERENCE, KH_TSS2_LABEL ": too large");
+            goto end;
+        }
+    } else if (headlen < total) {
+        derlen += read_upto(in, der + headlen, total - headlen);
+    }
+    ok = decode_body(prov, der, derlen, data_cb, data_cbarg, pw_cb, pw_cbarg);
+end:
+    if (der != NULL) {
+        OPENSSL_clear_free(der, derlen);
+    }
+    BIO_free(mem);
+    BIO_free(in);
+    return ok;
+}
+
+/*
+ * The PEM step (store-key-files only): a key reference or TSS2 PRIVATE KEY
+ * block at the start of the input becomes its DER body, tagged "keyhold",
+ * for the key-file decoder above.
  */
 static int dec_decode_pem(void *vctx, OSSL_CORE_BIO *cin, int selection,
                           OSSL_CALLBACK *data_cb, void *data_cbarg,
@@ -424,6 +439,7 @@ static int dec_decode_pem(void *vctx, OSSL_CORE_BIO *cin, int selection,
     if (in == NULL) {
         return 0;
     }
+    headlen = 0;
     l = read_begin(in, head, &headlen);
     if (l == NULL) {
         ok = 1; /* not ours */
@@ -450,15 +466,6 @@ end:
     return ok;
 }
 
-static void *pem_newctx(void *provctx)
-{
-    return provctx;
-}
-
-static void pem_freectx(void *vctx)
-{
-}
-
 /*
  * libcrypto calls this (unchecked) when it picked another provider's
  * keymgmt for our object; refusing makes it try keyhold's own, which
@@ -471,27 +478,19 @@ static int dec_export_object(void *vctx, const void *reference,
     return 0;
 }
 
-const OSSL_DISPATCH kh_rsa_keyfile_decoder_functions[] = {
-    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_newctx_rsa },
+/* One table, registered under both key type names (provider.c). */
+const OSSL_DISPATCH kh_keyfile_decoder_functions[] = {
+    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_newctx },
     { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx },
     { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection },
-    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode_der },
-    { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object },
-    { 0, NULL }
-};
-
-const OSSL_DISPATCH kh_ec_keyfile_decoder_functions[] = {
-    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_newctx_ec },
-    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx },
-    { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection },
-    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode_der },
+    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode_file },
     { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object },
     { 0, NULL }
 };
 
 const OSSL_DISPATCH kh_keyfile_pem_decoder_functions[] = {
-    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))pem_newctx },
-    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))pem_freectx },
+    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_newctx },
+    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx },
     { OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection },
     { OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode_pem },
     { 0, NULL }

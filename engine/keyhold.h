@@ -17,6 +17,9 @@
 
 #define KH_PROV_NAME "keyhold"
 #define KH_PROPS "provider=keyhold"
+/* Signature names only keyhold registers: what its keymgmt asks for. */
+#define KH_SIG_NAME_ECDSA "KEYHOLD-ECDSA"
+#define KH_SIG_NAME_RSA "KEYHOLD-RSA"
 
 /* Reason codes (get_reason_strings gives their text). */
 #define KH_R_INTERNAL          1
@@ -103,8 +106,7 @@ extern const OSSL_DISPATCH kh_rsa_signature_functions[];
 extern const OSSL_DISPATCH kh_ecdsa_signature_functions[];
 extern const OSSL_DISPATCH kh_rsa_asym_cipher_functions[];
 extern const OSSL_DISPATCH kh_p11_store_functions[];
-extern const OSSL_DISPATCH kh_rsa_keyfile_decoder_functions[];
-extern const OSSL_DISPATCH kh_ec_keyfile_decoder_functions[];
+extern const OSSL_DISPATCH kh_keyfile_decoder_functions[];
 extern const OSSL_DISPATCH kh_keyfile_pem_decoder_functions[];
 extern const OSSL_DISPATCH kh_rsa_text_encoder_functions[];
 extern const OSSL_DISPATCH kh_ec_text_encoder_functions[];
@@ -119,7 +121,7 @@ extern const OSSL_DISPATCH kh_tpm_store_functions[];
 int kh_tpm_resolve(KH_PROV_CTX *prov, const char *uri,
                    OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
                    KH_KEY **key);
-/* *key NULL with 1: the file holds a key of the other type */
+/* |type| 0: any; else *key NULL with 1 when the file holds the other type */
 int kh_tpm_decode(KH_PROV_CTX *prov, const unsigned char *der, size_t derlen,
                   int type, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
                   KH_KEY **key);

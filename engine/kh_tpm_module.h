@@ -55,8 +55,8 @@ struct kh_tpm_module {
                    OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
                    KH_KEY **key);
     /*
-     * A TSS2 PRIVATE KEY (DER) -> a key of |type| (EVP_PKEY_EC/RSA) with
-     * auth set; 1 with *key NULL when the file holds the other type.
+     * A TSS2 PRIVATE KEY (DER) -> a key with auth set. |type| 0: any;
+     * EVP_PKEY_EC/RSA: 1 with *key NULL when the file holds the other.
      */
     int (*decode)(KH_PROV_CTX *prov, const unsigned char *der, size_t derlen,
                   int type, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,

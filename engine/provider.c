@@ -39,6 +39,11 @@ static const OSSL_ALGORITHM kh_signature[] = {
       kh_rsa_signature_functions, "RSA PKCS#1 v1.5 and PSS in hardware" },
     { "ECDSA", KH_PROPS, kh_ecdsa_signature_functions,
       "ECDSA in hardware" },
+    /* what keyhold's keymgmt names for its keys (keymgmt.c) */
+    { KH_SIG_NAME_RSA, KH_PROPS, kh_rsa_signature_functions,
+      "RSA PKCS#1 v1.5 and PSS in hardware" },
+    { KH_SIG_NAME_ECDSA, KH_PROPS, kh_ecdsa_signature_functions,
+      "ECDSA in hardware" },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -239,29 +244,31 @@ static const OSSL_DISPATCH kh_dispatch[] = {
 };
 
 /*
- * The algorithm lists, per provider instance (the decoder names depend on
- * its configuration).
+ * The algorithm lists, per provider instance (the decoders depend on its
+ * configuration).
  *
- * Key files (the key reference and the TPM's TSS2 PRIVATE KEY) decode in
- * two steps (engine/decoder.c): one PEM step that recognises either label
- * and passes the DER body on under the structure name "keyhold", and a DER
- * step per key type that claims only that structure. The PEM step is named
- * "KEYHOLD-DER" and the DER steps take that as input, so they join only the
- * chains that decode private keys (PEM_read_bio_PrivateKey, nginx): every
- * decoder named "DER" is instantiated for each DER step of every
- * certificate public-key decode, which cost software TLS handshakes several
- * percent. With store-key-files on (by default in the openssl command only)
- * it is named "DER" and they take DER input instead, which OSSL_STORE's
- * file: loader (the openssl commands' -key/-in) needs, at that price.
+ * Key files (the key reference and the TPM's TSS2 PRIVATE KEY) are read by
+ * one decoder (engine/decoder.c), registered under both key type names
+ * because OpenSSL picks decoders for a key decode by key type; whichever
+ * runs first makes the key, of the type the file holds. Every decoder a
+ * provider registers costs every certificate public-key decode in the
+ * application something (OpenSSL 3.0 walks them all, and instantiates
+ * every one named "DER" for each DER step), so by default they take PEM
+ * input themselves: they join only the chains that decode private keys
+ * from PEM (PEM_read_bio_PrivateKey, nginx) and are skipped by the
+ * does_selection of every other decode.
+ *
+ * With store-key-files on (by default in the openssl command only) they
+ * take DER input with keyhold's structure name instead, behind a PEM step
+ * named "DER", which OSSL_STORE's file: loader (the openssl commands'
+ * -key/-in) needs, at the price of that step in every certificate decode.
  * The tpm2: store is always listed; the TPM backend behind it is loaded
  * on first use (tpm_load.c).
  */
 static void fill_tables(KH_PROV_CTX *prov)
 {
-    const char *pem_name = prov->store_key_files ? "DER" : "KEYHOLD-DER";
-    const char *der_props = prov->store_key_files
-        ? KH_PROPS ",input=der,structure=keyhold"
-        : KH_PROPS ",input=keyhold-der,structure=keyhold";
+    const char *file_props = prov->store_key_files
+        ? KH_PROPS ",input=der,structure=keyhold" : KH_PROPS ",input=pem";
     OSSL_ALGORITHM *st = prov->store_algs, *dec = prov->decoder_algs;
     int i = 0;
 
@@ -273,14 +280,17 @@ static void fill_tables(KH_PROV_CTX *prov)
 
     i = 0;
     dec[i++] = (OSSL_ALGORITHM){ "RSA:rsaEncryption:1.2.840.113549.1.1.1",
-                                 der_props, kh_rsa_keyfile_decoder_functions,
+                                 file_props, kh_keyfile_decoder_functions,
                                  "keyhold key reference or TSS2 key" };
     dec[i++] = (OSSL_ALGORITHM){ "EC:id-ecPublicKey:1.2.840.10045.2.1",
-                                 der_props, kh_ec_keyfile_decoder_functions,
+                                 file_props, kh_keyfile_decoder_functions,
                                  "keyhold key reference or TSS2 key" };
-    dec[i++] = (OSSL_ALGORITHM){ pem_name, KH_PROPS ",input=pem",
-                                 kh_keyfile_pem_decoder_functions,
-                                 "keyhold key reference or TSS2 PEM step" };
+    if (prov->store_key_files) {
+        dec[i++] = (OSSL_ALGORITHM){ "DER", KH_PROPS ",input=pem",
+                                     kh_keyfile_pem_decoder_functions,
+                                     "keyhold key reference or TSS2 PEM "
+                                     "step" };
+    }
     dec[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
 }
 

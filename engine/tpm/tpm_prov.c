@@ -702,7 +702,7 @@ static const OSSL_DISPATCH store_functions[] = {
 
 /* ---- TSS2 PRIVATE KEY files ---------------------------------------- */
 
-/* Makes the key a TSS2 PRIVATE KEY (DER) holds, when it is of |type|. */
+/* Makes the key a TSS2 PRIVATE KEY (DER) holds, of |type| or (0) any. */
 static int tpm_decode(KH_PROV_CTX *prov, const unsigned char *der,
                       size_t derlen, int type, OSSL_PASSPHRASE_CALLBACK *pw_cb,
                       void *pw_cbarg, KH_KEY **key)
@@ -719,7 +719,7 @@ static int tpm_decode(KH_PROV_CTX *prov, const unsigned char *der,
                  "%s", err);
         return 0;
     }
-    if (kh_tpm_key_type(k) != type) {
+    if (type != 0 && kh_tpm_key_type(k) != type) {
         kh_tpm_key_free(k);
         return 1;               /* the other key type's decoder makes it */
     }
