@@ -84,22 +84,9 @@ typedef struct acme {
 static size_t on_body(char *p, size_t sz, size_t n, void *u)
 {
     ACME_RESP *r = u;
-    size_t len = sz * n;
-    unsigned char *nb;
 
-    if (len > ACME_BODY_MAX || r->len > ACME_BODY_MAX - len) {
-        r->too_big = 1;
-        return 0;
-    }
-    nb = OPENSSL_realloc(r->body, r->len + len + 1);
-    if (nb == NULL) {
-        return 0;
-    }
-    memcpy(nb + r->len, p, len);
-    r->len += len;
-    nb[r->len] = '\0';
-    r->body = nb;
-    return len;
+    return kh_http_body_append(&r->body, &r->len, ACME_BODY_MAX, p, sz * n,
+                               &r->too_big);
 }
 
 static void keep_header(const char *line, size_t len, const char *name,

@@ -17,25 +17,32 @@ struct xfer {
     int too_big;
 };
 
-static size_t on_body(char *p, size_t sz, size_t n, void *u)
+size_t kh_http_body_append(unsigned char **buf, size_t *len, size_t max,
+                           const void *data, size_t n, int *too_big)
 {
-    struct xfer *x = u;
-    size_t len = sz * n;
     unsigned char *nb;
 
-    if (len > x->max || x->resp->bodylen > x->max - len) {
-        x->too_big = 1;
+    if (n > max || *len > max - n) {
+        *too_big = 1;
         return 0;
     }
-    nb = OPENSSL_realloc(x->resp->body, x->resp->bodylen + len + 1);
+    nb = OPENSSL_realloc(*buf, *len + n + 1);
     if (nb == NULL) {
         return 0;
     }
-    memcpy(nb + x->resp->bodylen, p, len);
-    x->resp->bodylen += len;
-    nb[x->resp->bodylen] = '\0';
-    x->resp->body = nb;
-    return len;
+    memcpy(nb + *len, data, n);
+    *len += n;
+    nb[*len] = '\0';
+    *buf = nb;
+    return n;
+}
+
+static size_t on_body(char *p, size_t sz, size_t n, void *u)
+{
+    struct xfer *x = u;
+
+    return kh_http_body_append(&x->resp->body, &x->resp->bodylen, x->max, p,
+                               sz * n, &x->too_big);
 }
 
 /* Keeps the header value of |name| (last one wins; interim 100 ignored). */

@@ -61,6 +61,15 @@ int kh_http_parse_retry_after(const char *value, time_t now, long *secs);
 int kh_http_backend_ok(char *err, size_t errlen);
 
 /*
+ * For libcurl write callbacks: appends N bytes of a response body to *BUF
+ * (*LEN bytes so far; OPENSSL_realloc'd, kept NUL-terminated) unless the
+ * body would grow past MAX bytes. Returns N, or 0 (libcurl then stops)
+ * with *TOO_BIG set when the bound was hit.
+ */
+size_t kh_http_body_append(unsigned char **buf, size_t *len, size_t max,
+                           const void *data, size_t n, int *too_big);
+
+/*
  * A libcurl handle (libcurl initialised on first use) with what every
  * enrolment transfer asks for: PROTOCOLS only ("https", "http,https"), no
  * redirects, no signals, curl's error text in EBUF (CURL_ERROR_SIZE), the

@@ -93,22 +93,9 @@ struct body {
 static size_t on_body(char *data, size_t sz, size_t nm, void *ud)
 {
     struct body *b = ud;
-    size_t n = sz * nm;
-    unsigned char *q;
 
-    if (b->n + n > SCEP_MAX_BODY) {
-        b->too_big = 1;
-        return 0;
-    }
-    q = OPENSSL_realloc(b->p, b->n + n + 1);
-    if (q == NULL) {
-        return 0;
-    }
-    memcpy(q + b->n, data, n);
-    b->p = q;
-    b->n += n;
-    b->p[b->n] = '\0';
-    return n;
+    return kh_http_body_append(&b->p, &b->n, SCEP_MAX_BODY, data, sz * nm,
+                               &b->too_big);
 }
 
 /*
