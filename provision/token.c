@@ -96,6 +96,25 @@ static int module_get(const char *module, CK_FUNCTION_LIST_PTR *fl, char *err,
     return KH_EXIT_OK;
 }
 
+/* Both C_GetSlotList calls for the slots holding a token: *slots (free()
+ * it; NULL when none) and *n, the list's CK_RV in *rv. KH_EXIT_TOKEN only
+ * when the list cannot be allocated. */
+static int slot_list(CK_FUNCTION_LIST_PTR fl, CK_SLOT_ID **slots,
+                     CK_ULONG *n, CK_RV *rv, char *err, size_t errlen)
+{
+    *slots = NULL;
+    *n = 0;
+    *rv = fl->C_GetSlotList(CK_TRUE, NULL, n);
+    if (*rv == CKR_OK && *n > 0) {
+        *slots = calloc(*n, sizeof(**slots));
+        if (*slots == NULL) {
+            return kh_seterr(err, errlen, KH_EXIT_TOKEN, "out of memory");
+        }
+        *rv = fl->C_GetSlotList(CK_TRUE, *slots, n);
+    }
+    return KH_EXIT_OK;
+}
+
 /* Slot holding the initialised token |label|; KH_EXIT_TOKEN when none. */
 static int find_slot(CK_FUNCTION_LIST_PTR fl, const char *label,
                      CK_SLOT_ID *slot, int *count, char *err, size_t errlen)
@@ -105,15 +124,11 @@ static int find_slot(CK_FUNCTION_LIST_PTR fl, const char *label,
     CK_TOKEN_INFO ti;
     char l[33];
     CK_RV rv;
-    int found = 0;
+    int found = 0, rc;
 
-    rv = fl->C_GetSlotList(CK_TRUE, NULL, &n);
-    if (rv == CKR_OK && n > 0) {
-        slots = calloc(n, sizeof(*slots));
-        if (slots == NULL) {
-            return kh_seterr(err, errlen, KH_EXIT_TOKEN, "out of memory");
-        }
-        rv = fl->C_GetSlotList(CK_TRUE, slots, &n);
+    rc = slot_list(fl, &slots, &n, &rv, err, errlen);
+    if (rc != KH_EXIT_OK) {
+        return rc;
     }
     if (rv != CKR_OK) {
         free(slots);
@@ -858,13 +873,9 @@ int kh_token_init(KH_CTX *ctx, const char *module, const char *label,
                          "a token labelled '%s' exists already (pick another "
                          "label, or zeroize and delete it first)", label);
     }
-    rv = fl->C_GetSlotList(CK_TRUE, NULL, &n);
-    if (rv == CKR_OK && n > 0) {
-        slots = calloc(n, sizeof(*slots));
-        if (slots == NULL) {
-            return kh_seterr(err, errlen, KH_EXIT_TOKEN, "out of memory");
-        }
-        rv = fl->C_GetSlotList(CK_TRUE, slots, &n);
+    rc = slot_list(fl, &slots, &n, &rv, err, errlen);
+    if (rc != KH_EXIT_OK) {
+        return rc;
     }
     for (i = 0; rv == CKR_OK && i < n; i++) {
         if (fl->C_GetTokenInfo(slots[i], &ti) == CKR_OK
