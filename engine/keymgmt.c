@@ -364,11 +364,23 @@ static void *km_dup(const void *keydata, int selection)
     return kh_key_up_ref(key);
 }
 
+/*
+ * The signature a keyhold key is used with is named for keyhold alone
+ * (KH_SIG_NAME_* in keyhold.h; the implementations are also
+ * registered as ECDSA and RSA). OpenSSL 3.0 fetches the signature by this
+ * name with the application's property query and, when the implementation
+ * comes from another provider, tries to export the key there and then
+ * falls back to the key's own provider: with the plain names the default
+ * provider's ECDSA/RSA come first (providers are kept sorted by name), so
+ * every EVP_DigestSignInit paid a fetch, a refused export and a second
+ * fetch, about 5,000 instructions. Software keys in this keymgmt (below)
+ * are signed in software by the same implementation (sig.c).
+ */
 static const char *km_ec_query_name(int operation_id)
 {
     switch (operation_id) {
     case OSSL_OP_SIGNATURE:
-        return "ECDSA";
+        return KH_SIG_NAME_ECDSA;
     default:
         return NULL;
     }
@@ -376,7 +388,7 @@ static const char *km_ec_query_name(int operation_id)
 
 static const char *km_rsa_query_name(int operation_id)
 {
-    return "RSA";
+    return operation_id == OSSL_OP_SIGNATURE ? KH_SIG_NAME_RSA : "RSA";
 }
 
 /*

@@ -78,6 +78,8 @@ static OSSL_FUNC_signature_gettable_ctx_params_fn sig_gettable_ec;
 static OSSL_FUNC_signature_set_ctx_params_fn sig_set_params;
 static OSSL_FUNC_signature_settable_ctx_params_fn sig_settable_rsa;
 static OSSL_FUNC_signature_settable_ctx_params_fn sig_settable_ec;
+static int soft_sign(KH_SIG_CTX *ctx, unsigned char *sig, size_t *siglen,
+                     size_t sigsize, const unsigned char *tbs, size_t tbslen);
 
 static void *sig_newctx(void *provctx, int is_rsa)
 {
@@ -166,7 +168,7 @@ static int sig_init(KH_SIG_CTX *ctx, void *vkey, const OSSL_PARAM params[],
             KH_raise(ctx->prov, KH_R_BAD_PARAM, "key type mismatch");
             return 0;
         }
-        if (op == EVP_PKEY_OP_SIGN) {
+        if (op == EVP_PKEY_OP_SIGN && !(key->flags & KH_KEY_SOFTWARE)) {
             if (key->ops == NULL) {
                 KH_raise(ctx->prov, KH_R_NOT_PERMITTED,
                          "public key only: cannot sign");
@@ -265,13 +267,17 @@ static int sig_sign(void *vctx, unsigned char *sig, size_t *siglen,
     KH_KEY *key = ctx->key;
     KH_SIGN_PARAMS sp;
 
-    if (key == NULL || key->ops == NULL || ctx->op != EVP_PKEY_OP_SIGN) {
+    if (key == NULL || ctx->op != EVP_PKEY_OP_SIGN
+        || (key->ops == NULL && !(key->flags & KH_KEY_SOFTWARE))) {
         KH_raise(ctx->prov, KH_R_BAD_PARAM, "not initialised for signing");
         return 0;
     }
     if (sig == NULL) {
         *siglen = (size_t)key->size;
         return 1;
+    }
+    if (key->ops == NULL) {
+        return soft_sign(ctx, sig, siglen, sigsize, tbs, tbslen);
     }
     sp.md_nid = ctx->md_nid;
     sp.mgf1_md_nid = NID_undef;
@@ -306,21 +312,25 @@ static int sig_sign(void *vctx, unsigned char *sig, size_t *siglen,
     return key->ops->sign(key, &sp, sig, siglen, sigsize, tbs, tbslen);
 }
 
-/* Software verification with the public half, same parameters. */
-static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
-                      const unsigned char *tbs, size_t tbslen)
+/*
+ * An EVP_PKEY_CTX in the provider's library context on the public half (or
+ * on the key pair of a software key), set up for signing or verifying with
+ * the context's digest, padding, salt length and MGF1 digest.
+ */
+static EVP_PKEY_CTX *soft_ctx(KH_SIG_CTX *ctx, int sign)
 {
-    KH_SIG_CTX *ctx = vctx;
     EVP_PKEY_CTX *pctx = NULL;
     EVP_PKEY *pub;
     EVP_MD *md = NULL, *mgf = NULL;
     int ok = 0;
 
     if (ctx->key == NULL || (pub = kh_key_pub(ctx->key)) == NULL) {
-        return 0;
+        return NULL;
     }
     pctx = EVP_PKEY_CTX_new_from_pkey(ctx->prov->libctx, pub, NULL);
-    if (pctx == NULL || EVP_PKEY_verify_init(pctx) <= 0) {
+    if (pctx == NULL
+        || (sign ? EVP_PKEY_sign_init(pctx) : EVP_PKEY_verify_init(pctx))
+               <= 0) {
         goto end;
     }
     if (ctx->md_nid != NID_undef
@@ -343,10 +353,38 @@ static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
             }
         }
     }
-    ok = EVP_PKEY_verify(pctx, sig, siglen, tbs, tbslen) == 1;
+    ok = 1;
 end:
     EVP_MD_free(md);
     EVP_MD_free(mgf);
+    if (!ok) {
+        EVP_PKEY_CTX_free(pctx);
+        pctx = NULL;
+    }
+    return pctx;
+}
+
+/* A software key pair (keymgmt.c, "Software keys") signs in software. */
+static int soft_sign(KH_SIG_CTX *ctx, unsigned char *sig, size_t *siglen,
+                     size_t sigsize, const unsigned char *tbs, size_t tbslen)
+{
+    EVP_PKEY_CTX *pctx = soft_ctx(ctx, 1);
+    int ok;
+
+    *siglen = sigsize;
+    ok = pctx != NULL && EVP_PKEY_sign(pctx, sig, siglen, tbs, tbslen) > 0;
+    EVP_PKEY_CTX_free(pctx);
+    return ok;
+}
+
+/* Software verification with the public half, same parameters. */
+static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
+                      const unsigned char *tbs, size_t tbslen)
+{
+    EVP_PKEY_CTX *pctx = soft_ctx(vctx, 0);
+    int ok;
+
+    ok = pctx != NULL && EVP_PKEY_verify(pctx, sig, siglen, tbs, tbslen) == 1;
     EVP_PKEY_CTX_free(pctx);
     return ok;
 }
