@@ -736,14 +736,48 @@ static void sigpipe_restore(SIGPIPE_GUARD *s)
 
 /* ---- loading --------------------------------------------------------- */
 
-/* Flushes a transient object known only by its TPM handle. */
+/*
+ * Tss2_Sys_FlushContext, from the libtss2-sys that libtss2-esys already
+ * loaded (looked up rather than linked: the build links ESAPI only).
+ */
+typedef TSS2_RC (*sys_flush_fn)(TSS2_SYS_CONTEXT *sys, TPMI_DH_CONTEXT h);
+
+static sys_flush_fn sys_flush_locked(void)
+{
+    static int looked;
+    static sys_flush_fn fn;
+    void *lib;
+
+    if (!looked) {
+        looked = 1;
+        lib = dlopen("libtss2-sys.so.1", RTLD_LAZY | RTLD_NOLOAD);
+        if (lib != NULL) {
+            /* Keeps the reference: the library stays while esys does. */
+            *(void **)&fn = dlsym(lib, "Tss2_Sys_FlushContext");
+        }
+    }
+    return fn;
+}
+
+/*
+ * Flushes a transient object known only by its TPM handle: one command
+ * (TPM2_FlushContext through the SAPI context under ESAPI, which has no
+ * handle of its own for the object), else two (TPM2_ReadPublic for an
+ * ESAPI handle, then TPM2_FlushContext).
+ */
 static TSS2_RC flush_raw_locked(TPM2_HANDLE h)
 {
     ESYS_TR tr = ESYS_TR_NONE;
+    TSS2_SYS_CONTEXT *sys = NULL;
+    sys_flush_fn fn = sys_flush_locked();
     TSS2_RC rc;
 
     if ((h & 0xff000000u) != KH_TRANSIENT_FIRST) {
         return TSS2_ESYS_RC_BAD_VALUE;      /* never anything else */
+    }
+    if (fn != NULL && Esys_GetSysContext(g.esys, &sys) == TSS2_RC_SUCCESS
+        && sys != NULL) {
+        return fn(sys, h);
     }
     rc = Esys_TR_FromTPMPublic(g.esys, h, ESYS_TR_NONE, ESYS_TR_NONE,
                                ESYS_TR_NONE, &tr);
