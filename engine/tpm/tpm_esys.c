@@ -6,8 +6,9 @@
  *   manager (/dev/tpmrm0, tpm2-abrmd) it stays open while keys exist. A TPM
  *   without one (swtpm's socket, a bare /dev/tpm0) serves one connection at
  *   a time and keeps transient objects until flushed: then each operation
- *   connects, works, flushes what it loaded and disconnects, so processes
- *   take turns (see tcti_is_exclusive; KEYHOLD_TPM_HOLD=0/1 overrides).
+ *   connects under a lock file, works and disconnects, so processes take
+ *   turns (see tcti_is_exclusive; KEYHOLD_TPM_HOLD=0/1 overrides); what it
+ *   loaded stays loaded, as the lock file's record says ("the lease").
  * - Every ESYS call runs under one mutex: an ESYS_CONTEXT is not
  *   thread-safe, and the TPM executes one command at a time anyway.
  * - Transient objects are few (swtpm has 3 slots). A loaded key stays
@@ -21,8 +22,8 @@
  * - A wrong auth value is never retried: the key remembers the failure and
  *   refuses further attempts in this process (dictionary-attack lockout).
  * - After fork() the child forgets the parent's connection (closing only
- *   its file descriptors; no TPM command on the shared socket) and opens
- *   its own on first use.
+ *   its file descriptors; no TPM command on the shared socket) and the
+ *   parent's loaded keys, and opens its own on first use.
  */
 #include <dlfcn.h>
 #include <errno.h>
