@@ -104,7 +104,9 @@ static const unsigned char *ec_point_unwrap(const unsigned char *v,
             hdr = 0;
             n = 0;
         }
-        if (hdr != 0 && n > 0 && hdr + n == len) {
+        /* an encoded point starts with 02, 03 or 04 (SEC 1, 2.3.3) */
+        if (hdr != 0 && n > 0 && hdr + n == len && v[hdr] >= 0x02
+            && v[hdr] <= 0x04) {
             *plen = n;
             return v + hdr;
         }
