@@ -286,13 +286,9 @@ kh_p11_pubkey() {
 kh_p11_cert() {
     local d=$1 tok=$2 id=$3 out=$4 san=${5:-DNS:localhost} cn=${6:-localhost}
     kh_p11_pubkey "$tok" "$id" "$T/certpub.$$.pem"
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout /dev/null -subj "/CN=$cn" -out "$T/cert.$$.csr" 2>/dev/null
-    KH_SAN=$san openssl x509 -req -in "$T/cert.$$.csr" -force_pubkey "$T/certpub.$$.pem" \
-        -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 7 \
-        -extfile "$d/ext-server.cnf" -out "$out" 2>/dev/null \
+    kh_pub_cert "$d" "$T/certpub.$$.pem" "$out" "$san" "$cn" \
         || kh_fail "test CA could not sign a certificate for $tok/$id"
-    rm -f "$T/certpub.$$.pem" "$T/cert.$$.csr"
+    rm -f "$T/certpub.$$.pem"
 }
 
 # Starts `openssl s_server -www` on 127.0.0.1:PORT in the background with the
@@ -730,4 +726,19 @@ kh_p11_tok_keys() {
         kh_p11_pubkey tok "$2" "$T/$1.pub.pem"
         shift 3
     done
+}
+
+# A certificate from the test CA (kh_test_ca) for the public key in PUB
+# (PEM), made without the private key's help (-force_pubkey); non-zero when
+# the CA could not sign. kh_p11_cert uses it for token keys.
+#   kh_pub_cert CADIR PUB OUT [SAN] [CN]
+kh_pub_cert() {
+    local d=$1 pub=$2 out=$3 san=${4:-DNS:localhost} cn=${5:-localhost} rc=0
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout /dev/null -subj "/CN=$cn" -out "$T/cert.$$.csr" 2>/dev/null
+    KH_SAN=$san openssl x509 -req -in "$T/cert.$$.csr" -force_pubkey "$pub" \
+        -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 7 \
+        -extfile "$d/ext-server.cnf" -out "$out" 2>/dev/null || rc=$?
+    rm -f "$T/cert.$$.csr"
+    return $rc
 }

@@ -15,11 +15,7 @@ KT=$BUILD/keyhold-tpm
 "$KT" create --alg ec-p256 --out "$T/ec.tss" --pub-out "$T/ec.pub"
 "$KT" create --alg rsa-2048 --persistent 0x81000050 --pub-out "$T/rsa.pub"
 for k in ec rsa; do
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
-        -subj "/CN=localhost" -out "$T/tmp.csr" 2>/dev/null
-    KH_SAN=DNS:localhost openssl x509 -req -in "$T/tmp.csr" -force_pubkey "$T/$k.pub" \
-        -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" -CAcreateserial -days 7 \
-        -extfile "$T/ca/ext-server.cnf" -out "$T/$k.crt" 2>/dev/null
+    kh_pub_cert "$T/ca" "$T/$k.pub" "$T/$k.crt" || kh_fail "test CA could not sign for the $k key"
 done
 
 handshake() {

@@ -25,11 +25,7 @@ kh_expect_output "not retried"
 grep -q "lockout_counter=1" "$T/da.out" || kh_fail "keyhold-tpm da does not show the counter"
 
 # A server with the wrong auth: three handshakes fail, one TPM attempt.
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
-    -subj "/CN=localhost" -out "$T/tmp.csr" 2>/dev/null
-KH_SAN=DNS:localhost openssl x509 -req -in "$T/tmp.csr" -force_pubkey "$T/k.pub" \
-    -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" -CAcreateserial -days 7 \
-    -extfile "$T/ca/ext-server.cnf" -out "$T/k.crt" 2>/dev/null
+kh_pub_cert "$T/ca" "$T/k.pub" "$T/k.crt" || kh_fail "test CA could not sign for the TPM key"
 port=$(kh_free_port)
 kh_s_server "$port" "${KH_PROV[@]}" -key "tpm2:file=$T/k.tss;pin-source=file:$T/wrong" -cert "$T/k.crt"
 server=$KH_LAST_PID
