@@ -469,17 +469,6 @@ int kh_md_size(int nid)
     }
 }
 
-/*
- * Nothing is fetched at load: the first fetch in the provider's own
- * library context builds every digest there (millions of instructions),
- * which a server whose signatures never need an EVP_MD should not pay at
- * start-up. kh_md_get fills the cache one digest at a time.
- */
-void kh_md_cache_fill(KH_PROV_CTX *prov)
-{
-    (void)prov;
-}
-
 void kh_md_cache_free(KH_PROV_CTX *prov)
 {
     int i;
@@ -490,6 +479,12 @@ void kh_md_cache_free(KH_PROV_CTX *prov)
     }
 }
 
+/*
+ * Nothing is fetched at load: the first fetch in the provider's own
+ * library context builds every digest there (millions of instructions),
+ * which a server whose signatures never need an EVP_MD should not pay at
+ * start-up. Each digest is fetched on first use and kept.
+ */
 EVP_MD *kh_md_get(KH_PROV_CTX *prov, int nid)
 {
     EVP_MD *md, *expected = NULL;

@@ -154,7 +154,6 @@ const char *kh_md_name_from_nid(int nid);
 int kh_md_size(int nid);                           /* 0: unknown */
 /* A new reference to the digest for |nid|, fetched once, on first use. */
 EVP_MD *kh_md_get(KH_PROV_CTX *prov, int nid);
-void kh_md_cache_fill(KH_PROV_CTX *prov);
 void kh_md_cache_free(KH_PROV_CTX *prov);
 /* RSA padding mode parameter, integer or name: RSA_*_PADDING, -1 bad. */
 int kh_rsa_pad_from_param(const OSSL_PARAM *p);

@@ -451,7 +451,6 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
         goto err;
     }
     capture_pin(prov);
-    kh_md_cache_fill(prov);
     kh_p11_init_prov(prov);
     prov->p11_registered = 1;
     fill_tables(prov);
