@@ -135,8 +135,7 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
         kh_strlist_free(&sans);
         return KH_EXIT_USAGE;
     }
-    if (host_in != NULL && strcmp(host_in, "both") != 0
-        && strcmp(host_in, "cn") != 0 && strcmp(host_in, "san") != 0) {
+    if (host_in != NULL && !kh_host_in_valid(host_in)) {
         kh_err(ctx, "provision %s: --host-in '%s' (both, cn or san)", name,
                host_in);
         kh_strlist_free(&sans);

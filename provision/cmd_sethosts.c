@@ -38,8 +38,7 @@ int cmd_set_hosts(KH_CTX *ctx, int argc, char **argv)
             host = optarg;
         } else if (c == 'I') {
             host_in = optarg;
-            if (strcmp(host_in, "both") != 0 && strcmp(host_in, "cn") != 0
-                && strcmp(host_in, "san") != 0) {
+            if (!kh_host_in_valid(host_in)) {
                 kh_err(ctx, "set-hosts: --host-in '%s' (both, cn or san)",
                        host_in);
                 kh_strlist_free(&sans);

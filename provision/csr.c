@@ -62,8 +62,7 @@ int kh_identity_make_csr(KH_CTX *ctx, const KH_IDENTITY *id, EVP_PKEY *pkey,
     if (host_in == NULL || kh_host_is_ip(host)) {
         host_in = "both";
     }
-    if (strcmp(host_in, "both") != 0 && strcmp(host_in, "cn") != 0
-        && strcmp(host_in, "san") != 0) {
+    if (!kh_host_in_valid(host_in)) {
         rc = kh_seterr(err, errlen, KH_EXIT_REJECTED,
                        "identity '%s': host-in = %s (both, cn or san)",
                        id->name, host_in);

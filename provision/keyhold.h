@@ -156,6 +156,8 @@ int kh_identity_list(KH_CTX *ctx, KH_STRLIST *names);
  * (a bare name means dns:). 1 ok, 0 with err. */
 int kh_sans_parse(const char *spec, KH_STRLIST *out, char *err, size_t errlen);
 int kh_host_is_ip(const char *host);
+/* 1 when |v| is a --host-in / host-in value: both, cn or san. */
+int kh_host_in_valid(const char *v);
 /* Every name the certificate must carry: host (dns: or ip:) + san entries. */
 int kh_identity_names(const KH_IDENTITY *id, KH_STRLIST *out);
 /* RFC 6125 matching, case-insensitive, '*' only as the whole leftmost

@@ -50,6 +50,12 @@ static int dns_name_ok(const char *s)
     return label > 0;
 }
 
+int kh_host_in_valid(const char *v)
+{
+    return strcmp(v, "both") == 0 || strcmp(v, "cn") == 0
+           || strcmp(v, "san") == 0;
+}
+
 int kh_sans_parse(const char *spec, KH_STRLIST *out, char *err, size_t errlen)
 {
     char *copy, *tok, *save = NULL;
