@@ -17,6 +17,16 @@ sign() {
     openssl pkeyutl -sign -inkey "$1" -in "$T/data" -rawin -digest sha256 \
         -out "$T/sig" "${KH_PROV[@]}"
 }
+# The token reports FLAGS: signing with the right PIN is refused before any
+# C_Login, with a message matching REGEX (case-insensitive).
+#   no_login FLAGS REGEX WHAT
+no_login() {
+    kh_shim_set "tokenflags $1"
+    kh_shim_log_reset
+    kh_must_fail_clean sign "$good"
+    grep -qiE "$2" "$T/must_fail.out" || kh_fail "no clear '$3' message"
+    [ "$(kh_shim_count C_Login)" = 0 ] || kh_fail "C_Login attempted on $3"
+}
 
 # 1. Wrong PIN: one C_Login, named.
 kh_shim_log_reset
@@ -28,19 +38,11 @@ kh_no_secrets "$T/must_fail.out" 9999 1234
 kh_log "wrong PIN: exactly one C_Login, named"
 
 # 2. Final try: refuse before C_Login, even with the right PIN.
-kh_shim_set 'tokenflags CKF_USER_PIN_FINAL_TRY CKF_USER_PIN_COUNT_LOW'
-kh_shim_log_reset
-kh_must_fail_clean sign "$good"
-grep -qiE 'final|last' "$T/must_fail.out" || kh_fail "no clear 'final try' message"
-[ "$(kh_shim_count C_Login)" = 0 ] || kh_fail "C_Login attempted on the token's final PIN try"
+no_login 'CKF_USER_PIN_FINAL_TRY CKF_USER_PIN_COUNT_LOW' 'final|last' "the token's final PIN try"
 kh_log "final try: no login, clear message"
 
 # 3. Locked: refuse before C_Login.
-kh_shim_set 'tokenflags CKF_USER_PIN_LOCKED'
-kh_shim_log_reset
-kh_must_fail_clean sign "$good"
-grep -qi 'lock' "$T/must_fail.out" || kh_fail "no clear 'locked' message"
-[ "$(kh_shim_count C_Login)" = 0 ] || kh_fail "C_Login attempted on a locked token"
+no_login CKF_USER_PIN_LOCKED 'lock' "a locked token"
 
 # 4. Count low (not yet final): login allowed, signing works.
 kh_shim_set 'tokenflags CKF_USER_PIN_COUNT_LOW'
