@@ -10,11 +10,7 @@ kh_need "$BUILD/keyhold.so" "$BUILD/keyhold-tpm"
 kh_swtpm_start
 kh_test_ca "$T/ca"
 "$BUILD/keyhold-tpm" create --alg ec-p256 --out "$T/k.tss" --pub-out "$T/k.pub"
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
-    -subj "/CN=localhost" -out "$T/tmp.csr" 2>/dev/null
-KH_SAN=DNS:localhost openssl x509 -req -in "$T/tmp.csr" -force_pubkey "$T/k.pub" \
-    -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" -CAcreateserial -days 7 \
-    -extfile "$T/ca/ext-server.cnf" -out "$T/k.crt" 2>/dev/null
+kh_pub_cert "$T/ca" "$T/k.pub" "$T/k.crt" || kh_fail "test CA could not certify the TPM key"
 cnf=$(kh_openssl_cnf last)
 port=$(kh_free_port)
 OPENSSL_CONF=$cnf kh_nginx_start "$port" "$T/k.crt" "$T/k.tss" "$cnf" 4

@@ -43,11 +43,7 @@ for pad in pkcs1 pss; do
 done
 kh_log "tpm2-pkcs11 keys sign through keyhold's PKCS#11 backend (ECDSA, RSA PKCS#1, RSA-PSS)"
 
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
-    -subj "/CN=localhost" -out "$T/tmp.csr" 2>/dev/null
-KH_SAN=DNS:localhost openssl x509 -req -in "$T/tmp.csr" -force_pubkey "$T/k2.pub" \
-    -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" -CAcreateserial -days 7 \
-    -extfile "$T/ca/ext-server.cnf" -out "$T/k2.crt" 2>/dev/null
+kh_pub_cert "$T/ca" "$T/k2.pub" "$T/k2.crt" || kh_fail "test CA could not certify the tpm2-pkcs11 key"
 port=$(kh_free_port)
 kh_s_server "$port" "${KH_PROV[@]}" -key "$U2" -cert "$T/k2.crt"
 timeout 30 openssl s_client -connect "127.0.0.1:$port" -servername localhost -tls1_3 \

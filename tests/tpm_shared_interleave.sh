@@ -28,19 +28,9 @@ KT=$BUILD/keyhold-tpm
 "$KT" create --alg ec-p384 --out "$T/c.tss" --pub-out "$T/c.pub"
 "$KT" create --alg ec-p256 --persistent 0x81000070 --pub-out "$T/d.pub"
 
-cert() {
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout /dev/null -subj "/CN=localhost" -out "$T/tmp.csr" 2>/dev/null \
-        || kh_fail "openssl req"
-    KH_SAN=DNS:localhost openssl x509 -req -in "$T/tmp.csr" -force_pubkey "$1" \
-        -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" -CAcreateserial -days 7 \
-        -extfile "$T/ca/ext-server.cnf" -out "$2" 2>"$T/cert.err" \
-        || { cat "$T/cert.err"; kh_fail "test CA could not certify $1"; }
-}
-
 declare -A port pid
 for s in a b c d; do
-    cert "$T/$s.pub" "$T/$s.crt"
+    kh_pub_cert "$T/ca" "$T/$s.pub" "$T/$s.crt" || kh_fail "test CA could not certify $s.pub"
     uri="tpm2:file=$T/$s.tss"
     [ "$s" = d ] && uri="tpm2:handle=0x81000070"
     port[$s]=$(kh_free_port)

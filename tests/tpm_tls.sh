@@ -17,20 +17,11 @@ KT=$BUILD/keyhold-tpm
 "$KT" create --alg rsa-2048 --persistent 0x81000030 --pub-out "$T/rsa.pub"
 "$KT" create --alg rsa-2048 --out "$T/rsa.tss" --pub-out "$T/rsa-file.pub"
 
-# A certificate from the test CA for a public key (the CA never sees the
-# private key): tpm_cert PUB OUT
-tpm_cert() {
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$T/tmp.key" -subj "/CN=localhost" -out "$T/tmp.csr" 2>"$T/cert.err" \
-        || { cat "$T/cert.err"; kh_fail "openssl req for $1"; }
-    KH_SAN=DNS:localhost openssl x509 -req -in "$T/tmp.csr" -force_pubkey "$1" \
-        -CA "$T/ca/ca.pem" -CAkey "$T/ca/ca.key" -CAcreateserial -days 7 \
-        -extfile "$T/ca/ext-server.cnf" -out "$2" 2>"$T/cert.err" \
-        || { cat "$T/cert.err"; kh_fail "test CA could not certify $1"; }
-}
-tpm_cert "$T/ec.pub" "$T/ec.crt"
-tpm_cert "$T/rsa.pub" "$T/rsa.crt"
-tpm_cert "$T/rsa-file.pub" "$T/rsa-file.crt"
+# Certificates from the test CA for the public keys (the CA never sees
+# the private keys).
+for k in ec rsa rsa-file; do
+    kh_pub_cert "$T/ca" "$T/$k.pub" "$T/$k.crt" || kh_fail "test CA could not certify $k.pub"
+done
 
 # The EC key is given as the key file itself (OSSL_STORE file: loader and
 # keyhold's TSS2 decoder), the RSA key by its persistent handle.
