@@ -8,7 +8,6 @@
 . "$(dirname "$0")/lib.sh"
 
 kh_enrol_appliance /usr/sbin/nginx
-mkdir -p "$T/nginx/tmp" "$T/nginx/logs"
 (umask 077; printf 'cmp-secret-9' >"$T/cmp.secret")
 kh_test_ca "$T/ca"
 kh_test_ca "$T/tlsca"
@@ -27,30 +26,10 @@ kh_bg openssl cmp -config "" -port "$cport" -srv_ref keyhold-cmp \
 kh_wait_port "$cport"
 tport=$(kh_free_port)
 while [ "$tport" = "$cport" ]; do tport=$(kh_free_port); done
-cat >"$T/nginx/nginx.conf" <<NGX
-worker_processes 1;
-daemon off;
-pid $T/nginx.pid;
-error_log $T/nginx/logs/error.log notice;
-events { worker_connections 16; }
-http {
-    access_log off;
-    client_body_temp_path $T/nginx/tmp/body;
-    proxy_temp_path $T/nginx/tmp/proxy;
-    fastcgi_temp_path $T/nginx/tmp/fastcgi;
-    uwsgi_temp_path $T/nginx/tmp/uwsgi;
-    scgi_temp_path $T/nginx/tmp/scgi;
-    server {
-        listen 127.0.0.1:$tport ssl;
-        ssl_certificate $T/tls.pem;
-        ssl_certificate_key $T/tls.key;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location / { proxy_pass http://127.0.0.1:$cport; }
-    }
-}
-NGX
-kh_bg /usr/sbin/nginx -c "$T/nginx/nginx.conf" -e "$T/nginx/logs/error.log"
-kh_wait_port "$tport"
+# Started by kh_nginx_start, not kh_bg: kh_bg's cleanup SIGKILLs the master
+# right after SIGTERM, which left the worker running after the test.
+KH_NGINX_LOCATION="proxy_pass http://127.0.0.1:$cport;" \
+    kh_nginx_start "$tport" "$T/tls.pem" "$T/tls.key" "" 1
 URL=https://127.0.0.1:$tport/pkix/
 
 kh_log "TLS server not issued by --server-ca: refused, nothing installed"

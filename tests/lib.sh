@@ -344,16 +344,20 @@ kh_tls_clients() {
 }
 
 # nginx in the foreground (daemon off) under $T, master + WORKERS workers,
-# started with OPENSSL_CONF=CNF so that keyhold is loaded from openssl.cnf.
-# Its configuration is $T/nginx/nginx.conf. Optional, set for the call:
+# started with OPENSSL_CONF=CNF so that keyhold is loaded from openssl.cnf
+# (CNF empty: OPENSSL_CONF left alone). Its configuration is
+# $T/nginx/nginx.conf. Optional, set for the call:
 #   KH_NGINX_USER="USER [GROUP]"  the workers' account (default root)
 #   KH_NGINX_SHIM=1  the workers see the fault shim's environment, each has
 #                    its own listening socket (reuseport) and every handshake
 #                    is a full one (no session cache, no tickets)
+#   KH_NGINX_LOCATION="DIRECTIVES"  what location / does (default: answers
+#                    200 "keyhold"), e.g. "proxy_pass http://127.0.0.1:P;"
 #   kh_nginx_start PORT CERT KEY CNF [WORKERS]
 kh_nginx_start() {
     local port=$1 cert=$2 key=$3 cnf=$4 workers=${5:-2} d=$T/nginx
     local shim_env="" listen_opt="" ssl_opt=""
+    local location=${KH_NGINX_LOCATION:-'return 200 "keyhold\n";'}
     if [ "${KH_NGINX_SHIM:-0}" = 1 ]; then
         shim_env=$'env KH_SHIM_CONTROL;\nenv KH_SHIM_LOG;\nenv KH_SHIM_MODULE;\n'
         listen_opt=" reuseport"
@@ -382,15 +386,20 @@ http {
         ssl_certificate $cert;
         ssl_certificate_key $key;
         ssl_protocols TLSv1.2 TLSv1.3;
-${ssl_opt}        location / { return 200 "keyhold\n"; }
+${ssl_opt}        location / { $location }
     }
 }
 NGX
     # Not registered with kh_bg: its cleanup would SIGKILL the master right
     # after SIGTERM and orphan the workers. kh_cleanup TERMs $T/nginx.pid,
     # and the master then stops its workers.
-    OPENSSL_CONF=$cnf nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" \
-        >"$d/logs/stdout.log" 2>&1 </dev/null &
+    if [ -n "$cnf" ]; then
+        OPENSSL_CONF=$cnf nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" \
+            >"$d/logs/stdout.log" 2>&1 </dev/null &
+    else
+        nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" \
+            >"$d/logs/stdout.log" 2>&1 </dev/null &
+    fi
     KH_NGINX_PID=$!
     local pid=$KH_NGINX_PID i
     for i in $(seq 1 100); do
