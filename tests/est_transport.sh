@@ -39,26 +39,8 @@ unchanged "silent CA"
 
 kh_log "a redirect is refused, not followed"
 nport=$(kh_free_port)
-mkdir -p "$T/ngx/logs" "$T/ngx/tmp"
-cat >"$T/ngx/nginx.conf" <<NGX
-daemon off;
-master_process off;
-pid $T/ngx/nginx.pid;
-error_log $T/ngx/logs/error.log;
-events { worker_connections 16; }
-http {
-    access_log off;
-    client_body_temp_path $T/ngx/tmp;
-    server {
-        listen 127.0.0.1:$nport ssl;
-        ssl_certificate $d/tls.pem;
-        ssl_certificate_key $d/tls.key;
-        location / { return 302 https://localhost:$KH_ESTD_PORT\$request_uri; }
-    }
-}
-NGX
-kh_bg nginx -p "$T/ngx" -e "$T/ngx/logs/error.log" -c "$T/ngx/nginx.conf"
-kh_wait_port "$nport"
+KH_NGINX_LOCATION="return 302 https://localhost:$KH_ESTD_PORT\$request_uri;" \
+    kh_nginx_start "$nport" "$d/tls.pem" "$d/tls.key" "" 1
 curl -sS --cacert "$d/tls-ca.pem" -o /dev/null -w '%{http_code}' \
     "https://localhost:$nport/.well-known/est/cacerts" | grep -q 302 || kh_fail "nginx does not redirect"
 setcfg est-url "https://localhost:$nport/.well-known/est"
