@@ -121,15 +121,39 @@ static int raw_from_object(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
                            KH_PUB_RAW *raw, unsigned char **buf1,
                            unsigned char **buf2)
 {
+    CK_ATTRIBUTE_TYPE t1 = ktype == CKK_RSA ? CKA_MODULUS : CKA_EC_POINT;
+    CK_ATTRIBUTE_TYPE t2 = ktype == CKK_RSA ? CKA_PUBLIC_EXPONENT
+                                            : CKA_EC_PARAMS;
+    unsigned char v1[1024], v2[128];  /* RSA-8192, any named curve */
+    CK_ATTRIBUTE a[2] = {
+        { t1, v1, sizeof(v1) },
+        { t2, v2, sizeof(v2) },
+    };
     CK_ULONG l1 = 0, l2 = 0;
 
     memset(raw, 0, sizeof(*raw));
     *buf1 = *buf2 = NULL;
+    /*
+     * Both attributes in one call (a token call costs far more than the
+     * stack buffers): the start-up of a server pays every one. Values that
+     * do not fit are read with their length asked first.
+     */
+    if (tok->mod->fl->C_GetAttributeValue(sess, h, a, 2) == CKR_OK
+        && a[0].ulValueLen != CK_UNAVAILABLE_INFORMATION
+        && a[1].ulValueLen != CK_UNAVAILABLE_INFORMATION) {
+        l1 = a[0].ulValueLen;
+        l2 = a[1].ulValueLen;
+        *buf1 = OPENSSL_memdup(v1, l1 > 0 ? l1 : 1);
+        *buf2 = OPENSSL_memdup(v2, l2 > 0 ? l2 : 1);
+        if (*buf1 == NULL || *buf2 == NULL) {
+            goto fail;
+        }
+    } else if (get_attr(tok, sess, h, t1, buf1, &l1) != CKR_OK
+               || get_attr(tok, sess, h, t2, buf2, &l2) != CKR_OK) {
+        goto fail;
+    }
     if (ktype == CKK_RSA) {
-        if (get_attr(tok, sess, h, CKA_MODULUS, buf1, &l1) != CKR_OK
-            || get_attr(tok, sess, h, CKA_PUBLIC_EXPONENT, buf2, &l2)
-                   != CKR_OK
-            || l1 == 0 || l2 == 0) {
+        if (l1 == 0 || l2 == 0) {
             goto fail;
         }
         raw->type = EVP_PKEY_RSA;
@@ -139,9 +163,7 @@ static int raw_from_object(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
         raw->blen = l2;
         return 1;
     }
-    if (get_attr(tok, sess, h, CKA_EC_PARAMS, buf2, &l2) != CKR_OK
-        || get_attr(tok, sess, h, CKA_EC_POINT, buf1, &l1) != CKR_OK
-        || (raw->group = ec_group_name(*buf2, l2)) == NULL || l1 == 0) {
+    if ((raw->group = ec_group_name(*buf2, l2)) == NULL || l1 == 0) {
         goto fail;
     }
     raw->type = EVP_PKEY_EC;

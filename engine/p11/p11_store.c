@@ -343,12 +343,7 @@ static int find_private(P11_STORE *st, KH_P11_TOKEN *tok,
     KH_PUB_RAW raw;
     unsigned char *rbuf1 = NULL, *rbuf2 = NULL;
     unsigned int flags = 0;
-    CK_KEY_TYPE kt = (CK_KEY_TYPE)-1;
-    unsigned char id[64];
-    CK_ATTRIBUTE a[2] = {
-        { CKA_KEY_TYPE, &kt, sizeof(kt) },
-        { CKA_ID, id, sizeof(id) },
-    };
+    CK_KEY_TYPE kt;
     char list[1024], desc[300], tdesc[160];
     size_t off = 0;
     CK_RV rv;
@@ -380,21 +375,17 @@ static int find_private(P11_STORE *st, KH_P11_TOKEN *tok,
                  "to the URI)", (unsigned long)n, tdesc, st->uri, list);
         return 0;
     }
-    rv = tok->mod->fl->C_GetAttributeValue(sess, objs[0], a, 2);
-    if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID
-        && rv != CKR_BUFFER_TOO_SMALL) {
-        KH_raise(prov, KH_R_MODULE, "C_GetAttributeValue: %s",
-                 kh_ckr_name(rv));
+    /* Its type, id, label and usage, in one token call. */
+    pk = kh_p11_key_new(prov, tok, sess, objs[0], 0, &flags);
+    if (pk == NULL) {
         return 0;
     }
+    kt = pk->ktype;
     if (kt != CKK_RSA && kt != CKK_EC) {
+        kh_p11_ops.key_free(pk);
         KH_raise(prov, KH_R_UNSUPPORTED,
                  "%s: the key %s is neither RSA nor EC", tdesc, st->uri);
         return 0;
-    }
-    if (a[1].ulValueLen == CK_UNAVAILABLE_INFORMATION
-        || a[1].ulValueLen > sizeof(id)) {
-        a[1].ulValueLen = 0;
     }
     /*
      * The public half as bytes from the token: the EVP_PKEY is built only
@@ -402,42 +393,30 @@ static int find_private(P11_STORE *st, KH_P11_TOKEN *tok,
      * does). Only a key whose public half is in a certificate alone is
      * built now.
      */
-    if (kh_p11_public_raw(tok, sess, objs[0], kt, id, a[1].ulValueLen, &raw,
+    if (kh_p11_public_raw(tok, sess, objs[0], kt, pk->id, pk->idlen, &raw,
                           &rbuf1, &rbuf2)) {
-        pk = kh_p11_key_new(prov, tok, sess, objs[0], 0, &flags);
-        if (pk != NULL) {
-            *out = kh_key_new_raw(prov, &kh_p11_ops, pk, &raw, flags,
-                                  st->uri);
-            if (*out != NULL) {
-                kh_p11_key_set_bits(pk, (*out)->bits);
-            }
-        }
+        /* kh_key_new_raw owns pk from here, also when it fails */
+        *out = kh_key_new_raw(prov, &kh_p11_ops, pk, &raw, flags, st->uri);
         OPENSSL_free(rbuf1);
         OPENSSL_free(rbuf2);
-        if (pk == NULL) {
-            return 0;
-        }
         if (*out == NULL) {
             KH_raise(prov, KH_R_PUBLIC_KEY, "%s: the public half of %s "
                      "could not be read", tdesc, st->uri);
             return 0;
         }
+        kh_p11_key_set_bits(pk, (*out)->bits);
     } else {
-        pub = kh_p11_public_half(prov, tok, sess, objs[0], kt, id,
-                                 a[1].ulValueLen);
+        pub = kh_p11_public_half(prov, tok, sess, objs[0], kt, pk->id,
+                                 pk->idlen);
         if (pub == NULL) {
+            kh_p11_ops.key_free(pk);
             KH_raise(prov, KH_R_PUBLIC_KEY,
                      "%s: no public key for %s (no public key object, public "
                      "attributes or certificate with its CKA_ID)", tdesc,
                      st->uri);
             return 0;
         }
-        pk = kh_p11_key_new(prov, tok, sess, objs[0], EVP_PKEY_get_bits(pub),
-                            &flags);
-        if (pk == NULL) {
-            EVP_PKEY_free(pub);
-            return 0;
-        }
+        kh_p11_key_set_bits(pk, EVP_PKEY_get_bits(pub));
         *out = kh_key_new(prov, &kh_p11_ops, pk, pub, flags, st->uri);
         if (*out == NULL) {
             KH_raise(prov, KH_R_MALLOC, "out of memory");
