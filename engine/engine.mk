@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
-# The provider (build/keyhold.so) and the small library of code shared by
-# the provider and the CLI (build/libkhcommon.a).
+# The provider (build/keyhold.so), its TPM backend module loaded on first
+# use (build/keyhold-tpm.so), and the small library of code shared by the
+# provider and the CLI (build/libkhcommon.a).
 
 KHCOMMON_SRC := $(wildcard engine/common/*.c)
 KHCOMMON_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(KHCOMMON_SRC))

@@ -24,12 +24,17 @@
 
 #define KH_TPM_MODULE_FILE "keyhold-tpm.so"
 #define KH_TPM_MODULE_INIT "kh_tpm_module_init"
-/* Bumped whenever either struct below or struct kh_prov_ctx/kh_key change. */
+/*
+ * Both files come from one build and are installed together; the module
+ * refuses a host of another keyhold version, ABI number (bumped when the
+ * structs below change) or size of struct kh_prov_ctx / struct kh_key.
+ */
 #define KH_TPM_MODULE_ABI  1
 
 /* What the provider lends the module. */
 struct kh_tpm_host {
     unsigned int abi;
+    const char *version;                /* KH_VERSION */
     size_t prov_ctx_size;               /* sizeof(struct kh_prov_ctx) */
     size_t key_size;                    /* sizeof(struct kh_key) */
     int *debug_on;                      /* the provider's kh_debug_on */

@@ -43,6 +43,7 @@ static void host_debug(const char *msg)
 
 static const struct kh_tpm_host host = {
     .abi = KH_TPM_MODULE_ABI,
+    .version = KH_VERSION,
     .prov_ctx_size = sizeof(struct kh_prov_ctx),
     .key_size = sizeof(struct kh_key),
     .debug_on = &kh_debug_on,

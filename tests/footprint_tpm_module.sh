@@ -4,8 +4,9 @@
 # first use: a process that signs with a PKCS#11 key, or only parses
 # certificates, never maps the tpm2-tss libraries; the first tpm2: URI, TSS2
 # key file or key reference naming a tpm2: URI loads them. The must-fail
-# twin: keyhold.so without its module refuses TPM keys with an error that
-# names the missing file, and PKCS#11 keys keep working.
+# twin: keyhold.so without its module (or with a foreign file in its place)
+# refuses TPM keys with an error that names the file, and PKCS#11 keys keep
+# working.
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$BUILD/keyhold-tpm.so" "$BUILD/keyhold-tpm" \
     "$BUILD/tests/kh-keyref"
@@ -66,4 +67,9 @@ kh_expect_output "keyhold-tpm.so"
 kh_must_fail_clean sign "tpm2:handle=0x81000001" "$T/prov"
 kh_expect_output "TPM backend module"
 sign "$uri" "$T/prov" || kh_fail "pkcs11: key failed without the TPM module"
+
+kh_log "a keyhold-tpm.so that is not keyhold's TPM module is refused by name"
+cp /lib/x86_64-linux-gnu/libz.so.1 "$T/prov/keyhold-tpm.so"
+kh_must_fail_clean sign "tpm2:file=$T/tpm.tss" "$T/prov"
+kh_expect_output "is not the TPM backend module"
 kh_log "the TPM backend loads on first use only; its absence is named"

@@ -8,6 +8,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "keyhold.h"
 #include "kh_tpm_module.h"
@@ -59,7 +60,7 @@ const char *kh_key_type_name(const KH_KEY *key)
 int kh_tpm_module_init(const struct kh_tpm_host *h, struct kh_tpm_module *mod)
 {
     /* a module from another build would read the structs differently */
-    if (h->abi != KH_TPM_MODULE_ABI
+    if (h->abi != KH_TPM_MODULE_ABI || strcmp(h->version, KH_VERSION) != 0
         || h->prov_ctx_size != sizeof(struct kh_prov_ctx)
         || h->key_size != sizeof(struct kh_key)) {
         return 0;
