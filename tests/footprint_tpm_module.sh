@@ -35,7 +35,8 @@ tss_loaded() {
 kh_log "a pkcs11: key signs without loading the TSS libraries"
 sign "$uri" "$BUILD" || kh_fail "pkcs11: signature failed"
 ! tss_loaded || kh_fail "a pkcs11: signature loaded libtss2-esys"
-grep -q "calling init: .*keyhold.so" "$T/ld.out" || kh_fail "keyhold.so not traced"
+grep -q "calling init: .*keyhold.so" "$T/ld.out" \
+    || kh_fail "keyhold.so not traced"
 
 kh_log "a certificate and a public key parse without loading them either"
 openssl req -new -x509 -key "$uri" -provider-path "$BUILD" -provider keyhold \

@@ -714,9 +714,9 @@ static int tpm_decode(KH_PROV_CTX *prov, const unsigned char *der,
     *key = NULL;
     rc = kh_tpm_key_from_der(der, derlen, &k, err, sizeof(err));
     if (rc != KH_TPM_OK) {
-        KH_raise(prov, rc == KH_TPM_ERR_INPUT ? KH_R_KEY_REFERENCE
-                                              : reason_of(rc, KH_R_KEY_REFERENCE),
-                 "%s", err);
+        KH_raise(prov, rc == KH_TPM_ERR_INPUT
+                       ? KH_R_KEY_REFERENCE
+                       : reason_of(rc, KH_R_KEY_REFERENCE), "%s", err);
         return 0;
     }
     if (type != 0 && kh_tpm_key_type(k) != type) {
