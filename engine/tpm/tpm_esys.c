@@ -104,6 +104,13 @@ struct lease {
     struct lease_ent e[LEASE_MAX];
 };
 
+/*
+ * Between operations that follow each other closely a process keeps the
+ * lock and the connection (a burst), until it has been idle this long or
+ * another keyhold process waits for the TPM.
+ */
+#define HOLD_IDLE_NS (3 * 1000000ull)
+
 static struct {
     pthread_mutex_t lock;
     int configured;
@@ -134,6 +141,12 @@ static struct {
     unsigned long epoch;        /* +1 when other processes may have
                                    changed persistent handles */
     unsigned long tpm_epoch;    /* +1 when the TPM may have restarted */
+    /* A burst (see HOLD_IDLE_NS): lock, record and connection kept. */
+    int held;
+    int no_hold;                /* at exit and release: never keep them */
+    uint64_t last_op;
+    int helper_on;              /* the thread that ends an idle burst */
+    pthread_cond_t cond;
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER, .lockfd = -1 };
 
 /* Standard storage key templates (TCG key files: ECC P-256 first). */
@@ -300,6 +313,8 @@ static int tcti_is_exclusive(const char *t)
     return 0;
 }
 
+static void release_hold_locked(void);
+
 static void configure_locked(const char *tcti)
 {
     static const char *envs[] = {
@@ -347,6 +362,7 @@ static void configure_locked(const char *tcti)
                  h & 0xffffffffUL);
     }
     if (g.lockfd >= 0) {
+        release_hold_locked();
         close(g.lockfd);
         g.lockfd = -1;
     }
@@ -415,6 +431,10 @@ static void atfork_child(void)
     g.leased = 0;
     g.sweep = 0;
     g.nforeign = g.nflushq = 0;
+    /* The parent's burst (its lock, its connection) stays the parent's;
+     * the thread that ends bursts is not in the child. */
+    g.held = 0;
+    g.helper_on = 0;
     pthread_mutex_unlock(&g.lock);
 }
 
@@ -606,6 +626,7 @@ static void maybe_release_locked(void)
 void kh_tpm_release(void)
 {
     pthread_mutex_lock(&g.lock);
+    release_hold_locked();
     maybe_release_locked();
     if (g.keys == 0) {
         /* Only a cache; the module may be unloaded after this. */
@@ -675,19 +696,92 @@ static void lock_open_locked(void)
  * programs do not take it: see docs/tpm.md. Failing to open the lock file
  * only loses that protection, and then nothing is left loaded.
  */
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Who waits for the lock: a process about to block on it holds a read
+ * lock (an open-file-description fcntl lock, independent of flock) on the
+ * file's first byte until it has the flock. The holder tests for one
+ * without taking anything; the kernel drops it with a process that dies.
+ */
+static void waiter_mark(int on)
+{
+    struct flock fl;
+
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = on ? F_RDLCK : F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_len = 1;
+    if (fcntl(g.lockfd, F_OFD_SETLK, &fl) != 0) {
+        /* without it, the holder's burst ends only when it is idle */
+    }
+}
+
+static int waiters_locked(void)
+{
+    struct flock fl;
+
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_len = 1;
+    return fcntl(g.lockfd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+}
+
+/*
+ * Takes the lock. After giving it up for a waiter (|yield|), lets the
+ * waiter in first: flock() wakes it, but this process would otherwise take
+ * the lock again before it runs. Stops yielding after about 2 ms.
+ */
+static void lock_take_locked(int yield)
+{
+    int i;
+
+    for (i = 0; ; i++) {
+        if (flock(g.lockfd, LOCK_EX | LOCK_NB) != 0) {
+            waiter_mark(1);
+            while (flock(g.lockfd, LOCK_EX) != 0 && errno == EINTR) {
+            }
+            waiter_mark(0);
+            return;
+        }
+        if (!yield || i >= 40 || !waiters_locked()) {
+            return;
+        }
+        flock(g.lockfd, LOCK_UN);
+        usleep(50);
+    }
+}
+
 static void xproc_lock(SIGPIPE_GUARD *s)
 {
+    int yield = 0;
+
     s->xlocked = 0;
     configure_locked(NULL);
     if (g.hold) {
         return;
     }
+    if (g.held) {
+        /* In a burst: lock, record and connection are still ours. */
+        if (!waiters_locked()) {
+            s->xlocked = 1;
+            return;
+        }
+        release_hold_locked();
+        yield = 1;
+    }
     if (g.lockfd < 0) {
         lock_open_locked();
     }
     if (g.lockfd >= 0) {
-        while (flock(g.lockfd, LOCK_EX) != 0 && errno == EINTR) {
-        }
+        lock_take_locked(yield);
         s->xlocked = 1;
         if (g.lease_trusted) {
             lease_begin_locked();
@@ -695,8 +789,15 @@ static void xproc_lock(SIGPIPE_GUARD *s)
     }
 }
 
+static void hold_helper_wake(void);
+
 static void xproc_unlock(SIGPIPE_GUARD *s)
 {
+    if (s->xlocked && g.held) {
+        hold_helper_wake();     /* ends the burst when idle */
+        s->xlocked = 0;
+        return;
+    }
     if (s->xlocked && g.lockfd >= 0) {
         if (g.leased) {
             lease_end_locked();
@@ -1074,16 +1175,124 @@ static void park_locked(void)
     close_conn_locked();
 }
 
-/* The end of an operation: what stays loaded, and the connection. */
+static int hold_helper_start_locked(void);
+
+/*
+ * The end of an operation: what stays loaded, and the connection. Within
+ * a burst the connection and the lock stay too (g.held), unless another
+ * keyhold process waits or the burst has lasted long enough.
+ */
 static void op_done_locked(void)
 {
+    g.held = 0;
     if (g.hold || g.esys == NULL) {
+        return;
+    }
+    if (g.leased && !g.no_hold && !waiters_locked()
+        && hold_helper_start_locked()) {
+        g.held = 1;
+        g.last_op = now_ns();
         return;
     }
     if (g.leased) {
         park_locked();
     } else {
         disconnect_locked(1);
+    }
+}
+
+/* Ends a burst: the keys stay loaded, the connection and lock go. */
+static void release_hold_locked(void)
+{
+    if (!g.held) {
+        return;
+    }
+    g.held = 0;
+    if (g.esys != NULL) {
+        park_locked();
+    }
+    if (g.leased) {
+        lease_end_locked();
+    }
+    if (g.lockfd >= 0) {
+        flock(g.lockfd, LOCK_UN);
+    }
+}
+
+/* The thread that ends a burst once the process has been idle. */
+static void *hold_helper(void *arg)
+{
+    struct timespec ts;
+    uint64_t due;
+
+    (void)arg;
+    pthread_mutex_lock(&g.lock);
+    for (;;) {
+        if (!g.held) {
+            pthread_cond_wait(&g.cond, &g.lock);
+            continue;
+        }
+        due = g.last_op + HOLD_IDLE_NS;
+        if (now_ns() >= due) {
+            release_hold_locked();
+            continue;
+        }
+        ts.tv_sec = (time_t)(due / 1000000000ull);
+        ts.tv_nsec = (long)(due % 1000000000ull);
+        pthread_cond_timedwait(&g.cond, &g.lock, &ts);
+    }
+    return NULL;
+}
+
+/*
+ * Starts that thread once per process (all signals blocked in it: they
+ * stay the application's). 0 when it cannot run: then no burst is kept.
+ */
+static int hold_helper_start_locked(void)
+{
+    pthread_condattr_t ca;
+    pthread_attr_t ta;
+    Dl_info di;
+    sigset_t all, old;
+    pthread_t t;
+    int ok;
+
+    if (g.helper_on) {
+        return 1;
+    }
+    /*
+     * The thread runs this library's code for the life of the process: the
+     * library must stay mapped even if whoever loaded it unloads it.
+     */
+    if (dladdr((void *)hold_helper, &di) == 0 || di.dli_fname == NULL
+        || dlopen(di.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE)
+           == NULL) {
+        return 0;
+    }
+    if (pthread_condattr_init(&ca) != 0) {
+        return 0;
+    }
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    ok = pthread_cond_init(&g.cond, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    if (!ok || pthread_attr_init(&ta) != 0) {
+        return 0;
+    }
+    pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&ta, 64 * 1024);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    ok = pthread_create(&t, &ta, hold_helper, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&ta);
+    g.helper_on = ok;
+    return ok;
+}
+
+static void hold_helper_wake(void)
+{
+    if (g.helper_on) {
+        pthread_cond_signal(&g.cond);
     }
 }
 
@@ -1104,6 +1313,7 @@ __attribute__((destructor)) static void kh_tpm_at_exit(void)
     if (pthread_mutex_trylock(&g.lock) != 0) {
         return;
     }
+    g.no_hold = 1;
     sigpipe_block(&sp);
     if (g.leased && (g.loaded != NULL || g.nflushq > 0)
         && connect_locked(err, sizeof(err)) == KH_TPM_OK) {
