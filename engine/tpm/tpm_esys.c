@@ -5,10 +5,11 @@
  * - One connection per process, opened on first use. Through a resource
  *   manager (/dev/tpmrm0, tpm2-abrmd) it stays open while keys exist. A TPM
  *   without one (swtpm's socket, a bare /dev/tpm0) serves one connection at
- *   a time and keeps transient objects until flushed: then each operation
- *   connects under a lock file, works and disconnects, so processes take
- *   turns (see tcti_is_exclusive; KEYHOLD_TPM_HOLD=0/1 overrides); what it
- *   loaded stays loaded, as the lock file's record says ("the lease").
+ *   a time and keeps transient objects until flushed: then an operation,
+ *   or a burst of them, connects under a lock file, works and disconnects,
+ *   so processes take turns (see tcti_is_exclusive; KEYHOLD_TPM_HOLD=0/1
+ *   overrides); what it loaded stays loaded, as the lock file's record
+ *   says ("the lease"); a burst ends when idle or when another waits.
  * - Every ESYS call runs under one mutex: an ESYS_CONTEXT is not
  *   thread-safe, and the TPM executes one command at a time anyway.
  * - Transient objects are few (swtpm has 3 slots). A loaded key stays
