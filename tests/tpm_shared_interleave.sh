@@ -15,7 +15,8 @@
 # owners are gone. A running server keeps one object loaded, none when it
 # has no usable lock file; an operation that died halfway (its mark left in
 # the record) makes the next one flush every transient object; a process
-# that exits normally leaves nothing.
+# that signs without pause still lets a waiting one in; a process that
+# exits normally leaves nothing.
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$BUILD/keyhold-tpm"
 kh_swtpm_start
@@ -105,6 +106,20 @@ tpm2_createprimary -C o -c "$T/junk.ctx" >/dev/null || kh_fail "tpm2_createprima
 { printf 'khtpmL01\x07\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0'; head -c 512 /dev/zero; } >"$KEYHOLD_TPM_LOCK"
 "$KT" da >/dev/null || kh_fail "keyhold-tpm da after a died operation"
 [ "$(kh_tpm_transients)" = 0 ] || kh_fail "a died operation's mark did not flush: $(tpm2_getcap handles-transient)"
+
+# A process signing without pause keeps the TPM from one signature to the
+# next, but lets a waiting process in: the CLI signs while the loop runs.
+"$KT" sign-loop -n 20000 -P "$BUILD" "tpm2:file=$T/c.tss" >"$T/loop.out" 2>&1 &
+loop=$!
+for i in $(seq 1 100); do
+    [ -s "$T/loop.out" ] || ! kill -0 "$loop" 2>/dev/null || [ "$(kh_tpm_transients)" != 0 ] && break
+    sleep 0.05
+done
+openssl dgst -sha256 "${KH_PROV[@]}" -sign "tpm2:file=$T/a.tss" -out "$T/msg.sig" "$T/msg" \
+    || kh_fail "CLI signature beside a signing loop"
+kill -0 "$loop" 2>/dev/null || { cat "$T/loop.out"; kh_fail "the CLI got the TPM only after the loop ended"; }
+kill "$loop"; wait "$loop" 2>/dev/null || true
+"$KT" da >/dev/null || kh_fail "keyhold-tpm da after the loop"
 
 # A process that exits normally flushes what it left loaded.
 openssl dgst -sha256 "${KH_PROV[@]}" -sign "tpm2:file=$T/b.tss" -out "$T/msg.sig" "$T/msg" \
