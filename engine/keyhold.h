@@ -67,7 +67,16 @@ struct kh_prov_ctx {
     int p11_registered;
     int queried;                   /* first query seen (provider.c) */
     int store_key_files;           /* store-key-files (provider.c) */
+    int key_files;                 /* key-files: 0 hides the keymgmt until
+                                      first use, no decoders (provider.c) */
+    int keymgmt_on;                /* key-files = no: keymgmt offered
+                                      (set once, atomically) */
     OSSL_ALGORITHM store_algs[3];
+    /* key-files = no: the stores' tables with an open that turns the
+       keymgmt on (provider.c) */
+#define KH_STORE_DISPATCH_MAX 16
+    OSSL_DISPATCH p11_store_lazy[KH_STORE_DISPATCH_MAX];
+    OSSL_DISPATCH tpm_store_lazy[KH_STORE_DISPATCH_MAX];
     OSSL_ALGORITHM decoder_algs[4];
     /* digests fetched once from libctx (sig.c): SHA-1, SHA-2, SHA-3 */
 #define KH_MD_CACHE 8

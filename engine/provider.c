@@ -178,24 +178,99 @@ static int settle_order(KH_PROV_CTX *prov, int operation_id)
     return w.default_pos > w.keyhold_pos && w.keyhold_pos >= 0;
 }
 
+/*
+ * key-files = no. OpenSSL 3.0 decodes the public key of every certificate
+ * it parses by collecting every keymgmt of the key's type and testing
+ * every decoder against all their names, so a provider's EC and RSA
+ * keymgmt merely existing costs every software-key handshake 1-1.5 %.
+ * Without key files, nothing needs keyhold's keymgmt before keyhold opens
+ * a store: libcrypto loads a store's key reference with a keymgmt fetched
+ * from the store's own provider (try_key_ref, evp_keymgmt_fetch_from_prov),
+ * and that fetch asks keyhold again. So the keymgmt list is handed out,
+ * not to be cached, as empty until the first keyhold store open, and as
+ * the full list, cached, from then on. Key files cannot work this way:
+ * PEM_read_bio_PrivateKey collects the keymgmts before any keyhold code
+ * runs. The flag only goes from 0 to 1.
+ */
+static void keymgmt_turn_on(KH_PROV_CTX *prov)
+{
+    if (!__atomic_load_n(&prov->keymgmt_on, __ATOMIC_ACQUIRE)
+        && !__atomic_exchange_n(&prov->keymgmt_on, 1, __ATOMIC_ACQ_REL)) {
+        KH_debug("key-files = no: keymgmt offered from now on");
+    }
+}
+
+static const OSSL_DISPATCH *dispatch_find(const OSSL_DISPATCH *tbl, int id)
+{
+    for (; tbl->function_id != 0; tbl++) {
+        if (tbl->function_id == id) {
+            return tbl;
+        }
+    }
+    return NULL;
+}
+
+static void *lazy_open(const OSSL_DISPATCH *tbl, void *provctx,
+                       const char *uri)
+{
+    const OSSL_DISPATCH *d = dispatch_find(tbl, OSSL_FUNC_STORE_OPEN);
+
+    keymgmt_turn_on(provctx);
+    return d != NULL ? OSSL_FUNC_store_open(d)(provctx, uri) : NULL;
+}
+
+static void *lazy_p11_open(void *provctx, const char *uri)
+{
+    return lazy_open(kh_p11_store_functions, provctx, uri);
+}
+
+static void *lazy_tpm_open(void *provctx, const char *uri)
+{
+    return lazy_open(kh_tpm_store_functions, provctx, uri);
+}
+
+/* |in| with its open replaced by |open|, into |out| (terminated). */
+static void lazy_store_table(OSSL_DISPATCH *out, const OSSL_DISPATCH *in,
+                             OSSL_FUNC_store_open_fn *open)
+{
+    int i;
+
+    for (i = 0; in[i].function_id != 0 && i < KH_STORE_DISPATCH_MAX - 1;
+         i++) {
+        out[i] = in[i];
+        if (in[i].function_id == OSSL_FUNC_STORE_OPEN) {
+            out[i].function = (void (*)(void))open;
+        }
+    }
+    out[i] = (OSSL_DISPATCH){ 0, NULL };
+}
+
 static const OSSL_ALGORITHM *kh_query(void *provctx, int operation_id,
                                       int *no_cache)
 {
+    KH_PROV_CTX *prov = provctx;
+
     *no_cache = 0;
-    if (settle_order(provctx, operation_id)) {
+    if (settle_order(prov, operation_id)) {
         *no_cache = 1;
     }
     switch (operation_id) {
     case OSSL_OP_KEYMGMT:
+        if (!prov->key_files
+            && !__atomic_load_n(&prov->keymgmt_on, __ATOMIC_ACQUIRE)) {
+            /* asked again by every fetch and walk until turned on */
+            *no_cache = 1;
+            return NULL;
+        }
         return kh_keymgmt;
     case OSSL_OP_SIGNATURE:
         return kh_signature;
     case OSSL_OP_ASYM_CIPHER:
         return kh_asym_cipher;
     case OSSL_OP_STORE:
-        return ((KH_PROV_CTX *)provctx)->store_algs;
+        return prov->store_algs;
     case OSSL_OP_DECODER:
-        return ((KH_PROV_CTX *)provctx)->decoder_algs;
+        return prov->key_files ? prov->decoder_algs : NULL;
     case OSSL_OP_ENCODER:
         return kh_encoder;
     default:
@@ -264,21 +339,36 @@ static const OSSL_DISPATCH kh_dispatch[] = {
  * -key/-in) needs, at the price of that step in every certificate decode.
  * The tpm2: store is always listed; the TPM backend behind it is loaded
  * on first use (tpm_load.c).
+ *
+ * With key-files = no there are no decoders at all, and the stores' open
+ * turns the keymgmt on first (see keymgmt_turn_on).
  */
 static void fill_tables(KH_PROV_CTX *prov)
 {
     const char *file_props = prov->store_key_files
         ? KH_PROPS ",input=der,structure=keyhold" : KH_PROPS ",input=pem";
     OSSL_ALGORITHM *st = prov->store_algs, *dec = prov->decoder_algs;
+    const OSSL_DISPATCH *p11 = kh_p11_store_functions;
+    const OSSL_DISPATCH *tpm = kh_tpm_store_functions;
     int i = 0;
 
-    st[i++] = (OSSL_ALGORITHM){ "pkcs11", KH_PROPS, kh_p11_store_functions,
+    if (!prov->key_files) {
+        lazy_store_table(prov->p11_store_lazy, p11, lazy_p11_open);
+        lazy_store_table(prov->tpm_store_lazy, tpm, lazy_tpm_open);
+        p11 = prov->p11_store_lazy;
+        tpm = prov->tpm_store_lazy;
+    }
+    st[i++] = (OSSL_ALGORITHM){ "pkcs11", KH_PROPS, p11,
                                 "pkcs11: URI store" };
-    st[i++] = (OSSL_ALGORITHM){ "tpm2", KH_PROPS, kh_tpm_store_functions,
+    st[i++] = (OSSL_ALGORITHM){ "tpm2", KH_PROPS, tpm,
                                 "tpm2: reference store" };
     st[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
 
     i = 0;
+    if (!prov->key_files) {
+        dec[i] = (OSSL_ALGORITHM){ NULL, NULL, NULL, NULL };
+        return;
+    }
     dec[i++] = (OSSL_ALGORITHM){ "RSA:rsaEncryption:1.2.840.113549.1.1.1",
                                  file_props, kh_keyfile_decoder_functions,
                                  "keyhold key reference or TSS2 key" };
@@ -301,12 +391,19 @@ static int is_true(const char *v)
                          || strcasecmp(v, "on") == 0);
 }
 
+static int is_false(const char *v)
+{
+    return v != NULL && (strcmp(v, "0") == 0 || strcasecmp(v, "no") == 0
+                         || strcasecmp(v, "false") == 0
+                         || strcasecmp(v, "off") == 0);
+}
+
 static int read_config(KH_PROV_CTX *prov, const OSSL_DISPATCH *in)
 {
     OSSL_FUNC_core_get_params_fn *get_params = NULL;
     char *module_path = NULL, *pin_source = NULL, *debug = NULL;
-    char *tcti = NULL, *store_files = NULL;
-    OSSL_PARAM params[6];
+    char *tcti = NULL, *store_files = NULL, *key_files = NULL;
+    OSSL_PARAM params[7];
     const OSSL_DISPATCH *d;
 
     for (d = in; d->function_id != 0; d++) {
@@ -324,7 +421,8 @@ static int read_config(KH_PROV_CTX *prov, const OSSL_DISPATCH *in)
     params[3] = OSSL_PARAM_construct_utf8_ptr("tpm2-tcti", &tcti, 0);
     params[4] = OSSL_PARAM_construct_utf8_ptr("store-key-files",
                                               &store_files, 0);
-    params[5] = OSSL_PARAM_construct_end();
+    params[5] = OSSL_PARAM_construct_utf8_ptr("key-files", &key_files, 0);
+    params[6] = OSSL_PARAM_construct_end();
     if (!get_params(prov->handle, params)) {
         return 1;
     }
@@ -360,6 +458,16 @@ static int read_config(KH_PROV_CTX *prov, const OSSL_DISPATCH *in)
     if (is_true(debug)) {
         prov->debug = 1;
         kh_debug_on = 1;
+    }
+    /*
+     * key-files: yes (default) or no. No: no key-file decoders, and the
+     * keymgmt appears on the first keyhold store open (keymgmt_turn_on);
+     * anything but a "no" keeps key files working.
+     */
+    prov->key_files = !is_false(key_files);
+    if (key_files != NULL && !is_false(key_files) && !is_true(key_files)) {
+        KH_debug("key-files = %s not understood: key files stay on",
+                 key_files);
     }
     return 1;
 }
@@ -405,6 +513,7 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
         return 0;
     }
     prov->handle = handle;
+    prov->key_files = 1;
     for (d = in; d->function_id != 0; d++) {
         switch (d->function_id) {
         case OSSL_FUNC_CORE_NEW_ERROR:
@@ -455,9 +564,10 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
     prov->p11_registered = 1;
     fill_tables(prov);
     kh_tpm_init(prov, prov->tpm2_tcti);
-    KH_debug("provider loaded (module-path %s, pin-source %s)",
+    KH_debug("provider loaded (module-path %s, pin-source %s, key files %s)",
              prov->module_path != NULL ? prov->module_path : "(default)",
-             prov->pin_source != NULL ? "set" : "unset");
+             prov->pin_source != NULL ? "set" : "unset",
+             prov->key_files ? "on" : "off: URIs only");
     *out = kh_dispatch;
     *provctx = prov;
     return 1;

@@ -174,7 +174,7 @@ if [ "$JSON" = --profile ]; then
     printf '\nfootprint: software-key TLS 1.3 handshake, instructions\n'
     for alg in ecdsa rsa; do
         plain=
-        for v in plain loaded; do
+        for v in plain loaded lazy; do
             f=$out/callgrind.hs-$v.$alg
             if ! valgrind --tool=callgrind --toggle-collect=khb_prof_op \
                     --callgrind-out-file="$f" "$KHB" profile-hs "$v" "$alg" 50 \
@@ -211,10 +211,11 @@ fi
 
 # Footprint in instructions too (callgrind counts do not move with the
 # machine's load the way handshakes/s do): 20 software-key TLS 1.3
-# handshakes without and with keyhold loaded.
+# handshakes without keyhold, with keyhold loaded, and with keyhold loaded
+# with key-files = no (lazy).
 if [ "${BENCH_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
     for alg in ecdsa rsa; do
-        for v in plain loaded; do
+        for v in plain loaded lazy; do
             f=$T/callgrind.hs-$v.$alg
             if valgrind --tool=callgrind --toggle-collect=khb_prof_op \
                     --callgrind-out-file="$f" "$KHB" profile-hs "$v" "$alg" 20 \

@@ -21,6 +21,38 @@
 
 #include "kh_bench.h"
 
+/*
+ * keyhold with key-files = no. OpenSSL 3.0 passes provider parameters only
+ * from a configuration file, so one is written for this process, loaded
+ * into the context and removed.
+ */
+static int load_keyhold_no_key_files(OSSL_LIB_CTX *ctx)
+{
+    char path[4096];
+    FILE *f;
+    int ok;
+
+    snprintf(path, sizeof(path), "%s/keyfiles-no.%ld.cnf", khb_env.dir,
+             (long)getpid());
+    f = fopen(path, "w");
+    if (f == NULL) {
+        return 0;
+    }
+    fprintf(f, "openssl_conf = openssl_init\n"
+               "[openssl_init]\n"
+               "providers = provider_sect\n"
+               "[provider_sect]\n"
+               "keyhold = keyhold_sect\n"
+               "[keyhold_sect]\n"
+               "module = %s/keyhold.so\n"
+               "key-files = no\n"
+               "activate = 1\n", khb_env.provdir);
+    ok = fclose(f) == 0 && OSSL_LIB_CTX_load_config(ctx, path);
+    unlink(path);
+    return ok && OSSL_PROVIDER_available(ctx, "keyhold");
+}
+
+/* |keyhold|: 0 not loaded, 1 loaded, 2 loaded with key-files = no */
 OSSL_LIB_CTX *khb_libctx_new(int keyhold)
 {
     OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
@@ -32,7 +64,12 @@ OSSL_LIB_CTX *khb_libctx_new(int keyhold)
         khb_ossl_err("load default provider");
         goto err;
     }
-    if (keyhold) {
+    if (keyhold == 2) {
+        if (!load_keyhold_no_key_files(ctx)) {
+            khb_ossl_err("load keyhold provider with key-files = no");
+            goto err;
+        }
+    } else if (keyhold) {
         if (!OSSL_PROVIDER_set_default_search_path(ctx, khb_env.provdir)
             || OSSL_PROVIDER_load(ctx, "keyhold") == NULL) {
             khb_ossl_err("load keyhold provider");
@@ -713,23 +750,27 @@ int khb_child_tls_all(void)
     return any ? 0 : 1;
 }
 
+/* the footprint variants: khb_libctx_new's argument is the index */
+static const char *const fp_variant[3] = { "plain", "loaded", "lazy" };
+
 /*
  * Child "footprint": software-key handshakes (client and server in the
  * same context, as inside one server process that also makes outgoing
- * connections) in a context with only the default provider and in one
- * where keyhold is loaded as well but never used. Windows alternate.
+ * connections) in a context with only the default provider, in one where
+ * keyhold is loaded as well but never used, and in one where it is loaded
+ * with key-files = no. Windows rotate.
  */
 int khb_child_footprint(void)
 {
-    static struct tls_state st[2][2];
-    OSSL_LIB_CTX *ctx[2];
+    static struct tls_state st[3][2];
+    OSSL_LIB_CTX *ctx[3];
     EVP_PKEY *key;
     void *states[1];
     char name[128];
     int v, k, rep;
     double r;
 
-    for (v = 0; v < 2; v++) {
+    for (v = 0; v < 3; v++) {
         ctx[v] = khb_libctx_new(v);
         if (ctx[v] == NULL) {
             return 1;
@@ -752,9 +793,9 @@ int khb_child_footprint(void)
     }
     for (rep = 0; rep < 2; rep++) {
         for (k = 0; k < 2; k++) {
-            for (v = 0; v < 2; v++) {
-                /* alternate which goes first, so drift cancels */
-                int vv = (v + rep) & 1;
+            for (v = 0; v < 3; v++) {
+                /* rotate which goes first, so drift spreads */
+                int vv = (v + rep) % 3;
 
                 states[0] = &st[vv][k];
                 r = khb_measure(tls_op, states, 1);
@@ -762,7 +803,7 @@ int khb_child_footprint(void)
                     return 1;
                 }
                 snprintf(name, sizeof(name), "footprint.%s.tls13.%s.t1",
-                         vv ? "loaded" : "plain", k ? "rsa" : "ecdsa");
+                         fp_variant[vv], k ? "rsa" : "ecdsa");
                 khb_rate(name, r);
             }
         }
@@ -771,18 +812,25 @@ int khb_child_footprint(void)
 }
 
 /*
- * "kh-bench profile-hs plain|loaded ecdsa|rsa N": N software-key TLS 1.3
- * handshakes for callgrind, in a context without or with keyhold loaded:
- * the footprint in instructions per handshake.
+ * "kh-bench profile-hs plain|loaded|lazy ecdsa|rsa N": N software-key
+ * TLS 1.3 handshakes for callgrind, in a context without keyhold, with
+ * keyhold loaded, or with keyhold loaded with key-files = no: the
+ * footprint in instructions per handshake.
  */
 int khb_profile_hs(const char *variant, const char *kalg, long n)
 {
     struct tls_state st;
     OSSL_LIB_CTX *ctx;
     EVP_PKEY *key;
-    int rsa = strcmp(kalg, "rsa") == 0, rc = 1;
+    int rsa = strcmp(kalg, "rsa") == 0, rc = 1, v;
 
-    ctx = khb_libctx_new(strcmp(variant, "loaded") == 0);
+    for (v = 0; v < 3 && strcmp(variant, fp_variant[v]) != 0; v++) {
+    }
+    if (v == 3) {
+        fprintf(stderr, "profile-hs: variant %s\n", variant);
+        return 1;
+    }
+    ctx = khb_libctx_new(v);
     if (ctx == NULL) {
         return 1;
     }

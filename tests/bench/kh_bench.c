@@ -13,7 +13,8 @@
  *   kh-bench keyref URI OUT        writes a PEM key reference
  *   kh-bench profile PATH ALG N    N signatures for callgrind
  *   kh-bench profile-hs V ALG N    N software-key handshakes, keyhold
- *                                  loaded (V=loaded) or not (V=plain)
+ *                                  loaded (V=loaded), not (V=plain), or
+ *                                  with key-files = no (V=lazy)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -801,7 +802,7 @@ static void table_startup(void)
             med("mem.raw.kb_per_session"));
 }
 
-static double footprint_ratio(const char *kalg)
+static double footprint_ratio(const char *kalg, const char *variant)
 {
     char np[96], nl[96];
     struct series *p, *l;
@@ -809,7 +810,7 @@ static double footprint_ratio(const char *kalg)
     int i, n;
 
     snprintf(np, sizeof(np), "footprint.plain.tls13.%s.t1", kalg);
-    snprintf(nl, sizeof(nl), "footprint.loaded.tls13.%s.t1", kalg);
+    snprintf(nl, sizeof(nl), "footprint.%s.tls13.%s.t1", variant, kalg);
     p = series_get(np, 0);
     l = series_get(nl, 0);
     if (p == NULL || l == NULL) {
@@ -823,27 +824,34 @@ static double footprint_ratio(const char *kalg)
     return median_of(r, n);
 }
 
-static void table_footprint(void)
+/*
+ * One footprint block: not loaded vs |variant| ("loaded": keyhold loaded
+ * but unused; "lazy": loaded with key-files = no), in handshakes/s and,
+ * from bench.sh's callgrind runs, instructions per handshake. The JSON
+ * names of the default variant are kept as they were.
+ */
+static void table_footprint_variant(const char *variant, const char *title,
+                                    const char *col, const char *rsuffix)
 {
     static const char *const ka[2] = { "ecdsa", "rsa" };
     char np[96], nl[96], rn[96];
     double r, cost;
     int k;
 
-    fprintf(out, "\nFootprint: software-key TLS 1.3 handshakes/s, keyhold "
-                 "loaded but unused vs not loaded\n");
-    fprintf(out, "%-8s %21s %21s %9s\n", "key", "not loaded", "loaded",
-            "cost");
+    fprintf(out, "\nFootprint: software-key TLS 1.3 handshakes/s, %s\n",
+            title);
+    fprintf(out, "%-8s %21s %21s %9s\n", "key", "not loaded", col, "cost");
     for (k = 0; k < 2; k++) {
         snprintf(np, sizeof(np), "footprint.plain.tls13.%s.t1", ka[k]);
-        snprintf(nl, sizeof(nl), "footprint.loaded.tls13.%s.t1", ka[k]);
+        snprintf(nl, sizeof(nl), "footprint.%s.tls13.%s.t1", variant, ka[k]);
         fprintf(out, "%-8s", ka[k]);
         cell(np);
         cell(nl);
-        r = footprint_ratio(ka[k]);
+        r = footprint_ratio(ka[k], variant);
         cost = (1.0 - r) * 100.0;
         fprintf(out, " %8.2f%%%s\n", cost, verdict(cost, 1.0, 1));
-        snprintf(rn, sizeof(rn), "footprint.tls13.%s.cost_percent", ka[k]);
+        snprintf(rn, sizeof(rn), "footprint.tls13.%s%s.cost_percent", ka[k],
+                 rsuffix);
         ratio_add(rn, cost, 1.0, 1);
     }
     /* the same in instructions per handshake, from bench.sh's callgrind */
@@ -852,7 +860,7 @@ static void table_footprint(void)
         double ip, il;
 
         snprintf(np, sizeof(np), "KHB_IR_HS_plain_%s", ka[k]);
-        snprintf(nl, sizeof(nl), "KHB_IR_HS_loaded_%s", ka[k]);
+        snprintf(nl, sizeof(nl), "KHB_IR_HS_%s_%s", variant, ka[k]);
         p = getenv(np);
         l = getenv(nl);
         if (p == NULL || l == NULL || atof(p) <= 0) {
@@ -860,17 +868,29 @@ static void table_footprint(void)
         }
         ip = atof(p);
         il = atof(l);
-        series_add(k ? "footprint.ir.plain.tls13.rsa"
-                     : "footprint.ir.plain.tls13.ecdsa", ip);
-        series_add(k ? "footprint.ir.loaded.tls13.rsa"
-                     : "footprint.ir.loaded.tls13.ecdsa", il);
+        if (strcmp(variant, "loaded") == 0) {
+            series_add(k ? "footprint.ir.plain.tls13.rsa"
+                         : "footprint.ir.plain.tls13.ecdsa", ip);
+        }
+        snprintf(rn, sizeof(rn), "footprint.ir.%s.tls13.%s", variant, ka[k]);
+        series_add(rn, il);
         cost = (il - ip) * 100.0 / ip;
         fprintf(out, "%-8s %12.0f instr %12.0f instr %8.2f%%%s  (callgrind)\n",
                 ka[k], ip, il, cost, verdict(cost, 1.0, 1));
-        snprintf(rn, sizeof(rn), "footprint.tls13.%s.cost_percent_instructions",
-                 ka[k]);
+        snprintf(rn, sizeof(rn),
+                 "footprint.tls13.%s%s.cost_percent_instructions", ka[k],
+                 rsuffix);
         ratio_add(rn, cost, 1.0, 1);
     }
+}
+
+static void table_footprint(void)
+{
+    table_footprint_variant("loaded", "keyhold loaded but unused vs not "
+                            "loaded", "loaded", "");
+    table_footprint_variant("lazy", "keyhold loaded with key-files = no "
+                            "(URIs only) vs not loaded",
+                            "loaded, key-files=no", ".key_files_no");
 }
 
 static void table_tpm(void)
@@ -1274,6 +1294,6 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "usage: kh-bench run JSON | child NAME | first-sig HOW | "
                     "keyref URI OUT | profile PATH ALG N |\n"
-                    "       profile-hs plain|loaded ecdsa|rsa N\n");
+                    "       profile-hs plain|loaded|lazy ecdsa|rsa N\n");
     return 2;
 }
