@@ -39,6 +39,11 @@ for order in first last; do
     grep -qx "key: ok" "$T/km.out" || kh_fail "no signature by the URI key"
     grep -qx "keyhold keymgmts after: 2" "$T/km.out" \
         || kh_fail "keyhold's RSA and EC keymgmt not offered after the URI load"
+    # the documented limit: "provider=keyhold" key generation only after it
+    grep -qx "keyhold keygen before: 0" "$T/km.out" \
+        || kh_fail "provider=keyhold keygen worked before any keyhold use"
+    grep -qx "keyhold keygen after: 1" "$T/km.out" \
+        || kh_fail "provider=keyhold keygen fails after the URI load"
 
     kh_log "key-files = no, keyhold $order: openssl pkey -in pkcs11:... -pubout"
     OPENSSL_CONF=$T/lazy.cnf openssl pkey -in "$uri" -pubout -out "$T/exp.pem" \
@@ -97,6 +102,8 @@ for extra in "" "key-files = yes"; do
         || kh_fail "kh-lazykm failed (${extra:-default})"
     grep -qx "keyhold keymgmts before: 2" "$T/km.out" \
         || kh_fail "keymgmt not offered from the start (${extra:-default})"
+    grep -qx "keyhold keygen before: 1" "$T/km.out" \
+        || kh_fail "provider=keyhold keygen fails (${extra:-default})"
     OPENSSL_CONF=$cnf "$BUILD/tests/kh-lazykm" "$T/ca/ca.pem" "$T/key.pem" \
         >"$T/km.out" || kh_fail "PEM_read_bio_PrivateKey of the key reference failed"
     grep -qx "key: ok" "$T/km.out" || kh_fail "no signature by the key reference"

@@ -7,13 +7,16 @@
  * it, and prints the count again. A pkcs11: or tpm2: URI is loaded
  * through OSSL_STORE, anything else is a key file read the way servers
  * read one (PEM_read_bio_PrivateKey):
+ * Each count comes with whether an EC key generation asking for keyhold
+ * by property (EVP_PKEY_CTX_new_from_name "provider=keyhold") works:
  *   kh-lazykm CERT [URI|KEYFILE]
- *   -> "cert: ok" "keyhold keymgmts before: N" ["key: ok"
- *      "keyhold keymgmts after: N"]
+ *   -> "cert: ok" "keyhold keymgmts before: N" "keyhold keygen before: 0|1"
+ *      ["key: ok" "keyhold keymgmts after: N" "keyhold keygen after: 0|1"]
  */
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/provider.h>
@@ -36,6 +39,23 @@ static int keyhold_keymgmts(void)
 
     EVP_KEYMGMT_do_all_provided(NULL, count_keyhold, &n);
     return n;
+}
+
+static int keyhold_keygen(void)
+{
+    EVP_PKEY_CTX *pc;
+    EVP_PKEY *pk = NULL;
+    int ok;
+
+    ERR_set_mark();
+    pc = EVP_PKEY_CTX_new_from_name(NULL, "EC", "provider=keyhold");
+    ok = pc != NULL && EVP_PKEY_keygen_init(pc) > 0
+         && EVP_PKEY_CTX_set_group_name(pc, "P-256") > 0
+         && EVP_PKEY_generate(pc, &pk) > 0;
+    EVP_PKEY_free(pk);
+    EVP_PKEY_CTX_free(pc);
+    ERR_pop_to_mark();
+    return ok;
 }
 
 static int parse_cert(const char *file)
@@ -112,6 +132,7 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("keyhold keymgmts before: %d\n", keyhold_keymgmts());
+    printf("keyhold keygen before: %d\n", keyhold_keygen());
     if (argc == 2) {
         return 0;
     }
@@ -129,6 +150,7 @@ int main(int argc, char **argv)
         goto end;
     }
     printf("keyhold keymgmts after: %d\n", keyhold_keymgmts());
+    printf("keyhold keygen after: %d\n", keyhold_keygen());
     rc = 0;
 end:
     EVP_PKEY_free(pkey);
