@@ -908,9 +908,10 @@ static void table_tpm(void)
     }
     fprintf(out, "\nTPM on swtpm (no resource manager), 1 thread (per second, "
                  "median (min-max))\n"
-                 "keyhold = its default there (connect, ContextLoad, Sign, "
-                 "Flush per operation); hold = KEYHOLD_TPM_HOLD=1 (key stays "
-                 "loaded, as with /dev/tpmrm0)\n");
+                 "keyhold = its default there (lock and connection per "
+                 "burst, key kept loaded: TPM2_Sign only); hold = "
+                 "KEYHOLD_TPM_HOLD=1 (one connection for the process, as "
+                 "with /dev/tpmrm0)\n");
     fprintf(out, "%-18s %21s %21s %21s %7s %7s\n", "row", "keyhold",
             "keyhold hold", "tpm2-openssl", "kh/peer", "hold/p");
     for (a = 0; a < KHB_NALG; a++) {
