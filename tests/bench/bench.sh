@@ -145,6 +145,7 @@ fi
 if [ "$JSON" = --profile ]; then
     out=$3
     mkdir -p "$out"
+    declare -A IR_SIGN
     printf '%-14s %-14s %12s %12s\n' path algorithm "Ir/sign" "over raw"
     for alg in ecdsa-p256 rsa2048-pkcs1 rsa2048-pss; do
         n=200
@@ -163,6 +164,7 @@ if [ "$JSON" = --profile ]; then
             fi
             ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1)
             per=$(( ir / n ))
+            IR_SIGN[$path.$alg]=$per
             [ "$path" = raw ] && raw=$per
             if [ -n "$raw" ]; then
                 printf '%-14s %-14s %12d %+12d\n' "$path" "$alg" "$per" $(( per - raw ))
@@ -190,6 +192,34 @@ if [ "$JSON" = --profile ]; then
                 printf '%-8s %-6s %12d %+d (%s%%)\n' "$v" "$alg" "$ir" $(( ir - plain )) \
                     "$(awk -v a="$ir" -v b="$plain" 'BEGIN { printf "%.2f", (a - b) * 100 / b }')"
             fi
+        done
+    done
+    # Handshakes with each path's key; the limit in instructions is the
+    # software handshake minus the software signature plus the raw C_Sign
+    # (TLS 1.3 signs ECDSA P-256 or RSA-PSS), and limit / path is the
+    # instruction view of the kh/lim ratio of the TLS table.
+    printf '\nTLS 1.3 handshake, server key in each path, instructions (limit = sw - sw sign + raw sign)\n'
+    printf '%-8s %-6s %12s %12s %8s\n' path key "Ir/handshake" "limit" "lim/path"
+    for alg in ecdsa rsa; do
+        salg=ecdsa-p256
+        [ "$alg" = rsa ] && salg=rsa2048-pss
+        limit=
+        for path in sw keyhold libp11; do
+            f=$out/callgrind.tls-$path.$alg
+            if ! valgrind --tool=callgrind --toggle-collect=khb_prof_op \
+                    --callgrind-out-file="$f" "$KHB" profile-tls "$path" "$alg" 20 \
+                    >"$f.log" 2>&1; then
+                printf '%-8s %-6s failed (see %s.log)\n' "$path" "$alg" "$f"
+                continue
+            fi
+            ir=$(( $(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1) / 20 ))
+            if [ "$path" = sw ] && [ -n "${IR_SIGN[sw.$salg]:-}" ] \
+                    && [ -n "${IR_SIGN[raw.$salg]:-}" ]; then
+                limit=$(( ir - IR_SIGN[sw.$salg] + IR_SIGN[raw.$salg] ))
+            fi
+            printf '%-8s %-6s %12d %12s %8s\n' "$path" "$alg" "$ir" "${limit:--}" \
+                "$( [ -n "$limit" ] && [ "$path" != sw ] \
+                    && awk -v a="$limit" -v b="$ir" 'BEGIN { printf "%.3f", a / b }')"
         done
     done
     printf '\nstart-up: whole process to first ECDSA signature, instructions\n'

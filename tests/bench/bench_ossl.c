@@ -853,6 +853,50 @@ end:
     return rc;
 }
 
+/*
+ * "kh-bench profile-tls sw|keyhold|libp11 ecdsa|rsa N": N TLS 1.3 full
+ * handshakes whose server holds that path's key (the client a plain
+ * default-provider context, as in the tls rows), for callgrind: with the
+ * profiled signatures of the same paths this gives the handshake limit in
+ * instructions (sw handshake - sw signature + raw C_Sign).
+ */
+int khb_profile_tls(const char *pathname, const char *kalg, long n)
+{
+    static const enum khb_path paths[3] = {
+        KHB_PATH_SW, KHB_PATH_KEYHOLD, KHB_PATH_LIBP11
+    };
+    struct tls_state st;
+    struct path_keys pk;
+    OSSL_LIB_CTX *cli = NULL;
+    int rsa = strcmp(kalg, "rsa") == 0, rc = 1, i;
+
+    memset(&pk, 0, sizeof(pk));
+    memset(&st, 0, sizeof(st));
+    for (i = 0; i < 3 && strcmp(pathname, path_name(paths[i])) != 0; i++) {
+    }
+    if (i == 3) {
+        fprintf(stderr, "profile-tls: path %s\n", pathname);
+        return 1;
+    }
+    cli = khb_libctx_new(0);
+    if (cli == NULL || !load_path(paths[i], &pk)) {
+        goto end;
+    }
+    st.sctx = server_ctx(pk.libctx, pk.propq, TLS1_3_VERSION, pk.cert[rsa],
+                         pk.key[rsa]);
+    st.cctx = client_ctx(cli, TLS1_3_VERSION);
+    if (st.sctx != NULL && st.cctx != NULL && tls_op(&st)
+        && khb_profile_loop(tls_op, &st, n)) {
+        rc = 0;
+    }
+end:
+    SSL_CTX_free(st.sctx);
+    SSL_CTX_free(st.cctx);
+    free_path(&pk);
+    OSSL_LIB_CTX_free(cli);
+    return rc;
+}
+
 /* ------------------------------------------------------------- memory */
 
 static long rss_kb(void)

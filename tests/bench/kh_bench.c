@@ -15,6 +15,8 @@
  *   kh-bench profile-hs V ALG N    N software-key handshakes, keyhold
  *                                  loaded (V=loaded), not (V=plain), or
  *                                  with key-files = no (V=lazy)
+ *   kh-bench profile-tls P ALG N   N TLS 1.3 handshakes, server key of
+ *                                  path P (sw, keyhold, libp11)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1290,11 +1292,15 @@ int main(int argc, char **argv)
     if (argc == 5 && strcmp(argv[1], "profile-hs") == 0) {
         return khb_profile_hs(argv[2], argv[3], atol(argv[4]));
     }
+    if (argc == 5 && strcmp(argv[1], "profile-tls") == 0) {
+        return khb_profile_tls(argv[2], argv[3], atol(argv[4]));
+    }
     if (argc == 4 && strcmp(argv[1], "keyref") == 0) {
         return write_keyref(argv[2], argv[3]);
     }
     fprintf(stderr, "usage: kh-bench run JSON | child NAME | first-sig HOW | "
                     "keyref URI OUT | profile PATH ALG N |\n"
-                    "       profile-hs plain|loaded|lazy ecdsa|rsa N\n");
+                    "       profile-hs plain|loaded|lazy ecdsa|rsa N |\n"
+                    "       profile-tls sw|keyhold|libp11 ecdsa|rsa N\n");
     return 2;
 }

@@ -59,6 +59,7 @@ int khb_profile_loop(khb_op_fn op, void *state, long n);
 int khb_profile_raw(enum khb_alg alg, long n);
 int khb_profile(const char *path, enum khb_alg alg, long n);
 int khb_profile_hs(const char *variant, const char *kalg, long n);
+int khb_profile_tls(const char *path, const char *kalg, long n);
 
 /* Prints one result line for the driver: "R <name> <value>". */
 void khb_result(const char *name, double value);
