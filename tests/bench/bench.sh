@@ -142,6 +142,18 @@ if [ "${BENCH_TPM:-1}" = 1 ] && ls "$TOP"/engine/tpm/*.c >/dev/null 2>&1 \
     fi
 fi
 
+# Instructions per operation: runs kh-bench ARGS under callgrind (only
+# khb_prof_op counted) into FILE and prints the total divided by N.
+#   ir_per FILE N ARGS...
+ir_per() {
+    local f=$1 n=$2 ir
+    shift 2
+    valgrind --tool=callgrind --toggle-collect=khb_prof_op \
+        --callgrind-out-file="$f" "$KHB" "$@" >"$f.log" 2>&1 || return 1
+    ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1)
+    echo $(( ir / n ))
+}
+
 if [ "$JSON" = --profile ]; then
     out=$3
     mkdir -p "$out"
@@ -156,14 +168,10 @@ if [ "$JSON" = --profile ]; then
         for path in $paths; do
             f=$out/callgrind.$path.$alg
             [ "${path#tpm}" != "$path" ] && tpm2_flushcontext -t >/dev/null 2>&1
-            if ! valgrind --tool=callgrind --toggle-collect=khb_prof_op \
-                    --callgrind-out-file="$f" "$KHB" profile "$path" "$alg" "$n" \
-                    >"$f.log" 2>&1; then
+            if ! per=$(ir_per "$f" "$n" profile "$path" "$alg" "$n"); then
                 printf '%-14s %-14s %12s\n' "$path" "$alg" "failed (see $f.log)"
                 continue
             fi
-            ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1)
-            per=$(( ir / n ))
             IR_SIGN[$path.$alg]=$per
             [ "$path" = raw ] && raw=$per
             if [ -n "$raw" ]; then
@@ -178,13 +186,10 @@ if [ "$JSON" = --profile ]; then
         plain=
         for v in plain loaded lazy; do
             f=$out/callgrind.hs-$v.$alg
-            if ! valgrind --tool=callgrind --toggle-collect=khb_prof_op \
-                    --callgrind-out-file="$f" "$KHB" profile-hs "$v" "$alg" 50 \
-                    >"$f.log" 2>&1; then
+            if ! ir=$(ir_per "$f" 50 profile-hs "$v" "$alg" 50); then
                 printf '%-8s %-6s failed (see %s.log)\n' "$v" "$alg" "$f"
                 continue
             fi
-            ir=$(( $(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1) / 50 ))
             if [ -z "$plain" ]; then
                 plain=$ir
                 printf '%-8s %-6s %12d\n' "$v" "$alg" "$ir"
@@ -206,13 +211,10 @@ if [ "$JSON" = --profile ]; then
         limit=
         for path in sw keyhold libp11; do
             f=$out/callgrind.tls-$path.$alg
-            if ! valgrind --tool=callgrind --toggle-collect=khb_prof_op \
-                    --callgrind-out-file="$f" "$KHB" profile-tls "$path" "$alg" 20 \
-                    >"$f.log" 2>&1; then
+            if ! ir=$(ir_per "$f" 20 profile-tls "$path" "$alg" 20); then
                 printf '%-8s %-6s failed (see %s.log)\n' "$path" "$alg" "$f"
                 continue
             fi
-            ir=$(( $(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1) / 20 ))
             if [ "$path" = sw ] && [ -n "${IR_SIGN[sw.$salg]:-}" ] \
                     && [ -n "${IR_SIGN[raw.$salg]:-}" ]; then
                 limit=$(( ir - IR_SIGN[sw.$salg] + IR_SIGN[raw.$salg] ))
@@ -247,11 +249,8 @@ if [ "${BENCH_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
     for alg in ecdsa rsa; do
         for v in plain loaded lazy; do
             f=$T/callgrind.hs-$v.$alg
-            if valgrind --tool=callgrind --toggle-collect=khb_prof_op \
-                    --callgrind-out-file="$f" "$KHB" profile-hs "$v" "$alg" 20 \
-                    >"$f.log" 2>&1; then
-                ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1)
-                export "KHB_IR_HS_${v}_${alg}=$(( ir / 20 ))"
+            if ir=$(ir_per "$f" 20 profile-hs "$v" "$alg" 20); then
+                export "KHB_IR_HS_${v}_${alg}=$ir"
             fi
         done
     done
