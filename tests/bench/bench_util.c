@@ -30,7 +30,7 @@ struct thr {
 /* Rate of the last khb_measure() per CPU-second of its threads. */
 static double last_cpu_rate = -1;
 
-static uint64_t thread_cpu_ns(void)
+uint64_t khb_thread_cpu_ns(void)
 {
     struct timespec ts;
 
@@ -135,12 +135,12 @@ static void *thr_main(void *arg)
         if (now > t->deadline) {
             /* CPU time from the end of the first counted operation to the
              * end of this one spans exactly |count| operations */
-            t->cpu1 = thread_cpu_ns();
+            t->cpu1 = khb_thread_cpu_ns();
             break;
         }
         if (now >= t->start) {
             if (t->count == 0) {
-                t->cpu0 = thread_cpu_ns();
+                t->cpu0 = khb_thread_cpu_ns();
             }
             t->count++;
         }

@@ -17,6 +17,8 @@
  *                                  with key-files = no (V=lazy)
  *   kh-bench profile-tls P ALG N   N TLS 1.3 handshakes, server key of
  *                                  path P (sw, keyhold, libp11)
+ *   kh-bench cold-sign ALG N       raw C_Sign CPU time back to back vs
+ *                                  right after a software handshake
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1292,6 +1294,9 @@ int main(int argc, char **argv)
     if (argc == 5 && strcmp(argv[1], "profile-hs") == 0) {
         return khb_profile_hs(argv[2], argv[3], atol(argv[4]));
     }
+    if (argc == 4 && strcmp(argv[1], "cold-sign") == 0) {
+        return khb_cold_sign(argv[2], atol(argv[3]));
+    }
     if (argc == 5 && strcmp(argv[1], "profile-tls") == 0) {
         return khb_profile_tls(argv[2], argv[3], atol(argv[4]));
     }
@@ -1301,6 +1306,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "usage: kh-bench run JSON | child NAME | first-sig HOW | "
                     "keyref URI OUT | profile PATH ALG N |\n"
                     "       profile-hs plain|loaded|lazy ecdsa|rsa N |\n"
-                    "       profile-tls sw|keyhold|libp11 ecdsa|rsa N\n");
+                    "       profile-tls sw|keyhold|libp11 ecdsa|rsa N |\n"
+                    "       cold-sign ecdsa|rsa N\n");
     return 2;
 }

@@ -60,6 +60,8 @@ int khb_profile_raw(enum khb_alg alg, long n);
 int khb_profile(const char *path, enum khb_alg alg, long n);
 int khb_profile_hs(const char *variant, const char *kalg, long n);
 int khb_profile_tls(const char *path, const char *kalg, long n);
+int khb_cold_sign(const char *kalg, long n);
+uint64_t khb_thread_cpu_ns(void);
 
 /* Prints one result line for the driver: "R <name> <value>". */
 void khb_result(const char *name, double value);
