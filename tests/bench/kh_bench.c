@@ -433,7 +433,8 @@ static void run_first_sigs(int reps)
 
 static FILE *out;
 
-static void cell(const char *name)
+/* A median (min-max) cell with DIGITS decimals, or n/a. */
+static void cell_prec(const char *name, int digits)
 {
     double m = med(name), lo, hi;
     char buf[64];
@@ -443,22 +444,19 @@ static void cell(const char *name)
         fprintf(out, " %21s", "n/a");
         return;
     }
-    snprintf(buf, sizeof(buf), "%.0f (%.0f-%.0f)", m, lo, hi);
+    snprintf(buf, sizeof(buf), "%.*f (%.*f-%.*f)", digits, m, digits, lo,
+             digits, hi);
     fprintf(out, " %21s", buf);
+}
+
+static void cell(const char *name)
+{
+    cell_prec(name, 0);
 }
 
 static void cell_ms(const char *name)
 {
-    double m = med(name), lo, hi;
-    char buf[64];
-
-    minmax(name, &lo, &hi);
-    if (isnan(m)) {
-        fprintf(out, " %21s", "n/a");
-        return;
-    }
-    snprintf(buf, sizeof(buf), "%.2f (%.2f-%.2f)", m, lo, hi);
-    fprintf(out, " %21s", buf);
+    cell_prec(name, 2);
 }
 
 static void rcell(double v)
