@@ -64,5 +64,5 @@ KEYHOLD_DEBUG=1 "$KEYHOLD" renew tls --force >"$T/tlsr.out" 2>&1 || { cat "$T/tl
 grep -q "ACME account .*RS256" "$T/web.out" || kh_fail "web: not an RS256 account"
 grep -q "ACME account .*ES384" "$T/tls.out" || kh_fail "tls: not an ES384 account"
 kh_log "badNonce answers retried with the fresh nonce: $(cat "$T"/{web,tls,tlsr}.out | grep -c badNonce)"
-cat "$T"/{web,tls,tlsr}.out | grep -q "badNonce" || kh_fail "no badNonce retry seen (PEBBLE_WFE_NONCEREJECT)"
+cat "$T"/{web,tls,tlsr}.out | kh_grepq "badNonce" || kh_fail "no badNonce retry seen (PEBBLE_WFE_NONCEREJECT)"
 kh_log "ok"

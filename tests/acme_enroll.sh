@@ -43,7 +43,7 @@ cat "$T/enroll.out"
 openssl verify -CAfile "$KH_ACME_DIR/root.pem" -untrusted "$KEYHOLD_STATE_DIR/cam/chain.pem" \
     "$KEYHOLD_STATE_DIR/cam/cert.pem" >/dev/null || kh_fail "cert does not chain to pebble's root"
 openssl x509 -in "$KEYHOLD_STATE_DIR/cam/cert.pem" -noout -ext subjectAltName \
-    | grep -q "DNS:cam1.example, IP Address:127.0.0.1" || kh_fail "SAN missing"
+    | kh_grepq "DNS:cam1.example, IP Address:127.0.0.1" || kh_fail "SAN missing"
 grep -q "validate w/ HTTP: http://127.0.0.1:" "$KH_ACME_DIR/pebble.log" \
     || kh_fail "the IP identifier was not validated"
 "$KEYHOLD" verify cam >/dev/null || kh_fail "keyhold verify cam"

@@ -12,7 +12,7 @@ d=$KH_ESTD_DIR
 wait_pending() {
     local i
     for i in $(seq 1 600); do
-        ls "$1"/pending/ 2>/dev/null | grep -qv tmp && return 0
+        ls "$1"/pending/ 2>/dev/null | kh_grepq -v tmp && return 0
         sleep 0.1
     done
     kh_fail "no pending request in $1"

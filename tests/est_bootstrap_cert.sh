@@ -31,7 +31,7 @@ kh_est_works cam
 kh_log "an RSA identity enrols as well"
 kh_est_identity rsa rsa.example --alg rsa-2048     # the later --alg wins
 kh_est_enroll rsa >/dev/null || kh_fail "enroll rsa"
-openssl x509 -in "$KEYHOLD_STATE_DIR/rsa/cert.pem" -noout -text | grep -q "rsaEncryption" \
+openssl x509 -in "$KEYHOLD_STATE_DIR/rsa/cert.pem" -noout -text | kh_grepq "rsaEncryption" \
     || kh_fail "not an RSA certificate"
 kh_est_works rsa
 "$KEYHOLD" renew rsa --force >/dev/null || kh_fail "renew rsa"

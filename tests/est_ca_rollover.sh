@@ -26,7 +26,7 @@ kh_bg "$KEYHOLD_ESTD" --listen "127.0.0.1:$KH_ESTD_PORT" --tls-cert "$d/tls.pem"
 KH_ESTD_PID=$KH_LAST_PID
 kh_wait_port "$KH_ESTD_PORT"
 "$KEYHOLD" renew cam --force >/dev/null || kh_fail "renew through the intermediate"
-openssl x509 -in "$KEYHOLD_STATE_DIR/cam/cert.pem" -noout -issuer | grep -q "issuing CA 2" \
+openssl x509 -in "$KEYHOLD_STATE_DIR/cam/cert.pem" -noout -issuer | kh_grepq "issuing CA 2" \
     || kh_fail "not issued by the intermediate"
 grep -q "BEGIN CERTIFICATE" "$KEYHOLD_STATE_DIR/cam/chain.pem" || kh_fail "intermediate not installed"
 openssl verify -CAfile "$d/ca.pem" -untrusted "$KEYHOLD_STATE_DIR/cam/chain.pem" \

@@ -54,7 +54,7 @@ fp=$(kh_est_cert_fp cam)
 "$KEYHOLD" renew cam --force >"$T/wait.out" 2>&1 &
 pid=$!
 for i in $(seq 1 600); do
-    ls "$T/spool/pending/" 2>/dev/null | grep -q . && break
+    ls "$T/spool/pending/" 2>/dev/null | kh_grepq . && break
     sleep 0.1
 done
 kh_log "meanwhile a second run (the technician) finds the identity busy"

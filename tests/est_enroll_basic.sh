@@ -37,7 +37,7 @@ grep -q "issued /CN=cam1.example .* to user dev1" "$KH_ESTD_DIR/estd.log" \
 openssl verify -CAfile "$KH_ESTD_DIR/ca.pem" "$KEYHOLD_STATE_DIR/cam/cert.pem" >/dev/null \
     || kh_fail "installed cert does not chain to the EST CA"
 openssl x509 -in "$KEYHOLD_STATE_DIR/cam/cert.pem" -noout -ext subjectAltName \
-    | grep -q "IP Address:127.0.0.1" || kh_fail "SAN not copied"
+    | kh_grepq "IP Address:127.0.0.1" || kh_fail "SAN not copied"
 kh_est_works cam
 "$KEYHOLD" status cam --json >"$T/st.json"
 jq -e '.[0].state == "ok" or .state == "ok"' "$T/st.json" >/dev/null \

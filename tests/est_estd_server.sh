@@ -178,7 +178,7 @@ for v in 1.2 1.3; do
     base64 -d "$T/e2.b64" | openssl pkcs7 -inform DER -print_certs -out "$T/e2.pem"
     openssl verify -CAfile "$T/swca.pem" "$T/e2.pem" >/dev/null || kh_fail "file CA did not issue"
 done
-openssl x509 -in "$T/e2.pem" -noout -text | grep -q "ecdsa-with-SHA384" || kh_fail "P-384 CA not SHA-384"
+openssl x509 -in "$T/e2.pem" -noout -text | kh_grepq "ecdsa-with-SHA384" || kh_fail "P-384 CA not SHA-384"
 
 kh_log "CA key as a keyhold key reference file; the PIN comes from --pin-file"
 "$BUILD/tests/kh-keyref" "pkcs11:token=estca;object=ca;type=private" >"$T/ca.ref"
@@ -205,7 +205,7 @@ kh_wait_port "$port4"
     "https://localhost:$port4/.well-known/est/simpleenroll" || kh_fail "enrol at the RSA CA"
 base64 -d "$T/e4.b64" | openssl pkcs7 -inform DER -print_certs -out "$T/e4.pem"
 openssl verify -CAfile "$T/rsaca.pem" "$T/e4.pem" >/dev/null || kh_fail "RSA token CA did not issue"
-openssl x509 -in "$T/e4.pem" -noout -text | grep -q sha256WithRSAEncryption || kh_fail "not RSA-signed"
+openssl x509 -in "$T/e4.pem" -noout -text | kh_grepq sha256WithRSAEncryption || kh_fail "not RSA-signed"
 
 kh_log "a wrong PIN: the server refuses to start, saying so"
 (umask 077; printf '9999' >"$T/bad.pin")

@@ -48,7 +48,7 @@ kh_estd_start() {
         --htpasswd "$d/htpasswd" --log "$d/estd.log" "$@"
     KH_ESTD_PID=$KH_LAST_PID
     for i in $(seq 1 100); do
-        if ss -Htln "sport = :$KH_ESTD_PORT" | grep -q .; then
+        if ss -Htln "sport = :$KH_ESTD_PORT" | kh_grepq .; then
             KH_ESTD_URL=https://localhost:$KH_ESTD_PORT
             return 0
         fi

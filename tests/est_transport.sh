@@ -42,7 +42,7 @@ nport=$(kh_free_port)
 KH_NGINX_LOCATION="return 302 https://localhost:$KH_ESTD_PORT\$request_uri;" \
     kh_nginx_start "$nport" "$d/tls.pem" "$d/tls.key" "" 1
 curl -sS --cacert "$d/tls-ca.pem" -o /dev/null -w '%{http_code}' \
-    "https://localhost:$nport/.well-known/est/cacerts" | grep -q 302 || kh_fail "nginx does not redirect"
+    "https://localhost:$nport/.well-known/est/cacerts" | kh_grepq 302 || kh_fail "nginx does not redirect"
 setcfg est-url "https://localhost:$nport/.well-known/est"
 before=$(grep -c "cacerts -> 200" "$d/estd.log" || true)
 kh_must_fail_clean 4 -- "$KEYHOLD" renew cam --force

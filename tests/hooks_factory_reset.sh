@@ -52,14 +52,14 @@ left=$(ls -A "$KEYHOLD_STATE_DIR" | grep -v -e '^audit\.log$' -e '^audit\.head$'
 [ -z "$left" ] || kh_fail "state dir holds more than the audit log: $left"
 [ ! -e "$T/user.pin" ] && [ ! -e "$T/so.pin" ] || kh_fail "PIN files left"
 [ "$(ls "$tokendir" | wc -l)" = 1 ] || kh_fail "keyhold's token directory not deleted"
-if softhsm2-util --show-slots 2>/dev/null | grep -q "Serial number: *$serial"; then
+if softhsm2-util --show-slots 2>/dev/null | kh_grepq "Serial number: *$serial"; then
     kh_fail "token $serial still present"
 fi
 KH_P=$KH_HOOKS_PIN pkcs11-tool --module "$SOFTHSM_MODULE" --token-label vendor --login --pin env:KH_P \
     --list-objects >"$T/vendor.objs" 2>&1 || { cat "$T/vendor.objs"; kh_fail "vendor token unusable"; }
 grep -q 'label: *vendor-own' "$T/vendor.objs" || kh_fail "the vendor's own object was destroyed"
 if grep -q 'label: *keyhold:' "$T/vendor.objs"; then cat "$T/vendor.objs"; kh_fail "keyhold object left in vendor token"; fi
-tail -n 1 "$KEYHOLD_STATE_DIR/audit.log" | grep -q 'factory-reset' ||
+tail -n 1 "$KEYHOLD_STATE_DIR/audit.log" | kh_grepq 'factory-reset' ||
     { tail -n 3 "$KEYHOLD_STATE_DIR/audit.log"; kh_fail "the reset is not the audit log's last record"; }
 "$KEYHOLD" audit verify >"$T/audit.out" 2>&1 || { cat "$T/audit.out"; kh_fail "audit log chain broken by the reset"; }
 kh_no_secrets "$KEYHOLD_STATE_DIR/audit.log" "$KH_HOOKS_PIN" "$KH_HOOKS_SOPIN"

@@ -31,7 +31,7 @@ fp1=$(cert_fp "$S/cert.pem"); k1=$(key_fp "$S/cert.pem")
 grep -q "new certificate  sha256:$fp1" "$T/rekey1.out" || kh_fail "summary lacks the new certificate fingerprint"
 grep -q "serves the identity's certificate" "$T/rekey1.out" || kh_fail "nginx not checked after the rekey"
 grep -q "new key          sha256:$k1" "$T/rekey1.out" || kh_fail "summary lacks the new key fingerprint"
-grep '"field-rekey"' "$KEYHOLD_STATE_DIR/audit.log" | grep -q '"ok"' || kh_fail "no field-rekey audit record"
+grep '"field-rekey"' "$KEYHOLD_STATE_DIR/audit.log" | kh_grepq '"ok"' || kh_fail "no field-rekey audit record"
 
 kh_log "interrupted rekey (keyhold killed at the switch): old identity intact, rerun completes"
 rc=0

@@ -27,12 +27,12 @@ kh_ca_sign "$T/ca" "$T/cam.csr" "$T/cam.pem" "DNS:cam.localhost" 7 || kh_fail "C
 "$KEYHOLD" install cam "$T/cam.pem" --ca "$T/ca/ca.pem" >"$T/cam2.log" 2>&1 ||
     { cat "$T/cam2.log"; kh_fail "install cam failed"; }
 grep -q "^key-uri = tpm2:handle=$handle" "$KEYHOLD_CONF_DIR/cam.conf" || kh_fail "cam's key is not at $handle"
-tpm2_getcap handles-persistent | grep -qi "$handle" || kh_fail "$handle not persistent in the TPM"
+tpm2_getcap handles-persistent | kh_grepq -i "$handle" || kh_fail "$handle not persistent in the TPM"
 "$KEYHOLD" verify cam >/dev/null 2>&1 || kh_fail "TPM identity does not verify"
 
 kh_log "pre-update, new rootfs, post-update"
 "$HOOKS/pre-update" || kh_fail "pre-update failed"
-grep '^identity cam ' "$KEYHOLD_STATE_DIR/update-manifest" | grep -q ' key=[0-9a-f]\{64\} ' ||
+grep '^identity cam ' "$KEYHOLD_STATE_DIR/update-manifest" | kh_grepq ' key=[0-9a-f]\{64\} ' ||
     kh_fail "no TPM key fingerprint in the manifest"
 kh_hooks_new_rootfs
 "$HOOKS/post-update" --no-restart >"$T/post1.out" 2>&1 || { cat "$T/post1.out"; kh_fail "post-update failed"; }
@@ -55,7 +55,7 @@ kh_ca_sign "$T/ca" "$T/cam-new.csr" "$T/cam-new.pem" "DNS:cam.localhost" 7 || kh
 "$HOOKS/field-rekey" cam --install "$T/cam-new.pem" >"$T/rk2.out" 2>&1 || { cat "$T/rk2.out"; kh_fail "field-rekey cam --install failed"; }
 cat "$T/rk2.out"
 new_uri=$("$KEYHOLD" status cam --json | sed -n 's/.*"key_uri": "\([^"]*\)".*/\1/p')
-"$KEYHOLD" status cam --json | grep -q "\"key_uri\": \"tpm2:handle=" || kh_fail "rekeyed TPM key is not persistent"
+"$KEYHOLD" status cam --json | kh_grepq "\"key_uri\": \"tpm2:handle=" || kh_fail "rekeyed TPM key is not persistent"
 "$KEYHOLD" verify cam >/dev/null 2>&1 || kh_fail "rekeyed TPM identity does not verify"
 [ "$(openssl x509 -in "$T/cam-new.pem" -noout -pubkey)" != "$(openssl x509 -in "$T/cam.pem" -noout -pubkey)" ] ||
     kh_fail "TPM rekey kept the old key"
@@ -64,7 +64,7 @@ kh_log "cam now at ${new_uri:-?}; persistent: $(tpm2_getcap handles-persistent |
 kh_log "factory-reset evicts the persistent handles and leaves nothing"
 "$HOOKS/factory-reset" --yes >"$T/reset.out" 2>&1 || { cat "$T/reset.out"; kh_fail "factory-reset failed"; }
 cat "$T/reset.out"
-if tpm2_getcap handles-persistent | grep -qi '0x810000[2-3]'; then
+if tpm2_getcap handles-persistent | kh_grepq -i '0x810000[2-3]'; then
     tpm2_getcap handles-persistent
     kh_fail "a keyhold persistent handle is left"
 fi

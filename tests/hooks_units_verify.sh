@@ -148,7 +148,7 @@ mod=$(sed -n 's/^module = //p' "$R/etc/keyhold/openssl.cnf")
 [ -f "$R$mod" ] || kh_fail "openssl.cnf names $mod, not installed"
 sed "s|^module = .*|module = $R$mod|" "$R/etc/keyhold/openssl.cnf" >"$T/openssl.cnf"
 OPENSSL_CONF=$T/openssl.cnf openssl list -providers >"$T/prov.out" 2>&1 || { cat "$T/prov.out"; kh_fail "openssl list"; }
-grep -A3 '^  keyhold' "$T/prov.out" | grep -q 'status: active' || { cat "$T/prov.out"; kh_fail "keyhold not active"; }
-grep -A3 '^  default' "$T/prov.out" | grep -q 'status: active' || { cat "$T/prov.out"; kh_fail "default not active"; }
+grep -A3 '^  keyhold' "$T/prov.out" | kh_grepq 'status: active' || { cat "$T/prov.out"; kh_fail "keyhold not active"; }
+grep -A3 '^  default' "$T/prov.out" | kh_grepq 'status: active' || { cat "$T/prov.out"; kh_fail "default not active"; }
 kh_log "installed openssl.cnf activates keyhold and default"
 echo "PASS"

@@ -36,6 +36,10 @@ trap kh_cleanup EXIT
 trap 'exit 130' INT TERM
 
 kh_log() { echo "== $*"; }
+# "grep -q" for the end of a pipe: reads all of its input, so that under
+# pipefail the writer never dies of SIGPIPE (and fails the pipe) when the
+# match comes early. Takes grep's options and arguments.
+kh_grepq() { grep "$@" >/dev/null; }
 kh_fail() { echo "FAIL: $*" >&2; exit 1; }
 kh_skip() { echo "SKIP: $*"; exit 77; }
 
@@ -96,7 +100,7 @@ kh_free_port() {
         # connections could hold a port between this check and the bind
         p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12768 ))
         kh_port_reserve "$p" || continue
-        if ss -Htuan "sport = :$p" | grep -q .; then continue; fi
+        if ss -Htuan "sport = :$p" | kh_grepq .; then continue; fi
         echo "$p"
         return 0
     done
@@ -117,7 +121,7 @@ kh_release_ports() {
 kh_wait_port() {
     local port=$1 tries=${2:-100} i
     for i in $(seq 1 "$tries"); do
-        if ss -Htln "sport = :$port" | grep -q .; then return 0; fi
+        if ss -Htln "sport = :$port" | kh_grepq .; then return 0; fi
         sleep 0.1
     done
     kh_fail "nothing listens on port $port"
@@ -513,7 +517,7 @@ kh_swtpm_start() {
             p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))
             kh_port_reserve "$p" || continue
             kh_port_reserve "$((p + 1))" || continue
-            if ! ss -Htan "( sport = :$p or sport = :$((p + 1)) )" | grep -q .; then
+            if ! ss -Htan "( sport = :$p or sport = :$((p + 1)) )" | kh_grepq .; then
                 KH_SWTPM_PORT=$p
                 break
             fi
@@ -545,7 +549,7 @@ kh_swtpm_kill() {
         sleep 0.05
     done
     for i in $(seq 1 100); do
-        ss -Htln "sport = :$KH_SWTPM_PORT" | grep -q . || return 0
+        ss -Htln "sport = :$KH_SWTPM_PORT" | kh_grepq . || return 0
         sleep 0.05
     done
     kh_fail "swtpm still listens after kill -9"
@@ -607,7 +611,7 @@ kh_r_port() {
     lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
     for i in $(seq 1 200); do
         p=$(( 20000 + (RANDOM * 32768 + RANDOM) % (lo - 20000) ))
-        if ! ss -Htan "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
+        if ! ss -Htan "sport = :$p" | kh_grepq .; then echo "$p"; return 0; fi
     done
     kh_fail "no free port"
 }

@@ -11,7 +11,7 @@ PROV=(-provider-path "$BUILD" -provider keyhold -provider default)
 kh_log "provider loads"
 openssl list -providers "${PROV[@]}" >"$T/providers.txt"
 grep -q "keyhold" "$T/providers.txt" || kh_fail "keyhold not listed"
-grep -A3 "keyhold" "$T/providers.txt" | grep -q "status: active" \
+grep -A3 "keyhold" "$T/providers.txt" | kh_grepq "status: active" \
     || kh_fail "keyhold not active"
 
 kh_log "token with an EC P-256 key made by pkcs11-tool"
@@ -30,14 +30,14 @@ kh_log "ECDSA SHA-256 signature in the token (pin-value)"
 openssl dgst -sha256 -sign "$URI;pin-value=1234" "${PROV[@]}" \
     -out "$T/sig1" "$T/data"
 openssl dgst -sha256 -verify "$T/pub.pem" -signature "$T/sig1" "$T/data" \
-    | grep -q "Verified OK" || kh_fail "signature 1 does not verify"
+    | kh_grepq "Verified OK" || kh_fail "signature 1 does not verify"
 
 kh_log "same with pin-source and keyhold loaded before default"
 openssl dgst -sha384 -sign "$URI;pin-source=file:$T/smoke.pin" \
     -provider-path "$BUILD" -provider default -provider keyhold \
     -out "$T/sig2" "$T/data"
 openssl dgst -sha384 -verify "$T/pub.pem" -signature "$T/sig2" "$T/data" \
-    | grep -q "Verified OK" || kh_fail "signature 2 does not verify"
+    | kh_grepq "Verified OK" || kh_fail "signature 2 does not verify"
 
 kh_log "public half through the store matches the token's public key"
 openssl pkey "${PROV[@]}" -in "$URI;pin-value=1234" -pubout -out "$T/pub2.pem"

@@ -41,7 +41,7 @@ for order in first last; do
 store-key-files = 0" kh_openssl_cnf "$order" >/dev/null
     kh_log "[$order] key reference through PEM_read_bio_PrivateKey, lean decoders"
     OPENSSL_CONF=$T/openssl.cnf "$BUILD/tests/kh-pemload" "$T/key.pem" \
-        | grep -q "loaded EC key" || kh_fail "PEM reader did not load the reference"
+        | kh_grepq "loaded EC key" || kh_fail "PEM reader did not load the reference"
 
     KH_CNF_EXTRA="pin-source = file:$T/order.pin" kh_openssl_cnf "$order" >/dev/null
     cp "$T/openssl.cnf" "$T/openssl-$order.cnf"
@@ -57,7 +57,7 @@ store-key-files = 0" kh_openssl_cnf "$order" >/dev/null
     cmp -s "$T/ref-pub.pem" "$T/pub.pem" || kh_fail "reference gives another key"
     openssl dgst -sha256 -sign "$T/key.pem" -out "$T/ref.sig" "$T/data"
     env -u OPENSSL_CONF openssl dgst -sha256 -verify "$T/pub.pem" \
-        -signature "$T/ref.sig" "$T/data" | grep -q "Verified OK" \
+        -signature "$T/ref.sig" "$T/data" | kh_grepq "Verified OK" \
         || kh_fail "signature by reference does not verify"
     openssl pkey -in "$T/key.pem" -text -noout >"$T/text.txt"
     grep -q "URI: pkcs11:" "$T/text.txt" || kh_fail "text encoder: no URI"

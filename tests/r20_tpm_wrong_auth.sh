@@ -69,7 +69,7 @@ tpm2_dictionarylockout -c      # counter back to 0 (empty lockout auth)
 (umask 077; printf 'cli-auth' >"$T/cli.auth")
 "$KEYHOLD" provision cam --tpm --tpm-auth-file "$T/cli.auth" --alg ec-p256 --host localhost \
     --csr-out "$T/cam.csr" >/dev/null || kh_fail "provision with a TPM auth file"
-openssl req -in "$T/cam.csr" -verify -noout 2>&1 | grep -q "verify OK" || kh_fail "CSR signature"
+openssl req -in "$T/cam.csr" -verify -noout 2>&1 | kh_grepq "verify OK" || kh_fail "CSR signature"
 before=$(kh_tpm_lockout_counter)
 (umask 077; printf 'not-it' >"$T/cli.auth")
 kh_must_fail_clean 6 -- "$KEYHOLD" csr cam -o "$T/cam2.csr"

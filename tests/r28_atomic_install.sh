@@ -117,7 +117,7 @@ for i in $(seq 1 10); do
         | grep -E '\[(emerg|crit|alert)\]|mismatch' | grep -vE "$tolerable" >"$T/bad.log" || true
     seen=$total
     if [ "${op[0]}" = rekey ] && [ -s "$T/bad.log" ] \
-        && ! grep -v 'key values mismatch' "$T/bad.log" | grep -q .; then
+        && ! grep -v 'key values mismatch' "$T/bad.log" | kh_grepq .; then
         mismatch_on_rekey=$((mismatch_on_rekey + $(wc -l <"$T/bad.log")))
         : >"$T/bad.log"
     fi

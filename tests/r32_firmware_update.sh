@@ -31,8 +31,8 @@ CONF
 
 kh_log "pre-update"
 "$HOOKS/pre-update" || kh_fail "pre-update failed on working identities"
-grep -c '^identity ' "$KEYHOLD_STATE_DIR/update-manifest" | grep -qx 2 || kh_fail "manifest lacks identities"
-grep '^identity recording ' "$KEYHOLD_STATE_DIR/update-manifest" | grep -q ' key=[0-9a-f]\{64\} ' ||
+grep -c '^identity ' "$KEYHOLD_STATE_DIR/update-manifest" | kh_grepq -x 2 || kh_fail "manifest lacks identities"
+grep '^identity recording ' "$KEYHOLD_STATE_DIR/update-manifest" | kh_grepq ' key=[0-9a-f]\{64\} ' ||
     { cat "$KEYHOLD_STATE_DIR/update-manifest"; kh_fail "no hardware key fingerprint recorded"; }
 objs_before=$(kh_hooks_count_objects)
 
@@ -47,7 +47,7 @@ grep -q "serves the identity's certificate" "$T/post.out" || kh_fail "endpoint n
 [ ! -e "$T/ran-shell-code" ] || kh_fail "the settings file was run as shell code"
 [ "$(kh_hooks_count_objects)" = "$objs_before" ] || kh_fail "token objects changed across the update"
 for op in pre-update post-update; do
-    grep "\"$op\"" "$KEYHOLD_STATE_DIR/audit.log" | grep -q '"ok"' || kh_fail "no $op audit record"
+    grep "\"$op\"" "$KEYHOLD_STATE_DIR/audit.log" | kh_grepq '"ok"' || kh_fail "no $op audit record"
 done
 
 kh_log "boot check and server check on the updated appliance"

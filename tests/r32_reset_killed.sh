@@ -33,6 +33,6 @@ for step in recorded zeroized tokens files; do
     [ -z "$(ls -A "$tokendir")" ] || kh_fail "after '$step': token left"
     [ ! -e "$T/user.pin" ] && [ ! -e "$T/so.pin" ] || kh_fail "after '$step': PIN files left"
     "$KEYHOLD" audit verify >/dev/null 2>&1 || kh_fail "after '$step': audit chain broken"
-    tail -n 1 "$KEYHOLD_STATE_DIR/audit.log" | grep -q '"factory-reset"' || kh_fail "after '$step': reset not last in audit"
+    tail -n 1 "$KEYHOLD_STATE_DIR/audit.log" | kh_grepq '"factory-reset"' || kh_fail "after '$step': reset not last in audit"
 done
 echo PASS

@@ -54,7 +54,7 @@ cat "$T/enroll.out"
 grep -q "PKCSReq signed by .* (self-signed)" "$T/resp.log" || kh_fail "no transient signer"
 "$KEYHOLD" verify cam >/dev/null || kh_fail "keyhold verify cam"
 openssl x509 -in "$KEYHOLD_STATE_DIR/cam/cert.pem" -noout -ext extendedKeyUsage \
-    | grep -q "Server Authentication" || kh_fail "not a server-auth certificate"
+    | kh_grepq "Server Authentication" || kh_fail "not a server-auth certificate"
 grep -q "^enrol-protocol = scep" "$KEYHOLD_CONF_DIR/cam.conf" || kh_fail "enrol-protocol"
 for f in "$KEYHOLD_CONF_DIR/cam.conf" "$T/enroll.out" "$KEYHOLD_STATE_DIR/audit.log" \
          "$KEYHOLD_STATE_DIR/reports.jsonl"; do

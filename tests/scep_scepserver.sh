@@ -63,7 +63,7 @@ kh_expect_output "serverAuth"
 kh_expect_output "unchanged"
 [ ! -e "$KEYHOLD_STATE_DIR/cam/current" ] || kh_fail "something was installed"
 # the server did issue it: the exchange itself worked
-ls "$T/depot"/*.pem | grep -qv 'ca.pem' || kh_fail "scepserver issued nothing"
+ls "$T/depot"/*.pem | kh_grepq -v 'ca.pem' || kh_fail "scepserver issued nothing"
 for f in "$KEYHOLD_CONF_DIR/cam.conf" "$T/must_fail.out"; do
     kh_no_secrets "$f" scep-challenge-7
 done

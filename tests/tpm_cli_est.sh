@@ -21,7 +21,7 @@ kh_log "provision --tpm, enrol over EST"
 uri=$(sed -n 's/^key-uri = //p' "$KEYHOLD_CONF_DIR/cam.conf")
 case $uri in tpm2:file=*) ;; *) kh_fail "key-uri is not a TPM key file: $uri";; esac
 keyfile=${uri#tpm2:file=}; keyfile=${keyfile%%;*}
-head -1 "$keyfile" | grep -q "BEGIN TSS2 PRIVATE KEY" || kh_fail "no TSS2 key file at $keyfile"
+head -1 "$keyfile" | kh_grepq "BEGIN TSS2 PRIVATE KEY" || kh_fail "no TSS2 key file at $keyfile"
 # Servers in group keyhold read it (it is wrapped by the TPM), nobody else.
 [ "$(stat -c %a "$keyfile")" = 640 ] || kh_fail "key file mode $(stat -c %a "$keyfile"), want 640"
 kh_est_enroll cam >"$T/e.out" 2>&1 || { cat "$T/e.out"; kh_fail "enroll"; }
@@ -54,7 +54,7 @@ kh_log "provision --persistent, offline CSR, install, verify, zeroize"
 "$KEYHOLD" provision door --persistent 0x81000060 --alg rsa-2048 --host localhost \
     --csr-out "$T/door.csr" >"$T/p2.out" || { cat "$T/p2.out"; kh_fail "provision --persistent"; }
 grep -q "^key-uri = tpm2:handle=0x81000060" "$KEYHOLD_CONF_DIR/door.conf" || kh_fail "door key-uri"
-openssl req -in "$T/door.csr" -verify -noout 2>&1 | grep -q "verify OK" || kh_fail "door CSR signature"
+openssl req -in "$T/door.csr" -verify -noout 2>&1 | kh_grepq "verify OK" || kh_fail "door CSR signature"
 kh_test_ca "$T/ca"
 kh_ca_sign "$T/ca" "$T/door.csr" "$T/door.pem" "DNS:localhost"
 "$KEYHOLD" install door "$T/door.pem" --ca "$T/ca/ca.pem" >/dev/null || kh_fail "install door"
@@ -66,7 +66,7 @@ grep -q "ok .*identity door: TPM key tpm2:handle=0x81000060 present" "$T/doctor.
     || { cat "$T/doctor.out"; kh_fail "doctor: TPM key"; }
 grep -q "PROBLEM.*door.*PIN" "$T/doctor.out" && kh_fail "doctor asks a PIN for a TPM identity"
 ek=$("$BUILD/keyhold-tpm" ek-id)
-grep '"identity":"door"' "$KEYHOLD_STATE_DIR/reports.jsonl" | grep -q "\"token_serial\":\"$ek\"" \
+grep '"identity":"door"' "$KEYHOLD_STATE_DIR/reports.jsonl" | kh_grepq "\"token_serial\":\"$ek\"" \
     || kh_fail "provisioning report lacks the TPM's EK identity $ek"
 "$KEYHOLD" zeroize door --yes >/dev/null || kh_fail "zeroize door"
 if "$BUILD/keyhold-tpm" exists 0x81000060 >/dev/null; then kh_fail "zeroize left 0x81000060"; fi

@@ -23,7 +23,7 @@ grep -q "BEGIN TSS2 PRIVATE KEY" "$T/pin.sealed" || kh_fail "sealed file format"
 "$KEYHOLD" provision rec --token pkcs11:token=app --alg ec-p256 --host localhost \
     --pin-file "$T/pin.sealed" --csr-out "$T/rec.csr" >/dev/null \
     || kh_fail "provision with a sealed PIN failed"
-openssl req -in "$T/rec.csr" -verify -noout 2>&1 | grep -q "verify OK" || kh_fail "CSR signature"
+openssl req -in "$T/rec.csr" -verify -noout 2>&1 | kh_grepq "verify OK" || kh_fail "CSR signature"
 uri=$(sed -n 's/^key-uri = //p' "$KEYHOLD_CONF_DIR/rec.conf")
 kh_log "CLI provisioned with the sealed PIN: $uri"
 

@@ -16,7 +16,7 @@ for alg in ec-p256 ec-p384 rsa-2048; do
     "$KT" create --alg "$alg" --out "$T/$alg.tss" --pub-out "$T/$alg.pub"
 done
 "$KT" create --alg rsa-2048 --persistent 0x81000020 --pub-out "$T/pers.pub"
-head -1 "$T/ec-p256.tss" | grep -q -- "-----BEGIN TSS2 PRIVATE KEY-----" \
+head -1 "$T/ec-p256.tss" | kh_grepq -- "-----BEGIN TSS2 PRIVATE KEY-----" \
     || kh_fail "key file is not a TSS2 PRIVATE KEY"
 
 for alg in ec-p256 ec-p384; do

@@ -26,6 +26,6 @@ kh_expect_output "SRK"
 kh_must_fail_clean 2 -- "$KT" exists 0x81000070
 kh_must_fail_clean 2 -- "$KT" evict 0x81000070
 kh_expect_output "no key at persistent handle"
-"$KT" da | grep -q "^lockout_counter=0$" || kh_fail "da output"
+"$KT" da | kh_grepq "^lockout_counter=0$" || kh_fail "da output"
 [ "$(kh_tpm_transients)" = 0 ] || kh_fail "transients left"
 kh_log "keyhold-tpm: ek-id, create/exists/evict, da"

@@ -34,13 +34,13 @@ vms_on rec2 "$KEYHOLD" status recording --json | jq -e '.[0].backend == "tpm2"' 
 vms_on rec1 "$KEYHOLD" status recording --json | jq -e '.[0].backend == "pkcs11"' >/dev/null \
     || kh_fail "rec1: the recording key is not in the token"
 # Host name as CN only on one recording server, as DNS SAN only on the other.
-openssl x509 -in "$T/rec1/state/recording/cert.pem" -noout -subject | grep -q "CN *= *rec1.vms.example" \
+openssl x509 -in "$T/rec1/state/recording/cert.pem" -noout -subject | kh_grepq "CN *= *rec1.vms.example" \
     || kh_fail "rec1: host name not in the subject CN"
 if openssl x509 -in "$T/rec1/state/recording/cert.pem" -noout -ext subjectAltName 2>/dev/null \
-    | grep -q "DNS:rec1.vms.example"; then kh_fail "rec1: host name must be in the CN only"; fi
-openssl x509 -in "$T/rec2/state/recording/cert.pem" -noout -ext subjectAltName | grep -q "DNS:rec2.vms.example" \
+    | kh_grepq "DNS:rec1.vms.example"; then kh_fail "rec1: host name must be in the CN only"; fi
+openssl x509 -in "$T/rec2/state/recording/cert.pem" -noout -ext subjectAltName | kh_grepq "DNS:rec2.vms.example" \
     || kh_fail "rec2: host name not a DNS SAN"
-if openssl x509 -in "$T/rec2/state/recording/cert.pem" -noout -subject | grep -q "CN *= *rec2.vms.example"; then
+if openssl x509 -in "$T/rec2/state/recording/cert.pem" -noout -subject | kh_grepq "CN *= *rec2.vms.example"; then
     kh_fail "rec2: host name must be in the SAN only"
 fi
 
@@ -199,7 +199,7 @@ if [ "$left" -ne 0 ]; then
     [ "$n" -eq 0 ] || kh_fail "objects left in the mobile token after factory reset"
 fi
 [ ! -e "$T/mobile/state/mobile" ] || kh_fail "mobile state left after factory reset"
-if grep -rl "KEYHOLD KEY REFERENCE" "$T/mobile" 2>/dev/null | grep -v nginx | grep -q .; then
+if grep -rl "KEYHOLD KEY REFERENCE" "$T/mobile" 2>/dev/null | grep -v nginx | kh_grepq .; then
     kh_fail "key references left after factory reset"
 fi
 for a in rec1 rec2; do vms_check_clients "$a"; done
