@@ -64,7 +64,7 @@ kh_expect_output "waits for approval"
 [ ! -e "$KEYHOLD_STATE_DIR/cam3/current" ] || kh_fail "cam3 installed"
 
 kh_log "rejected by the operator: refused, nothing installed"
-id=$("$KEYHOLD_ESTD" --spool "$T/spool2" --list-pending | awk '{print $1; exit}')
+id=$("$KEYHOLD_ESTD" --spool "$T/spool2" --list-pending | awk 'NR == 1 { print $1 }')
 [ -n "$id" ] || kh_fail "cam3's request is not pending"
 "$KEYHOLD_ESTD" --spool "$T/spool2" --reject "$id" >/dev/null || kh_fail "reject"
 kh_must_fail 4 -- "$KEYHOLD" enroll cam3
