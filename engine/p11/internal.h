@@ -79,6 +79,7 @@ extern unsigned int kh_p11_fork_gen;
 /* Modules live until the last provider instance goes (teardown). */
 KH_P11_MODULE *kh_p11_module_get(KH_PROV_CTX *prov, const char *path);
 int kh_p11_module_ready(KH_PROV_CTX *prov, KH_P11_MODULE *mod);
+int kh_p11_module_rescan(KH_PROV_CTX *prov, KH_P11_MODULE *mod);
 /* Tokens in |mod| matching |u| (all, when u has no token attributes). */
 int kh_p11_tokens_match(KH_PROV_CTX *prov, KH_P11_MODULE *mod,
                         const KH_P11_URI *u, KH_P11_TOKEN **found,

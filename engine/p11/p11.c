@@ -233,6 +233,31 @@ end:
     return ok;
 }
 
+/*
+ * SoftHSM reads its token files at C_Initialize; a token whose file another
+ * process was rewriting at that moment (it does at every login) stays
+ * missing for this module instance. While this process has opened no
+ * session of the module and uses none of its tokens, initialising it again
+ * is harmless: returns 1 when that was done.
+ */
+int kh_p11_module_rescan(KH_PROV_CTX *prov, KH_P11_MODULE *mod)
+{
+    int again = 0;
+
+    pthread_mutex_lock(&mod->lock);
+    if (mod->we_initialized && mod->tokens == NULL
+        && __atomic_load_n(&mod->opened, __ATOMIC_ACQUIRE) == 0) {
+        ERR_set_mark();
+        (void)mod->fl->C_Finalize(NULL);
+        ERR_pop_to_mark();
+        mod->we_initialized = 0;
+        __atomic_store_n(&mod->gen, 0, __ATOMIC_RELEASE);
+        again = 1;
+    }
+    pthread_mutex_unlock(&mod->lock);
+    return again && kh_p11_module_ready(prov, mod);
+}
+
 static int str_match(const char *want, const char *have)
 {
     return want == NULL || strcmp(want, have) == 0;
@@ -619,14 +644,18 @@ static int login_locked(KH_PROV_CTX *prov, KH_P11_TOKEN *tok, const char *pin,
         OPENSSL_cleanse(h, sizeof(h));
         return 0;
     }
-    /* CKR_GENERAL_ERROR is SoftHSM meeting a token file another process is
-     * rewriting; it spends no PIN try. A few short waits, then give up. */
+    /* CKR_GENERAL_ERROR and CKR_USER_PIN_NOT_INITIALIZED are also what
+     * SoftHSM answers when it meets a token file another process is
+     * rewriting (it rewrites it at every login); neither spends a PIN try.
+     * A few short waits, then give up (a token really without a user PIN
+     * costs 60 ms more to report). */
     for (i = 0;; i++) {
         ERR_set_mark();
         rv = fl->C_Login(tok->login_session, CKU_USER, (CK_UTF8CHAR_PTR)pin,
                          (CK_ULONG)pinlen);
         ERR_pop_to_mark();
-        if (rv != CKR_GENERAL_ERROR || i >= 3) {
+        if ((rv != CKR_GENERAL_ERROR && rv != CKR_USER_PIN_NOT_INITIALIZED)
+            || i >= 3) {
             break;
         }
         usleep(10000 * (i + 1));

@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/core_object.h>
@@ -231,8 +232,23 @@ static KH_P11_TOKEN *find_token(KH_PROV_CTX *prov, const KH_P11_URI *u,
     if (mod == NULL) {
         return NULL;
     }
-    if (!kh_p11_tokens_match(prov, mod, u, found, MAX_TOKENS, &n)) {
-        return NULL;
+    /*
+     * None found: SoftHSM may have read its token files while another
+     * process rewrote one; in a process that has no session of the module
+     * yet, initialise it again and look again (bounded).
+     */
+    for (i = 0;; i++) {
+        if (!kh_p11_tokens_match(prov, mod, u, found, MAX_TOKENS, &n)) {
+            return NULL;
+        }
+        if (n > 0 || i == 3) {
+            break;
+        }
+        usleep((useconds_t)(10000u << i));
+        if (!kh_p11_module_rescan(prov, mod)) {
+            break;
+        }
+        KH_debug("no token matched %s: module initialised again", uri);
     }
     if (n == 0) {
         KH_raise(prov, KH_R_NO_TOKEN,
