@@ -158,12 +158,13 @@ if [ "$JSON" = --profile ]; then
     out=$3
     mkdir -p "$out"
     declare -A IR_SIGN
-    printf '%-14s %-14s %12s %12s\n' path algorithm "Ir/sign" "over raw"
+    printf '%-14s %-14s %12s %12s %8s\n' path algorithm "Ir/sign" "over raw" "raw/path"
     for alg in ecdsa-p256 rsa2048-pkcs1 rsa2048-pss; do
         n=200
         [ "$alg" = ecdsa-p256 ] || n=40
         raw=
-        paths="raw sw keyhold libp11"
+        # PATH+reuse: one context re-initialised per signature
+        paths="raw sw keyhold libp11 sw+reuse keyhold+reuse libp11+reuse"
         [ -n "${KHB_TPM_TCTI:-}" ] && paths="$paths tpm-keyhold tpm-keyhold-hold tpm-peer"
         for path in $paths; do
             f=$out/callgrind.$path.$alg
@@ -175,7 +176,8 @@ if [ "$JSON" = --profile ]; then
             IR_SIGN[$path.$alg]=$per
             [ "$path" = raw ] && raw=$per
             if [ -n "$raw" ]; then
-                printf '%-14s %-14s %12d %+12d\n' "$path" "$alg" "$per" $(( per - raw ))
+                printf '%-14s %-14s %12d %+12d %8s\n' "$path" "$alg" "$per" $(( per - raw )) \
+                    "$(awk -v a="$raw" -v b="$per" 'BEGIN { printf "%.3f", a / b }')"
             else
                 printf '%-14s %-14s %12d\n' "$path" "$alg" "$per"
             fi

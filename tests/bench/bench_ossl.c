@@ -156,42 +156,102 @@ struct sig_state {
     OSSL_LIB_CTX *libctx;
     const char *propq;
     enum khb_alg alg;
+    int reuse;          /* keep the context: re-initialise it per signature */
+    int primed;         /* reuse: the context holds the key and padding */
     unsigned char msg[KHB_MSG_LEN];
+    unsigned char sig[512];
+    size_t siglen;
 };
 
-/* What an application does per signature (and what libssl does per
- * handshake): init with the key, set padding, sign, reset. */
-static int sig_op(void *arg)
+/*
+ * EVP_DigestSignInit_ex with the key (or, |again|, without: the context's
+ * key is kept) and the algorithm's padding. The padding is set again on a
+ * re-initialised context too: OpenSSL's own RSA signature resets it to
+ * PKCS#1 v1.5 there.
+ */
+static int sig_init_key(struct sig_state *st, EVP_MD_CTX *mctx, int verify,
+                        int again)
 {
-    struct sig_state *st = arg;
     EVP_PKEY_CTX *pctx = NULL;
-    unsigned char sig[512];
-    size_t siglen = sizeof(sig);
-    int ok = 0;
+    int ok = verify ? EVP_DigestVerifyInit_ex(mctx, &pctx, "SHA256",
+                                              st->libctx, st->propq,
+                                              st->pkey, NULL)
+             : again ? EVP_DigestSignInit_ex(mctx, &pctx, "SHA256", NULL,
+                                             NULL, NULL, NULL)
+                     : EVP_DigestSignInit_ex(mctx, &pctx, "SHA256",
+                                             st->libctx, st->propq, st->pkey,
+                                             NULL);
 
-    if (!EVP_DigestSignInit_ex(st->mctx, &pctx, "SHA256", st->libctx,
-                               st->propq, st->pkey, NULL)) {
-        goto end;
+    if (!ok) {
+        return 0;
     }
     if (st->alg == KHB_RSA_PKCS1
         && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) <= 0) {
-        goto end;
+        return 0;
     }
     if (st->alg == KHB_RSA_PSS
         && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0
             || EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
                                                 RSA_PSS_SALTLEN_DIGEST) <= 0)) {
+        return 0;
+    }
+    return 1;
+}
+
+/*
+ * What an application does per signature (and what libssl does per
+ * handshake): init with the key, set padding, sign, reset.
+ * With |reuse|, what a program that signs many messages with one key can
+ * do instead: the first signature sets the context up with the key,
+ * every later one re-initialises it with EVP_DigestSignInit_ex and no key
+ * (OpenSSL keeps the key and the signature context) and sets the padding,
+ * so OpenSSL builds no EVP_PKEY_CTX per signature.
+ */
+static int sig_op(void *arg)
+{
+    struct sig_state *st = arg;
+    int ok = 0;
+
+    if (!sig_init_key(st, st->mctx, 0, st->reuse && st->primed)) {
         goto end;
     }
-    if (!EVP_DigestSign(st->mctx, sig, &siglen, st->msg, sizeof(st->msg))) {
+    st->siglen = sizeof(st->sig);
+    if (!EVP_DigestSign(st->mctx, st->sig, &st->siglen, st->msg,
+                        sizeof(st->msg))) {
         goto end;
     }
     ok = 1;
 end:
-    EVP_MD_CTX_reset(st->mctx);
+    st->primed = st->reuse && ok;
+    if (!st->primed) {
+        EVP_MD_CTX_reset(st->mctx);
+    }
     if (!ok) {
         khb_ossl_err("EVP_DigestSign");
     }
+    return ok;
+}
+
+/*
+ * Before a reused context is measured: two signatures that way (the
+ * second from the re-initialised context), the second verified with the
+ * public key, so a fast path that signs wrongly is never timed.
+ */
+static int sig_check_reuse(struct sig_state *st)
+{
+    EVP_MD_CTX *v = EVP_MD_CTX_new();
+    int ok = 0;
+
+    if (v == NULL || !sig_op(st) || !sig_op(st)
+        || !sig_init_key(st, v, 1, 0)
+        || EVP_DigestVerify(v, st->sig, st->siglen, st->msg,
+                            sizeof(st->msg)) != 1) {
+        khb_ossl_err("reused context: signature check");
+        goto end;
+    }
+    ok = 1;
+end:
+    EVP_MD_CTX_free(v);
     return ok;
 }
 
@@ -381,13 +441,19 @@ int khb_profile(const char *path, enum khb_alg alg, long n)
     };
     struct sig_state st;
     struct path_keys pk;
-    size_t i;
+    size_t i, len = strcspn(path, "+");
     int rc = 1;
 
     memset(&st, 0, sizeof(st));
     memset(&pk, 0, sizeof(pk));
+    /* PATH+reuse: the context re-initialised per signature (sig_op) */
+    st.reuse = strcmp(path + len, "+reuse") == 0;
+    if (path[len] != '\0' && !st.reuse) {
+        fprintf(stderr, "kh-bench: unknown path '%s'\n", path);
+        return 1;
+    }
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcmp(path, names[i]) == 0) {
+        if (strlen(names[i]) == len && strncmp(path, names[i], len) == 0) {
             break;
         }
     }
@@ -404,7 +470,8 @@ int khb_profile(const char *path, enum khb_alg alg, long n)
     st.propq = pk.propq;
     st.alg = alg;
     /* one signature first: pools, caches and lazy fetches are set up */
-    if (sig_op(&st) && khb_profile_loop(sig_op, &st, n)) {
+    if ((st.reuse ? sig_check_reuse(&st) : sig_op(&st))
+        && khb_profile_loop(sig_op, &st, n)) {
         rc = 0;
     }
 end:
@@ -420,13 +487,25 @@ end:
  * They share the one SoftHSM instance of the process, as libraries in a
  * server do: the raw path logs the application in first, keyhold and
  * libp11 must cope with an initialised module and a logged-in token.
+ * The three OpenSSL paths are measured twice: a fresh context per
+ * signature (what libssl does), and one context re-initialised per
+ * signature ("-reuse", sig_op), which takes OpenSSL's EVP_PKEY_CTX set-up
+ * out and leaves what the provider adds.
  */
 int khb_child_sign_all(void)
 {
-    enum { P_RAW, P_SW, P_KH, P_P11, NP };
-    static const char *const pname[NP] = { "raw", "sw", "keyhold", "libp11" };
+    enum { P_RAW, P_SW, P_KH, P_P11, P_SW_R, P_KH_R, P_P11_R, NP };
+    static const char *const pname[NP] = {
+        "raw", "sw", "keyhold", "libp11", "sw-reuse", "keyhold-reuse",
+        "libp11-reuse"
+    };
     static const enum khb_path opath[NP] = {
-        KHB_PATH_SW, KHB_PATH_SW, KHB_PATH_KEYHOLD, KHB_PATH_LIBP11
+        KHB_PATH_SW, KHB_PATH_SW, KHB_PATH_KEYHOLD, KHB_PATH_LIBP11,
+        KHB_PATH_SW, KHB_PATH_KEYHOLD, KHB_PATH_LIBP11
+    };
+    /* the reuse paths sign with the keys their base path loaded */
+    static const int keys_of[NP] = {
+        P_RAW, P_SW, P_KH, P_P11, P_SW, P_KH, P_P11
     };
     static struct sig_state st[NP][2];
     static struct path_keys pk[NP];
@@ -437,16 +516,39 @@ int khb_child_sign_all(void)
 
     memset(pk, 0, sizeof(pk));
     for (p = 0; p < NP; p++) {
-        ok[p] = p == P_RAW ? khb_raw_open() : load_path(opath[p], &pk[p]);
+        if (p == P_RAW) {
+            ok[p] = khb_raw_open();
+        } else if (keys_of[p] == p) {
+            ok[p] = load_path(opath[p], &pk[p]);
+        } else {
+            ok[p] = ok[keys_of[p]];
+        }
         if (!ok[p]) {
             khb_unavailable(pname[p], NULL);
         }
         for (i = 0; i < 2 && p != P_RAW; i++) {
             st[p][i].mctx = EVP_MD_CTX_new();
+            st[p][i].reuse = keys_of[p] != p;
             RAND_bytes(st[p][i].msg, sizeof(st[p][i].msg));
         }
     }
     for (a = 0; a < KHB_NALG; a++) {
+        for (p = 0; p < NP; p++) {
+            const struct path_keys *kp = &pk[keys_of[p]];
+
+            for (i = 0; i < 2 && p != P_RAW; i++) {
+                EVP_MD_CTX_reset(st[p][i].mctx);
+                st[p][i].primed = 0;
+                st[p][i].pkey = kp->key[a == KHB_ECDSA ? 0 : 1];
+                st[p][i].libctx = kp->libctx;
+                st[p][i].propq = kp->propq;
+                st[p][i].alg = a;
+                if (ok[p] && st[p][i].reuse && !sig_check_reuse(&st[p][i])) {
+                    khb_unavailable(pname[p], "reused context failed");
+                    ok[p] = 0;
+                }
+            }
+        }
         for (t = 1; t <= 2; t++) {
             for (k = 0; k < NP; k++) {
                 p = (k + round) % NP;
@@ -454,15 +556,8 @@ int khb_child_sign_all(void)
                     continue;
                 }
                 for (i = 0; i < 2; i++) {
-                    if (p == P_RAW) {
-                        states[i] = khb_raw_state(a, i);
-                        continue;
-                    }
-                    st[p][i].pkey = pk[p].key[a == KHB_ECDSA ? 0 : 1];
-                    st[p][i].libctx = pk[p].libctx;
-                    st[p][i].propq = pk[p].propq;
-                    st[p][i].alg = a;
-                    states[i] = &st[p][i];
+                    states[i] = p == P_RAW ? khb_raw_state(a, i)
+                                           : (void *)&st[p][i];
                 }
                 r = khb_measure(p == P_RAW ? khb_raw_op : sig_op, states, t);
                 if (r < 0) {
@@ -477,10 +572,13 @@ int khb_child_sign_all(void)
             }
         }
     }
+    /* contexts first: a reuse context holds its base path's key */
     for (p = 0; p < NP; p++) {
         for (i = 0; i < 2; i++) {
             EVP_MD_CTX_free(st[p][i].mctx);
         }
+    }
+    for (p = 0; p < NP; p++) {
         free_path(&pk[p]);
     }
     return any ? 0 : 1;
