@@ -10,6 +10,7 @@
  * is the application's login the provider sees as well.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include <openssl/x509.h>
 
 #include "keyhold.h"
+#include "kh_p11lock.h"
 #include "kh_p11util.h"
 #include "kh_uri.h"
 
@@ -39,7 +41,20 @@ static struct {
     char path[KH_PATH_MAX];
     void *dlh;
     CK_FUNCTION_LIST_PTR fl;
+    char lockdir[PATH_MAX]; /* SoftHSM's token directory, or "" */
 } g_mod;
+
+/*
+ * Calls that read (|exclusive| 0) or rewrite SoftHSM's token files run in a
+ * section of its token-file lock, which the provider in every other
+ * keyhold process takes as well (kh_p11lock.h); no-op for other modules.
+ * A section that could not get the lock in time goes on without it.
+ */
+static void files_enter(KH_P11LOCK *lk, int exclusive)
+{
+    (void)kh_p11lock_enter(lk, g_mod.lockdir[0] != '\0' ? g_mod.lockdir : NULL,
+                           exclusive);
+}
 
 /*
  * SoftHSM answers CKR_GENERAL_ERROR now and then while another process
@@ -64,6 +79,7 @@ static int module_get(const char *module, CK_FUNCTION_LIST_PTR *fl, char *err,
 {
     CK_C_INITIALIZE_ARGS args;
     char merr[512];
+    KH_P11LOCK lk;
     CK_RV rv;
 
     module = module_or_default(module);
@@ -82,9 +98,16 @@ static int module_get(const char *module, CK_FUNCTION_LIST_PTR *fl, char *err,
                          "%s (install the module or set module= in the "
                          "identity's config)", merr);
     }
+    g_mod.lockdir[0] = '\0';
+    if (kh_p11lock_is_softhsm(module)
+        && !kh_p11lock_tokendir(g_mod.lockdir, sizeof(g_mod.lockdir))) {
+        g_mod.lockdir[0] = '\0';
+    }
     memset(&args, 0, sizeof(args));
     args.flags = CKF_OS_LOCKING_OK;
+    files_enter(&lk, 0);
     rv = g_mod.fl->C_Initialize(&args);
+    kh_p11lock_leave(&lk);
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
         g_mod.fl = NULL;
         return kh_seterr(err, errlen, KH_EXIT_TOKEN,
@@ -102,17 +125,36 @@ static int module_get(const char *module, CK_FUNCTION_LIST_PTR *fl, char *err,
 static int slot_list(CK_FUNCTION_LIST_PTR fl, CK_SLOT_ID **slots,
                      CK_ULONG *n, CK_RV *rv, char *err, size_t errlen)
 {
+    KH_P11LOCK lk;
+    int rc = KH_EXIT_OK;
+
     *slots = NULL;
     *n = 0;
+    files_enter(&lk, 0);
     *rv = fl->C_GetSlotList(CK_TRUE, NULL, n);
     if (*rv == CKR_OK && *n > 0) {
         *slots = calloc(*n, sizeof(**slots));
         if (*slots == NULL) {
-            return kh_seterr(err, errlen, KH_EXIT_TOKEN, "out of memory");
+            rc = kh_seterr(err, errlen, KH_EXIT_TOKEN, "out of memory");
+        } else {
+            *rv = fl->C_GetSlotList(CK_TRUE, *slots, n);
         }
-        *rv = fl->C_GetSlotList(CK_TRUE, *slots, n);
     }
-    return KH_EXIT_OK;
+    kh_p11lock_leave(&lk);
+    return rc;
+}
+
+/* C_GetTokenInfo, which SoftHSM answers from the token's file. */
+static CK_RV token_info(CK_FUNCTION_LIST_PTR fl, CK_SLOT_ID slot,
+                        CK_TOKEN_INFO *ti)
+{
+    KH_P11LOCK lk;
+    CK_RV rv;
+
+    files_enter(&lk, 0);
+    rv = fl->C_GetTokenInfo(slot, ti);
+    kh_p11lock_leave(&lk);
+    return rv;
 }
 
 /* Slot holding the initialised token |label|; KH_EXIT_TOKEN when none. */
@@ -136,7 +178,7 @@ static int find_slot(CK_FUNCTION_LIST_PTR fl, const char *label,
                          kh_ckr_name(rv));
     }
     for (i = 0; i < n; i++) {
-        if (fl->C_GetTokenInfo(slots[i], &ti) != CKR_OK
+        if (token_info(fl, slots[i], &ti) != CKR_OK
             || !(ti.flags & CKF_TOKEN_INITIALIZED)) {
             continue;
         }
@@ -265,7 +307,7 @@ int kh_token_get_info(KH_TOKEN *t, KH_TOKEN_INFO *info, char *err,
     CK_RV rv;
 
     memset(info, 0, sizeof(*info));
-    rv = t->fl->C_GetTokenInfo(t->slot, &ti);
+    rv = token_info(t->fl, t->slot, &ti);
     if (rv != CKR_OK) {
         return kh_seterr(err, errlen, KH_EXIT_TOKEN, "C_GetTokenInfo: %s",
                          kh_ckr_name(rv));
@@ -302,6 +344,7 @@ int kh_token_login(KH_TOKEN *t, const char *pin, size_t pinlen, char *err,
                    size_t errlen)
 {
     CK_TOKEN_INFO ti;
+    KH_P11LOCK lk;
     CK_RV rv;
     int i;
 
@@ -309,7 +352,7 @@ int kh_token_login(KH_TOKEN *t, const char *pin, size_t pinlen, char *err,
         return KH_EXIT_OK;
     }
     for (i = 0; i < KH_P11_TRIES; i++) {
-        rv = t->fl->C_GetTokenInfo(t->slot, &ti);
+        rv = token_info(t->fl, t->slot, &ti);
         if (!transient(rv)) {
             break;
         }
@@ -332,8 +375,11 @@ int kh_token_login(KH_TOKEN *t, const char *pin, size_t pinlen, char *err,
                          "the SO PIN)", t->label);
     }
     for (i = 0; i < KH_P11_TRIES; i++) {
+        /* SoftHSM rewrites the token's file at every login. */
+        files_enter(&lk, 1);
         rv = t->fl->C_Login(t->session, CKU_USER, (CK_UTF8CHAR_PTR)pin,
                             (CK_ULONG)pinlen);
+        kh_p11lock_leave(&lk);
         if (!transient(rv)) {
             break;
         }
@@ -397,16 +443,19 @@ static CK_ULONG find_objects(KH_TOKEN *t, CK_ATTRIBUTE *tmpl, CK_ULONG n,
                              CK_OBJECT_HANDLE *out, CK_ULONG max)
 {
     CK_ULONG got = 0;
+    KH_P11LOCK lk;
     CK_RV rv = CKR_OK;
     int i;
 
     for (i = 0; i < KH_P11_TRIES; i++) {
         got = 0;
+        files_enter(&lk, 0);
         rv = t->fl->C_FindObjectsInit(t->session, tmpl, n);
         if (rv == CKR_OK) {
             rv = t->fl->C_FindObjects(t->session, out, max, &got);
             t->fl->C_FindObjectsFinal(t->session);
         }
+        kh_p11lock_leave(&lk);
         if (!transient(rv)) {
             break;
         }
@@ -464,6 +513,7 @@ int kh_token_keygen(KH_TOKEN *t, const char *alg, const char *name,
     char label[128];
     const unsigned char *curve = NULL;
     size_t curvelen = 0;
+    KH_P11LOCK lk;
     int is_ec, rc;
     CK_RV rv;
 
@@ -534,8 +584,11 @@ int kh_token_keygen(KH_TOKEN *t, const char *alg, const char *name,
     if (!t->logged_in) {
         return kh_seterr(err, errlen, KH_EXIT_TOKEN, "not logged in");
     }
+    /* New object files appear in the token directory. */
+    files_enter(&lk, 1);
     rv = t->fl->C_GenerateKeyPair(t->session, &mech, pubt, npub, privt, npriv,
                                   &pub, &priv);
+    kh_p11lock_leave(&lk);
     if (rv != CKR_OK) {
         return kh_seterr(err, errlen, KH_EXIT_TOKEN,
                          "token '%s': key generation (%s) failed: %s%s",
@@ -547,8 +600,10 @@ int kh_token_keygen(KH_TOKEN *t, const char *alg, const char *name,
     kh_crash_point("keygen");
     rc = check_custody(t, priv, err, errlen);
     if (rc != KH_EXIT_OK) {
+        files_enter(&lk, 1);
         t->fl->C_DestroyObject(t->session, priv);
         t->fl->C_DestroyObject(t->session, pub);
+        kh_p11lock_leave(&lk);
         return rc;
     }
     bin2hex(id, sizeof(id), id_hex);
@@ -693,6 +748,8 @@ static int destroy_matching(KH_TOKEN *t, CK_ATTRIBUTE *q, CK_ULONG nq,
 {
     CK_OBJECT_HANDLE hs[64];
     CK_ULONG n, i;
+    KH_P11LOCK lk;
+    CK_RV rv;
     int ok = 1;
 
     n = find_objects(t, q, nq, hs, 64);
@@ -700,7 +757,10 @@ static int destroy_matching(KH_TOKEN *t, CK_ATTRIBUTE *q, CK_ULONG nq,
         if (hs[i] == keep) {
             continue;
         }
-        if (t->fl->C_DestroyObject(t->session, hs[i]) != CKR_OK) {
+        files_enter(&lk, 1);
+        rv = t->fl->C_DestroyObject(t->session, hs[i]);
+        kh_p11lock_leave(&lk);
+        if (rv != CKR_OK) {
             ok = 0;
         } else if (count != NULL) {
             (*count)++;
@@ -752,11 +812,14 @@ int kh_token_store_cert(KH_TOKEN *t, const char *id_hex, const char *label,
             { CKA_ID, id, idlen },
         };
 
+        KH_P11LOCK lk;
         int i;
 
         for (i = 0; i < KH_P11_TRIES; i++) {
+            files_enter(&lk, 1);
             rv = t->fl->C_CreateObject(t->session, tmpl,
                                        sizeof(tmpl) / sizeof(tmpl[0]), &h);
+            kh_p11lock_leave(&lk);
             if (!transient(rv)) {
                 break;
             }
@@ -856,6 +919,7 @@ int kh_token_init(KH_CTX *ctx, const char *module, const char *label,
     CK_TOKEN_INFO ti;
     CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
     unsigned char lab[32];
+    KH_P11LOCK lk;
     int rc, count = 0, found = 0;
     CK_RV rv;
 
@@ -878,7 +942,7 @@ int kh_token_init(KH_CTX *ctx, const char *module, const char *label,
         return rc;
     }
     for (i = 0; rv == CKR_OK && i < n; i++) {
-        if (fl->C_GetTokenInfo(slots[i], &ti) == CKR_OK
+        if (token_info(fl, slots[i], &ti) == CKR_OK
             && !(ti.flags & CKF_TOKEN_INITIALIZED)) {
             slot = slots[i];
             found = 1;
@@ -894,7 +958,9 @@ int kh_token_init(KH_CTX *ctx, const char *module, const char *label,
     }
     memset(lab, ' ', sizeof(lab));
     memcpy(lab, label, strlen(label));
+    files_enter(&lk, 1);
     rv = fl->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin, (CK_ULONG)so_len, lab);
+    kh_p11lock_leave(&lk);
     if (rv != CKR_OK) {
         return kh_seterr(err, errlen, KH_EXIT_TOKEN, "C_InitToken: %s",
                          kh_ckr_name(rv));
@@ -906,6 +972,8 @@ int kh_token_init(KH_CTX *ctx, const char *module, const char *label,
     }
     rv = fl->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
                            NULL, &s);
+    /* The SO login and the new user PIN rewrite the token's file. */
+    files_enter(&lk, 1);
     if (rv == CKR_OK) {
         rv = fl->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, (CK_ULONG)so_len);
     }
@@ -913,6 +981,7 @@ int kh_token_init(KH_CTX *ctx, const char *module, const char *label,
         rv = fl->C_InitPIN(s, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)pin_len);
         fl->C_Logout(s);
     }
+    kh_p11lock_leave(&lk);
     if (s != CK_INVALID_HANDLE) {
         fl->C_CloseSession(s);
     }
@@ -921,7 +990,7 @@ int kh_token_init(KH_CTX *ctx, const char *module, const char *label,
                          "token '%s': setting the user PIN: %s", label,
                          kh_ckr_name(rv));
     }
-    if (fl->C_GetTokenInfo(slot, &ti) == CKR_OK) {
+    if (token_info(fl, slot, &ti) == CKR_OK) {
         kh_p11_str(serial, 17, ti.serialNumber, sizeof(ti.serialNumber));
     } else {
         serial[0] = '\0';
@@ -935,14 +1004,17 @@ int kh_token_set_pin(KH_TOKEN *t, const char *old_pin, size_t old_len,
                      size_t errlen)
 {
     int rc = kh_token_login(t, old_pin, old_len, err, errlen);
+    KH_P11LOCK lk;
     CK_RV rv;
 
     if (rc != KH_EXIT_OK) {
         return rc;
     }
+    files_enter(&lk, 1);
     rv = t->fl->C_SetPIN(t->session, (CK_UTF8CHAR_PTR)old_pin,
                          (CK_ULONG)old_len, (CK_UTF8CHAR_PTR)new_pin,
                          (CK_ULONG)new_len);
+    kh_p11lock_leave(&lk);
     if (rv != CKR_OK) {
         return kh_seterr(err, errlen,
                          rv == CKR_PIN_INCORRECT ? KH_EXIT_PIN : KH_EXIT_TOKEN,

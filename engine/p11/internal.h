@@ -17,6 +17,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "keyhold.h"
+#include "kh_p11lock.h"
 #include "kh_pin.h"
 #include "kh_uri.h"
 
@@ -36,6 +37,8 @@ struct kh_p11_module {
     KH_P11_TOKEN *tokens;
     char *softhsm_conf;       /* SOFTHSM2_CONF seen at load (see p11.c) */
     int opened;               /* sessions opened since C_Initialize */
+    char *lockdir;            /* SoftHSM's token directory, or NULL (no
+                                 token-file lock: kh_p11lock.h) */
 };
 
 struct kh_p11_token {
@@ -80,6 +83,13 @@ extern unsigned int kh_p11_fork_gen;
 KH_P11_MODULE *kh_p11_module_get(KH_PROV_CTX *prov, const char *path);
 int kh_p11_module_ready(KH_PROV_CTX *prov, KH_P11_MODULE *mod);
 int kh_p11_module_rescan(KH_PROV_CTX *prov, KH_P11_MODULE *mod);
+/*
+ * A section of calls that read (|exclusive| 0) or rewrite SoftHSM's token
+ * files, under its token-file lock (no-op for other modules). Take no other
+ * lock inside one.
+ */
+void kh_p11_files_enter(KH_P11_MODULE *mod, KH_P11LOCK *lk, int exclusive);
+void kh_p11_files_leave(KH_P11LOCK *lk);
 /* Tokens in |mod| matching |u| (all, when u has no token attributes). */
 int kh_p11_tokens_match(KH_PROV_CTX *prov, KH_P11_MODULE *mod,
                         const KH_P11_URI *u, KH_P11_TOKEN **found,

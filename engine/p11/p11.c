@@ -7,7 +7,14 @@
  * guards C_Initialize and its token list, a token lock guards the idle
  * session pool and the login. No lock is held across C_Sign/C_Decrypt, and
  * none across a passphrase callback (a callback may prompt, or fork).
+ *
+ * With SoftHSM, the calls that read its token files (C_Initialize, slot and
+ * token enumeration, object look-ups) or rewrite them (C_Login) also run in
+ * a section of the token-file lock shared with every other keyhold process
+ * (kh_p11lock.h). That lock is always the innermost: a section covers one
+ * call (or a retry of it) and takes no other lock.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +117,7 @@ static void module_free(KH_P11_MODULE *m)
      * and still logged in.
      */
     OPENSSL_free(m->softhsm_conf);
+    OPENSSL_free(m->lockdir);
     OPENSSL_free(m->path);
     pthread_mutex_destroy(&m->lock);
     OPENSSL_free(m);
@@ -155,6 +163,20 @@ KH_P11_MODULE *kh_p11_module_get(KH_PROV_CTX *prov, const char *path)
     if (conf != NULL) {
         m->softhsm_conf = OPENSSL_strdup(conf);
     }
+    /*
+     * SoftHSM's token files are read and rewritten by every process using
+     * them; keyhold's processes take turns on its token directory
+     * (kh_p11lock.h). Found with the configuration seen now, as above.
+     */
+    if (kh_p11lock_is_softhsm(path)) {
+        char dir[PATH_MAX];
+
+        if (kh_p11lock_tokendir(dir, sizeof(dir))) {
+            m->lockdir = OPENSSL_strdup(dir);
+        }
+        KH_debug("module %s: token-file lock on %s", path,
+                 m->lockdir != NULL ? m->lockdir : "(none: no tokendir)");
+    }
     m->next = reg_modules;
     reg_modules = m;
     KH_debug("module %s loaded", path);
@@ -191,8 +213,24 @@ void kh_p11_teardown(KH_PROV_CTX *prov)
     }
 }
 
+void kh_p11_files_enter(KH_P11_MODULE *mod, KH_P11LOCK *lk, int exclusive)
+{
+    if (!kh_p11lock_enter(lk, mod->lockdir, exclusive)) {
+        /* Bounded wait: going on unserialised beats blocking a server;
+         * SoftHSM's answers are then retried as before. */
+        KH_debug("token-file lock on %s not taken in %d ms: going on "
+                 "without it", mod->lockdir, KH_P11LOCK_WAIT_MS);
+    }
+}
+
+void kh_p11_files_leave(KH_P11LOCK *lk)
+{
+    kh_p11lock_leave(lk);
+}
+
 int kh_p11_module_ready(KH_PROV_CTX *prov, KH_P11_MODULE *mod)
 {
+    KH_P11LOCK lk;
     CK_C_INITIALIZE_ARGS args;
     unsigned int gen = cur_gen();
     CK_RV rv;
@@ -214,7 +252,10 @@ int kh_p11_module_ready(KH_PROV_CTX *prov, KH_P11_MODULE *mod)
     /* Modules built on OpenSSL (SoftHSM) leave their own errors behind
      * (a missing "rdrand" engine...); they are not the caller's. */
     ERR_set_mark();
+    /* SoftHSM reads every token file here. */
+    kh_p11_files_enter(mod, &lk, 0);
     rv = mod->fl->C_Initialize(&args);
+    kh_p11_files_leave(&lk);
     ERR_pop_to_mark();
     if (rv == CKR_OK) {
         mod->we_initialized = 1;
@@ -343,6 +384,7 @@ int kh_p11_tokens_match(KH_PROV_CTX *prov, KH_P11_MODULE *mod,
     CK_SLOT_ID *slots = NULL;
     CK_ULONG nslots = 0, i;
     CK_INFO info;
+    KH_P11LOCK lk;
     CK_RV rv;
     int ok = 0, have_info = 0;
     size_t n = 0;
@@ -378,7 +420,10 @@ int kh_p11_tokens_match(KH_PROV_CTX *prov, KH_P11_MODULE *mod,
         }
     }
     (void)have_info;
+    /* Sections call by call: token_get below takes the module lock. */
+    kh_p11_files_enter(mod, &lk, 0);
     rv = mod->fl->C_GetSlotList(CK_TRUE, NULL, &nslots);
+    kh_p11_files_leave(&lk);
     if (rv != CKR_OK) {
         KH_raise(prov, KH_R_MODULE, "C_GetSlotList: %s", kh_ckr_name(rv));
         return 0;
@@ -391,7 +436,9 @@ int kh_p11_tokens_match(KH_PROV_CTX *prov, KH_P11_MODULE *mod,
         KH_raise(prov, KH_R_MALLOC, "out of memory");
         return 0;
     }
+    kh_p11_files_enter(mod, &lk, 0);
     rv = mod->fl->C_GetSlotList(CK_TRUE, slots, &nslots);
+    kh_p11_files_leave(&lk);
     if (rv != CKR_OK) {
         KH_raise(prov, KH_R_MODULE, "C_GetSlotList: %s", kh_ckr_name(rv));
         goto end;
@@ -420,7 +467,9 @@ int kh_p11_tokens_match(KH_PROV_CTX *prov, KH_P11_MODULE *mod,
                 continue;
             }
         }
+        kh_p11_files_enter(mod, &lk, 0);
         rv = mod->fl->C_GetTokenInfo(slots[i], &ti);
+        kh_p11_files_leave(&lk);
         if (rv != CKR_OK) {
             continue; /* removed meanwhile, or not initialised */
         }
@@ -513,6 +562,7 @@ static int module_fresh_reinit(KH_PROV_CTX *prov, KH_P11_TOKEN *tok)
 {
     KH_P11_MODULE *mod = tok->mod;
     CK_C_INITIALIZE_ARGS args;
+    KH_P11LOCK lk;
     CK_RV rv;
     int ok = 0;
 
@@ -525,7 +575,9 @@ static int module_fresh_reinit(KH_PROV_CTX *prov, KH_P11_TOKEN *tok)
     mod->fl->C_Finalize(NULL);
     memset(&args, 0, sizeof(args));
     args.flags = CKF_OS_LOCKING_OK;
+    kh_p11_files_enter(mod, &lk, 0);
     rv = mod->fl->C_Initialize(&args);
+    kh_p11_files_leave(&lk);
     ERR_pop_to_mark();
     ok = rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED;
     pthread_mutex_unlock(&mod->lock);
@@ -577,6 +629,7 @@ static int login_locked(KH_PROV_CTX *prov, KH_P11_TOKEN *tok, const char *pin,
     CK_SESSION_INFO si;
     unsigned char h[32];
     char desc[160];
+    KH_P11LOCK lk;
     CK_RV rv;
     int i;
 
@@ -604,7 +657,9 @@ static int login_locked(KH_PROV_CTX *prov, KH_P11_TOKEN *tok, const char *pin,
     /* SoftHSM answers CKR_GENERAL_ERROR while another process rewrites the
      * token file (sibling workers logging in at once): a few short waits. */
     for (i = 0;; i++) {
+        kh_p11_files_enter(tok->mod, &lk, 0);
         rv = fl->C_GetTokenInfo(tok->slot, &ti);
+        kh_p11_files_leave(&lk);
         if (rv != CKR_GENERAL_ERROR || i >= 5) {
             break;
         }
@@ -651,8 +706,11 @@ static int login_locked(KH_PROV_CTX *prov, KH_P11_TOKEN *tok, const char *pin,
      * costs 60 ms more to report). */
     for (i = 0;; i++) {
         ERR_set_mark();
+        /* SoftHSM rewrites token.object at every login (PIN counters). */
+        kh_p11_files_enter(tok->mod, &lk, 1);
         rv = fl->C_Login(tok->login_session, CKU_USER, (CK_UTF8CHAR_PTR)pin,
                          (CK_ULONG)pinlen);
+        kh_p11_files_leave(&lk);
         ERR_pop_to_mark();
         if ((rv != CKR_GENERAL_ERROR && rv != CKR_USER_PIN_NOT_INITIALIZED)
             || i >= 3) {

@@ -24,15 +24,19 @@ CK_RV kh_p11_find_objects(KH_P11_TOKEN *tok, CK_SESSION_HANDLE sess,
                           CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *count)
 {
     CK_FUNCTION_LIST_PTR fl = tok->mod->fl;
+    KH_P11LOCK lk;
     CK_RV rv;
 
     *count = 0;
+    /* SoftHSM reads the token's directory and any object file new to this
+     * process here. */
+    kh_p11_files_enter(tok->mod, &lk, 0);
     rv = fl->C_FindObjectsInit(sess, tmpl, n);
-    if (rv != CKR_OK) {
-        return rv;
+    if (rv == CKR_OK) {
+        rv = fl->C_FindObjects(sess, out, max, count);
+        fl->C_FindObjectsFinal(sess);
     }
-    rv = fl->C_FindObjects(sess, out, max, count);
-    fl->C_FindObjectsFinal(sess);
+    kh_p11_files_leave(&lk);
     return rv;
 }
 
