@@ -8,7 +8,8 @@
 # a fourth loads the PEM key reference in fresh openssl processes; every
 # load and every signature must succeed and verify. Then a lock held from
 # outside for longer than keyhold waits: a load still succeeds (bounded
-# wait, no deadlock) and says it went on without the lock.
+# wait, no deadlock) and says it went on without the lock; once the lock is
+# free again, a load takes it without waiting.
 . "$(dirname "$0")/lib.sh"
 kh_need "$BUILD/keyhold.so" "$BUILD/tests/kh-forksign" "$BUILD/tests/kh-keyref"
 FS=$BUILD/tests/kh-forksign
@@ -64,8 +65,10 @@ n=$(cat "$T"/fork.*.log | grep -c "all verified" || true)
 kh_log "all $((3 * RUNS * (CHILDREN + 1) + LOADS)) processes loaded the key, signed and verified"
 
 kh_log "the token directory locked from outside longer than keyhold waits: the load goes on without the lock"
-flock -x "$T/tokens" -c "touch $T/held; sleep 6" &
-KH_BG_PIDS+=($!)
+# The subshell becomes the sleep, which keeps fd 9 and the lock until killed.
+( exec 9<"$T/tokens"; flock -x 9; touch "$T/held"; exec sleep 60 ) &
+holder=$!
+KH_BG_PIDS+=($holder)
 for i in $(seq 1 50); do [ -e "$T/held" ] && break; sleep 0.1; done
 [ -e "$T/held" ] || kh_fail "the outside lock holder did not start"
 OPENSSL_CONF=$cnf KEYHOLD_DEBUG=1 timeout 60 openssl pkeyutl -sign -inkey "$T/key.pem" \
@@ -75,4 +78,12 @@ openssl pkeyutl -verify -pubin -inkey "$T/pub.pem" -in "$T/dgst" -sigfile "$T/si
     >/dev/null || kh_fail "signature made beside the held lock does not verify"
 kh_grepq -F "token-file lock on $T/tokens not taken" "$T/held.log" \
     || { cat "$T/held.log"; kh_fail "keyhold did not wait for the token-file lock"; }
+kill "$holder"; wait "$holder" 2>/dev/null || true
+kh_log "the lock free again: a load takes it without waiting"
+OPENSSL_CONF=$cnf KEYHOLD_DEBUG=1 openssl pkeyutl -sign -inkey "$T/key.pem" \
+    -in "$T/dgst" -out "$T/sig.free" >"$T/free.log" 2>&1 \
+    || { cat "$T/free.log"; kh_fail "no signature after the lock was freed"; }
+openssl pkeyutl -verify -pubin -inkey "$T/pub.pem" -in "$T/dgst" -sigfile "$T/sig.free" \
+    >/dev/null || kh_fail "signature made after the lock was freed does not verify"
+! kh_grepq -F "not taken" "$T/free.log" || { cat "$T/free.log"; kh_fail "a free lock was not taken"; }
 kh_log "concurrent logins all succeeded; a lock held elsewhere delays, never blocks"
