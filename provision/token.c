@@ -114,6 +114,21 @@ static int module_get(const char *module, CK_FUNCTION_LIST_PTR *fl, char *err,
                          "PKCS#11 module %s: C_Initialize: %s", module,
                          kh_ckr_name(rv));
     }
+    if (g_mod.lockdir[0] == '\0') {
+        /* SoftHSM under a file name that does not say so. */
+        CK_INFO info;
+        char manuf[33];
+
+        if (g_mod.fl->C_GetInfo(&info) == CKR_OK) {
+            kh_p11_str(manuf, sizeof(manuf), info.manufacturerID,
+                       sizeof(info.manufacturerID));
+            if (strncmp(manuf, "SoftHSM", 7) != 0
+                || !kh_p11lock_tokendir(g_mod.lockdir,
+                                        sizeof(g_mod.lockdir))) {
+                g_mod.lockdir[0] = '\0';
+            }
+        }
+    }
     snprintf(g_mod.path, sizeof(g_mod.path), "%s", module);
     *fl = g_mod.fl;
     return KH_EXIT_OK;

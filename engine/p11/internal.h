@@ -38,7 +38,8 @@ struct kh_p11_module {
     char *softhsm_conf;       /* SOFTHSM2_CONF seen at load (see p11.c) */
     int opened;               /* sessions opened since C_Initialize */
     char *lockdir;            /* SoftHSM's token directory, or NULL (no
-                                 token-file lock: kh_p11lock.h) */
+                                 token-file lock: kh_p11lock.h); set once */
+    int lock_checked;         /* C_GetInfo looked at for it (module lock) */
 };
 
 struct kh_p11_token {

@@ -215,12 +215,40 @@ void kh_p11_teardown(KH_PROV_CTX *prov)
 
 void kh_p11_files_enter(KH_P11_MODULE *mod, KH_P11LOCK *lk, int exclusive)
 {
-    if (!kh_p11lock_enter(lk, mod->lockdir, exclusive)) {
+    const char *dir = __atomic_load_n(&mod->lockdir, __ATOMIC_ACQUIRE);
+
+    if (!kh_p11lock_enter(lk, dir, exclusive)) {
         /* Bounded wait: going on unserialised beats blocking a server;
          * SoftHSM's answers are then retried as before. */
         KH_debug("token-file lock on %s not taken in %d ms: going on "
-                 "without it", mod->lockdir, KH_P11LOCK_WAIT_MS);
+                 "without it", dir, KH_P11LOCK_WAIT_MS);
     }
+}
+
+/*
+ * With mod->lock held, after the first C_Initialize: SoftHSM's module under
+ * a file name that does not say so is known by its library manufacturer;
+ * the token-file lock applies from now on.
+ */
+static void lockdir_by_info(KH_P11_MODULE *mod)
+{
+    CK_INFO info;
+    char manuf[33], dir[PATH_MAX], *d;
+
+    mod->lock_checked = 1;
+    if (mod->lockdir != NULL || mod->fl->C_GetInfo(&info) != CKR_OK) {
+        return;
+    }
+    kh_p11_str(manuf, sizeof(manuf), info.manufacturerID,
+               sizeof(info.manufacturerID));
+    if (strncmp(manuf, "SoftHSM", 7) != 0
+        || !kh_p11lock_tokendir(dir, sizeof(dir))) {
+        return;
+    }
+    d = OPENSSL_strdup(dir);
+    __atomic_store_n(&mod->lockdir, d, __ATOMIC_RELEASE);
+    KH_debug("module %s is SoftHSM's: token-file lock on %s", mod->path,
+             d != NULL ? d : "(out of memory)");
 }
 
 void kh_p11_files_leave(KH_P11LOCK *lk)
@@ -265,6 +293,9 @@ int kh_p11_module_ready(KH_PROV_CTX *prov, KH_P11_MODULE *mod)
         goto end;
     }
     __atomic_store_n(&mod->opened, 0, __ATOMIC_RELAXED);
+    if (!mod->lock_checked) {
+        lockdir_by_info(mod);
+    }
     KH_debug("module %s initialised (generation %u, %s)", mod->path, gen,
              rv == CKR_OK ? "CKR_OK" : "already initialised");
     __atomic_store_n(&mod->gen, gen, __ATOMIC_RELEASE);
