@@ -364,7 +364,7 @@ int cmd_provision(KH_CTX *ctx, int argc, char **argv)
         r.csr = req;
         r.token_serial = ti.serial;
         if (tpm) {
-            /* The TPM's identity: its endorsement key (issue 3 reports). */
+            /* The TPM's identity in the record: its endorsement key. */
             if (kh_tpm_ek_id(ek_id, sizeof(ek_id), e2, sizeof(e2))
                 == KH_TPM_OK) {
                 r.token_serial = ek_id;

@@ -22,7 +22,7 @@
 #include <openssl/x509.h>
 
 /* ------------------------------------------------------------------ */
-/* Exit codes: the same for every command (issue 3). */
+/* Exit codes: the same for every command (docs/keyhold.1). */
 enum kh_exit {
     KH_EXIT_OK = 0,
     KH_EXIT_USAGE = 1,      /* bad command line */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# key-files = no (issue 10, footprint): keyhold loaded from openssl.cnf for
+# key-files = no (footprint, docs/performance.md): keyhold loaded from openssl.cnf for
 # programs that use keys only by URI. A pkcs11: URI key serves TLS
 # (s_server -key pkcs11:..., clients openssl s_client, curl, gnutls-cli)
 # and `openssl pkey -in pkcs11:... -pubout` works; a key reference file is

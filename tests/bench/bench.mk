@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# `make bench` (issue 10): builds tests/bench/kh-bench and runs it against
+# `make bench`: builds tests/bench/kh-bench and runs it against
 # a fresh SoftHSM token (and swtpm when the TPM backend exists). Prints the
 # tables and writes $(BUILD)/bench.json. BENCH_SECONDS (one window, default
 # 0.5) and BENCH_ROUNDS (default 5) shorten or lengthen it. Never part of

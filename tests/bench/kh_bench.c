@@ -4,14 +4,16 @@
  * measuring child. The driver runs several rounds; in each it starts one
  * child per key path (raw PKCS#11, software, keyhold, libp11, TPM, ...)
  * in a rotating order so slow drift of a shared machine spreads over all
- * of them, then prints medians with min-max, the ratios issue 10 asks for
+ * of them, then prints medians with min-max, the ratios of docs/performance.md
  * beside their targets, and writes the same as JSON.
  *
  *   kh-bench run JSON-OUT          the whole benchmark (needs KHB_* env)
  *   kh-bench child NAME            one measuring child (prints "R name v")
  *   kh-bench first-sig HOW         one start-up sample
  *   kh-bench keyref URI OUT        writes a PEM key reference
- *   kh-bench profile PATH ALG N    N signatures for callgrind
+ *   kh-bench profile PATH ALG N    N signatures for callgrind; PATH+reuse
+ *                                  re-initialises one context per
+ *                                  signature instead of a fresh one
  *   kh-bench profile-hs V ALG N    N software-key handshakes, keyhold
  *                                  loaded (V=loaded), not (V=plain), or
  *                                  with key-files = no (V=lazy)
