@@ -17,18 +17,7 @@
 #include "kh_pin.h"
 #include "kh_uri.h"
 
-static int failures;
-static int checks;
-
-#define CHECK(cond)                                                         \
-    do {                                                                    \
-        checks++;                                                           \
-        if (!(cond)) {                                                      \
-            failures++;                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,          \
-                    __LINE__, #cond);                                       \
-        }                                                                   \
-    } while (0)
+#include "kh_check.h"
 
 static KH_P11_URI *parse_ok(const char *s)
 {
@@ -277,6 +266,5 @@ int main(void)
     test_pin();
     test_keyref();
     test_p11util();
-    printf("unit_common: %d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 1;
+    return kh_check_summary("unit_common");
 }

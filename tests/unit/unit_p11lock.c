@@ -14,18 +14,7 @@
 
 #include "kh_p11lock.h"
 
-static int failures;
-static int checks;
-
-#define CHECK(cond)                                                         \
-    do {                                                                    \
-        checks++;                                                           \
-        if (!(cond)) {                                                      \
-            failures++;                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,          \
-                    __LINE__, #cond);                                       \
-        }                                                                   \
-    } while (0)
+#include "kh_check.h"
 
 static char tmp[] = "/tmp/kh-unit-p11lock.XXXXXX";
 
@@ -167,6 +156,5 @@ int main(void)
     test_tokendir();
     test_sections();
     rmdir(tmp);
-    printf("unit_p11lock: %d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 1;
+    return kh_check_summary("unit_p11lock");
 }
