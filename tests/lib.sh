@@ -41,6 +41,16 @@ kh_log() { echo "== $*"; }
 # match comes early. Takes grep's options and arguments.
 kh_grepq() { grep "$@" >/dev/null; }
 kh_fail() { echo "FAIL: $*" >&2; exit 1; }
+# The faketime program names a semaphore and a shared memory object after
+# its own PID and removes them only when it ends normally; one that was
+# killed leaves them behind, and a later faketime that happens to get the
+# same PID stops with "sem_open: File exists". Every test's faketime runs
+# through this: the PID it will have is ours in sh -c (exec keeps it), so
+# names carrying it can only be stale, and are removed first.
+faketime() {
+    sh -c 'rm -f "/dev/shm/sem.faketime_sem_$$" "/dev/shm/faketime_shm_$$"
+           exec faketime "$@"' faketime "$@"
+}
 kh_skip() { echo "SKIP: $*"; exit 77; }
 
 # Runs a command that must fail; prints its output. Optional: expected exit
