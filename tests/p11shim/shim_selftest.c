@@ -15,25 +15,17 @@
 
 #include <p11-kit/pkcs11.h>
 
+#include "../unit/kh_check.h"
+
 #define PIN "k3yh0ld-Shim-PIN"
 #define SOPIN "k3yh0ld-Shim-SO"
 
-static int failures;
 static CK_FUNCTION_LIST_PTR f;
 static char dir[PATH_MAX];
 static char control[PATH_MAX + 32];
 static char logpath[PATH_MAX + 32];
 static CK_SLOT_ID slot;
 static CK_OBJECT_HANDLE priv;
-
-#define CHECK(cond)                                                         \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            failures++;                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,          \
-                    __LINE__, #cond);                                       \
-        }                                                                   \
-    } while (0)
 
 #define CHECK_RV(expr, want)                                                \
     do {                                                                    \
